@@ -1,0 +1,1 @@
+//! (module bundle: to be written)

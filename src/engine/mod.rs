@@ -1,0 +1,1 @@
+//! (module engine: to be written)

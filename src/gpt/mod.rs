@@ -1,0 +1,1 @@
+//! (module gpt: to be written)

@@ -1,0 +1,1 @@
+//! (module reference: to be written)

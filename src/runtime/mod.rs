@@ -1,0 +1,1 @@
+//! (module runtime: to be written)

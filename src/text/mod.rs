@@ -1,0 +1,1 @@
+//! (module text: to be written)

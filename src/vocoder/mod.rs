@@ -1,0 +1,1 @@
+//! (module vocoder: to be written)

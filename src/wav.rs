@@ -1,0 +1,1 @@
+//! WAV writing: PCM16 mono headers (known and unknown length).
