@@ -38,14 +38,15 @@ _STORAGE_DTYPES = {
     "BoolStorage": np.bool_,
 }
 
-# Version marks GPT-SoVITS writes into the first two bytes of a SoVITS file (process_ckpt.py).
+# Version marks GPT-SoVITS writes over the zip's leading "PK" (process_ckpt.py: ASCII "00".."06").
 HEAD_VERSIONS = {
-    b"\x01": "v1 (marked)",
-    b"\x02": "v2 (marked)",
-    b"\x03": "v3 (LoRA)",
-    b"\x04": "v4 (LoRA)",
-    b"\x05": "v2Pro",
-    b"\x06": "v2ProPlus",
+    b"00": "v1",
+    b"01": "v2",
+    b"02": "v3",
+    b"03": "v3 (LoRA)",
+    b"04": "v4 (LoRA)",
+    b"05": "v2Pro",
+    b"06": "v2ProPlus",
 }
 
 
@@ -155,7 +156,7 @@ def load_torch_zip(path: str, kind: str = "checkpoint"):
         raw = f.read()
     head = raw[:2]
     if head != b"PK":
-        if head[:1] in HEAD_VERSIONS and head[1:2] == b"K":
+        if head in HEAD_VERSIONS and raw[2:4] == b"\x03\x04":
             raw = b"PK" + raw[2:]
         else:
             raise CheckpointError(
@@ -233,3 +234,59 @@ def load_checkpoint(path: str, kind: str = "checkpoint") -> Checkpoint:
     extra = {k: v for k, v in obj.items() if k not in ("weight", "config", "info")}
     return Checkpoint(path=path, weights=dict(weights), config=config, info=obj.get("info"), head=head,
                       sha256=digest, extra=extra)
+
+
+def fold_weight_norm(state: dict) -> dict:
+    """Replace every `<p>.weight_g` / `<p>.weight_v` pair by `<p>.weight = g * v / ||v||`.
+
+    The norm runs over every axis where `g` has size 1 (torch.nn.utils.weight_norm keeps `dim` in g),
+    so dim=0 convolutions, dim=0 transposed convolutions and HuBERT's dim=2 positional conv all fold.
+    Also accepts the new parametrization names `<p>.parametrizations.weight.original0/1`."""
+    out = {}
+    pairs = {}
+    for k, v in state.items():
+        for g_suffix, v_suffix in ((".weight_g", ".weight_v"), (".parametrizations.weight.original0",
+                                                                  ".parametrizations.weight.original1")):
+            if k.endswith(g_suffix):
+                pairs.setdefault(k[: -len(g_suffix)], {})["g"] = v
+                break
+            if k.endswith(v_suffix):
+                pairs.setdefault(k[: -len(v_suffix)], {})["v"] = v
+                break
+        else:
+            out[k] = v
+    for prefix, gv in pairs.items():
+        if "g" not in gv or "v" not in gv:
+            raise CheckpointError(f"weight-norm pair for {prefix} is incomplete (has only {sorted(gv)})")
+        g, v = gv["g"].astype(np.float64), gv["v"].astype(np.float64)
+        if g.ndim != v.ndim:
+            raise CheckpointError(f"{prefix}: weight_g {g.shape} and weight_v {v.shape} do not match")
+        axes = tuple(i for i in range(v.ndim) if g.shape[i] == 1)
+        norm = np.sqrt((v * v).sum(axis=axes, keepdims=True))
+        out[prefix + ".weight"] = (g * v / norm).astype(np.float32)
+    return out
+
+
+def strict_load(module, state: dict, source: str, ignore_prefixes=()):
+    """Load numpy `state` into torch `module`: every module key must be present with the right shape and every
+    state key must be used (apart from `ignore_prefixes`, e.g. training-only parts). Raises CheckpointError naming
+    the first offending keys."""
+    import torch
+
+    expected = module.state_dict()
+    used = {k: v for k, v in state.items() if not any(k.startswith(p) for p in ignore_prefixes)}
+    missing = [k for k in expected if k not in used]
+    unexpected = [k for k in used if k not in expected]
+    if missing:
+        raise CheckpointError(f"{source}: missing key(s) {missing[:6]}{' ...' if len(missing) > 6 else ''} "
+                              f"({len(missing)} missing); the file does not fit this model")
+    if unexpected:
+        raise CheckpointError(f"{source}: unexpected key(s) {unexpected[:6]}{' ...' if len(unexpected) > 6 else ''} "
+                              f"({len(unexpected)} unused); the file does not fit this model")
+    for k, t in expected.items():
+        a = used[k]
+        if tuple(a.shape) != tuple(t.shape):
+            raise CheckpointError(f"{source}: key {k} has shape {tuple(a.shape)}, the model expects {tuple(t.shape)}")
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(used[k])).to(expected[k].dtype) for k in expected}
+    module.load_state_dict(tensors, strict=True)
+    return module

@@ -1,0 +1,67 @@
+"""python -m export {convert, verify, demo, random-checkpoint}: see README.md, "Exporting models"."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+
+def _quiet():
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    logging.getLogger("onnxscript").setLevel(logging.ERROR)
+    import warnings
+    warnings.filterwarnings("ignore")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m export", description="GPT-SoVITS checkpoints -> gsv ONNX bundle")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("convert", help="export a GPT .ckpt + SoVITS .pth (+ HuBERT, BERT folders) into a bundle")
+    c.add_argument("--gpt", required=True, help="GPT weights (.ckpt), e.g. GPT_weights_v2/name-e15.ckpt")
+    c.add_argument("--sovits", required=True, help="SoVITS weights (.pth), e.g. SoVITS_weights_v2/name_e8_s96.pth")
+    c.add_argument("--hubert", required=True, help="chinese-hubert-base folder (Hugging Face layout)")
+    c.add_argument("--bert", required=True, help="chinese-roberta-wwm-ext-large folder (Hugging Face layout)")
+    c.add_argument("--out", required=True, help="bundle folder to write, e.g. onnx/myvoice")
+    c.add_argument("--fp16", action="store_true", help="store weights as float16 (I/O stays float32)")
+    v = sub.add_parser("verify", help="compare a bundle with a golden folder, stage by stage")
+    v.add_argument("--bundle", required=True)
+    v.add_argument("--golden", required=True)
+    d = sub.add_parser("demo", help="write the small demo bundle (random weights, reduced dimensions)")
+    d.add_argument("--out", default="onnx/demo")
+    d.add_argument("--seed", type=int, default=20261125)
+    r = sub.add_parser("random-checkpoint", help="write random GPT/SoVITS/HuBERT/BERT checkpoints in the real formats")
+    r.add_argument("--out", required=True)
+    r.add_argument("--full-size", action="store_true", help="the real production dimensions (default: tiny)")
+    r.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+    _quiet()
+
+    from .ckpt import CheckpointError
+
+    try:
+        if args.cmd == "convert":
+            from .convert import convert
+            convert(args.gpt, args.sovits, args.hubert, args.bert, args.out, fp16=args.fp16)
+            return 0
+        if args.cmd == "verify":
+            from .verify import main as vmain
+            return vmain(args)
+        if args.cmd == "demo":
+            from .demo import make_demo
+            make_demo(args.out, seed=args.seed)
+            return 0
+        if args.cmd == "random-checkpoint":
+            from .random_ckpt import write_random_checkpoints
+            write_random_checkpoints(args.out, full_size=args.full_size, seed=args.seed)
+            return 0
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

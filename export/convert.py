@@ -1,0 +1,213 @@
+"""`python -m export convert`: GPT .ckpt + SoVITS .pth + HuBERT/BERT folders -> ONNX bundle (see BUNDLE.md).
+
+In:  paths to the four sources, an output folder, options (--fp16).
+Out: the bundle folder: manifest.json, tokenizer.json and the seven graphs. Re-running with the same sources and
+     options reuses every graph already exported (the manifest records the sources' sha256 and the options).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+
+from .ckpt import Checkpoint, CheckpointError, HEAD_VERSIONS, load_checkpoint, read_head, sha256_file
+
+FORMAT_VERSION = 1
+EXPORTER_VERSION = "0.1.0"
+GRAPHS = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"]
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class UnsupportedVersion(CheckpointError):
+    pass
+
+
+def symbols_for(version: str) -> list:
+    with open(os.path.join(HERE, "symbols", f"{version}.json"), encoding="utf-8") as f:
+        return json.load(f)["symbols"]
+
+
+def symbols_hash(symbols: list) -> str:
+    return hashlib.sha256("\n".join(symbols).encode("utf-8")).hexdigest()
+
+
+def detect_sovits_version(path: str, ckpt: Checkpoint | None = None) -> str:
+    """v1 / v2 by the text-embedding row count; refuse v2Pro/v2ProPlus/v3/v4 with a message naming the version."""
+    head = read_head(path)
+    if head in HEAD_VERSIONS and head not in (b"00", b"01"):
+        raise UnsupportedVersion(
+            f"SoVITS {path} is a GPT-SoVITS {HEAD_VERSIONS[head]} model (file head {head.decode()!r}), which gsv "
+            f"does not support yet: only v1 and v2 models can be exported")
+    if ckpt is None:
+        ckpt = load_checkpoint(path, "SoVITS .pth")
+    w = ckpt.weights
+    if any(k.startswith("cfm.") for k in w):
+        v = "v4" if any("hifigan" in k or k.startswith("vocoder") for k in w) else "v3"
+        raise UnsupportedVersion(f"SoVITS {path} is a full GPT-SoVITS {v} model (it has a CFM decoder), which gsv "
+                                 f"does not support yet: only v1 and v2 models can be exported")
+    if any(k.startswith("sv_emb.") or k.startswith("ge_to512.") for k in w):
+        raise UnsupportedVersion(f"SoVITS {path} is a GPT-SoVITS v2Pro/v2ProPlus model, which gsv does not support "
+                                 f"yet: only v1 and v2 models can be exported")
+    emb = w.get("enc_p.text_embedding.weight")
+    if emb is None:
+        if any(k.startswith("model.") for k in w):
+            raise CheckpointError(f"{path} is a GPT checkpoint, not a SoVITS one (pass it as --gpt)")
+        raise CheckpointError(f"SoVITS {path}: missing key enc_p.text_embedding.weight; not a SoVITS generator")
+    rows = emb.shape[0]
+    if rows == 322:
+        return "v1"
+    if rows == 732:
+        return "v2"
+    raise UnsupportedVersion(f"SoVITS {path}: enc_p.text_embedding has {rows} rows; known are 322 (v1) and 732 (v2)")
+
+
+def _graph_meta(name: str, version: str, extra: dict) -> dict:
+    return {"gsv.format_version": FORMAT_VERSION, "gsv.graph": name, "gsv.model_version": version, **extra}
+
+
+def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool = False, log=print,
+            name: str | None = None) -> dict:
+    import torch
+
+    from .models.gpt import build_gpt, onnx_specs as gpt_specs
+    from .models.hf import build_bert, build_hubert
+    from .models.sovits import build_sovits
+    from .onnx_export import export_graph
+
+    torch.manual_seed(0)
+    t0 = time.time()
+    for p, what in ((gpt, "GPT .ckpt"), (sovits, "SoVITS .pth")):
+        if not os.path.isfile(p):
+            raise CheckpointError(f"{what} not found: {p}")
+    for p, what in ((hubert, "HuBERT folder (chinese-hubert-base)"), (bert, "BERT folder (chinese-roberta-wwm-ext-large)")):
+        if not os.path.isdir(p):
+            raise CheckpointError(f"{what} not found: {p}")
+    tok = os.path.join(bert, "tokenizer.json")
+    if not os.path.isfile(tok):
+        raise CheckpointError(f"BERT folder {bert} has no tokenizer.json (the fast tokenizer file is needed)")
+
+    log(f"[1/4] reading checkpoints")
+    gpt_ck = load_checkpoint(gpt, "GPT .ckpt")
+    if any(k.startswith("enc_p.") for k in gpt_ck.weights):
+        raise CheckpointError(f"{gpt} is a SoVITS checkpoint, not a GPT one (pass it as --sovits)")
+    sov_ck = load_checkpoint(sovits, "SoVITS .pth")
+    version = detect_sovits_version(sovits, sov_ck)
+    symbols = symbols_for(version)
+    gm = gpt_ck.config.get("model", {})
+    if int(gm.get("phoneme_vocab_size", 0)) < len(symbols):
+        raise CheckpointError(f"GPT {gpt} has {gm.get('phoneme_vocab_size')} phone embeddings but the SoVITS model is "
+                              f"{version} with {len(symbols)} symbols: the two checkpoints do not belong together")
+
+    sources = {
+        "gpt": {"file": os.path.basename(gpt), "sha256": gpt_ck.sha256, "info": str(gpt_ck.info)},
+        "sovits": {"file": os.path.basename(sovits), "sha256": sov_ck.sha256, "info": str(sov_ck.info)},
+        "hubert": {"file": os.path.basename(os.path.normpath(hubert)), "sha256": _dir_hash(hubert)},
+        "bert": {"file": os.path.basename(os.path.normpath(bert)), "sha256": _dir_hash(bert)},
+    }
+    options = {"fp16": bool(fp16)}
+    os.makedirs(out, exist_ok=True)
+    old = _read_manifest(out)
+    reuse = old is not None and old.get("sources") == sources and old.get("options") == options \
+        and old.get("format_version") == FORMAT_VERSION
+
+    log(f"[2/4] building models (SoVITS {version}, GPT {gm.get('n_layer')} layers x {gm.get('hidden_dim')})")
+    t2s = build_gpt(gpt_ck)
+    sv = build_sovits(sov_ck)
+    hub = build_hubert(hubert)
+    brt = build_bert(bert)
+    specs = {}
+    for s in list(hub.onnx_specs()) + list(brt.onnx_specs()) + list(gpt_specs(t2s)) + list(sv.onnx_specs()):
+        specs[s.name] = s
+    missing = [g for g in GRAPHS if g not in specs]
+    if missing:
+        raise RuntimeError(f"internal: no graph spec for {missing}")
+
+    log(f"[3/4] exporting graphs to {out}")
+    graphs = {}
+    for gname in GRAPHS:
+        spec = specs[gname]
+        path = os.path.join(out, f"{gname}.onnx")
+        if reuse and gname in old.get("graphs", {}) and os.path.isfile(path) \
+                and sha256_file(path) == old["graphs"][gname].get("sha256"):
+            log(f"  {gname}.onnx: up to date, reused")
+            graphs[gname] = old["graphs"][gname]
+            continue
+        info = export_graph(spec, out, _graph_meta(gname, version, {"gsv.precision": "fp16" if fp16 else "fp32"}),
+                            fp16=fp16, log=log)
+        info["sha256"] = sha256_file(path)
+        graphs[gname] = info
+    shutil.copyfile(tok, os.path.join(out, "tokenizer.json"))
+
+    log(f"[4/4] writing manifest")
+    sc = sov_ck.config
+    smodel, sdata = sc.get("model", {}), sc.get("data", {})
+    hop = int(sdata.get("hop_length", 640))
+    ups = [int(u) for u in smodel["upsample_rates"]]
+    prod = 1
+    for u in ups:
+        prod *= u
+    if prod != hop:
+        raise CheckpointError(f"SoVITS {sovits}: prod(upsample_rates)={prod} differs from hop_length={hop}")
+    top_k = gpt_ck.config.get("inference", {}).get("top_k", 15) if isinstance(gpt_ck.config.get("inference"), dict) else 15
+    manifest = {
+        "format": "gsv-bundle",
+        "format_version": FORMAT_VERSION,
+        "name": name or os.path.basename(os.path.normpath(out)),
+        "model_version": version,
+        "sample_rate": int(sdata.get("sampling_rate", 32000)),
+        "hop_length": hop,
+        "filter_length": int(sdata.get("filter_length", 2048)),
+        "win_length": int(sdata.get("win_length", 2048)),
+        "token_rate_hz": 25,
+        "ssl_rate_hz": 50,
+        "hubert_rate": 16000,
+        "ssl_dim": int(hub.hidden_size),
+        "gpt": {
+            "n_layer": t2s.n_layer, "n_head": t2s.heads, "hidden_dim": t2s.d, "vocab_size": t2s.vocab,
+            "eos": t2s.eos, "phoneme_vocab_size": t2s.phoneme_vocab,
+            "max_sec": int(gpt_ck.config.get("data", {}).get("max_sec", 54)), "top_k": int(top_k),
+        },
+        "sovits": {
+            "inter_channels": int(smodel["inter_channels"]), "hidden_channels": int(smodel["hidden_channels"]),
+            "gin_channels": int(smodel["gin_channels"]), "upsample_rates": ups, "samples_per_frame": hop,
+            "ref_enc_bins": 704 if version != "v1" else int(sdata.get("filter_length", 2048)) // 2 + 1,
+            "semantic_frame_rate": smodel.get("semantic_frame_rate", "25hz"),
+            "codebook_size": int(sov_ck.weights["quantizer.vq.layers.0._codebook.embed"].shape[0]),
+        },
+        "symbols": {"version": version, "count": len(symbols), "sha256": symbols_hash(symbols), "list": symbols},
+        "bert": {"hidden": int(brt.hidden_size), "layer": -3},
+        "graphs": graphs,
+        "sources": sources,
+        "options": options,
+        "precision": "fp16" if fp16 else "fp32",
+        "exporter": {"gsv_export": EXPORTER_VERSION, "torch": torch.__version__.split("+")[0], "opset": 18},
+    }
+    tmp = os.path.join(out, "manifest.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(manifest, f, ensure_ascii=False, indent=1)
+    os.replace(tmp, os.path.join(out, "manifest.json"))
+    log(f"done in {time.time() - t0:.0f}s: {out}")
+    return manifest
+
+
+def _dir_hash(d: str) -> str:
+    h = hashlib.sha256()
+    for n in sorted(os.listdir(d)):
+        p = os.path.join(d, n)
+        if os.path.isfile(p):
+            h.update(n.encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _read_manifest(out: str):
+    p = os.path.join(out, "manifest.json")
+    if not os.path.isfile(p):
+        return None
+    try:
+        with open(p, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
