@@ -37,7 +37,8 @@ class Block(nn.Module):
         self.d, self.heads = d, heads
         self.self_attn = nn.Module()
         self.self_attn.in_proj_weight = nn.Parameter(torch.empty(3 * d, d))
-        self.self_attn.in_proj_bias = nn.Parameter(torch.empty(3 * d))
+        self.self_attn.in_proj_bias = nn.Parameter(torch.zeros(3 * d))
+        nn.init.xavier_uniform_(self.self_attn.in_proj_weight)  # as nn.MultiheadAttention; loading overwrites it
         self.self_attn.out_proj = nn.Linear(d, d)
         self.linear1 = nn.Linear(d, 4 * d)
         self.linear2 = nn.Linear(4 * d, d)

@@ -170,14 +170,15 @@ def resample_linear(y, out_len_like):
 
 
 class TextEncoder(nn.Module):
-    def __init__(self, out_channels, hidden_channels, filter_channels, n_heads, n_layers, kernel_size, n_symbols):
+    def __init__(self, out_channels, hidden_channels, filter_channels, n_heads, n_layers, kernel_size, n_symbols,
+                 ssl_dim=SSL_DIM, mrte_hidden=512, mrte_heads=4):
         super().__init__()
         self.out_channels = out_channels
-        self.ssl_proj = nn.Conv1d(SSL_DIM, hidden_channels, 1)
+        self.ssl_proj = nn.Conv1d(ssl_dim, hidden_channels, 1)
         self.encoder_ssl = AttnEncoder(hidden_channels, filter_channels, n_heads, n_layers // 2, kernel_size)
         self.encoder_text = AttnEncoder(hidden_channels, filter_channels, n_heads, n_layers, kernel_size)
         self.text_embedding = nn.Embedding(n_symbols, hidden_channels)
-        self.mrte = MRTE(hidden_channels, 512, hidden_channels, 4)
+        self.mrte = MRTE(hidden_channels, mrte_hidden, hidden_channels, mrte_heads)
         self.encoder2 = AttnEncoder(hidden_channels, filter_channels, n_heads, n_layers // 2, kernel_size)
         self.proj = nn.Conv1d(hidden_channels, out_channels * 2, 1)
 
@@ -414,15 +415,21 @@ class SynthesizerWeights(nn.Module):
         self.inter_channels = int(m["inter_channels"])
         self.gin_channels = int(m["gin_channels"])
         self.ref_bins = spec_channels if version == "v1" else V2_REF_BINS
+        # Dimensions upstream hard-codes. Real checkpoints never carry the `gsv_*` keys; only the demo bundle's
+        # random checkpoints set them, to shrink the model (see export/random_ckpt.py).
+        self.ssl_dim = int(m.get("gsv_ssl_dim", SSL_DIM))
+        codebook_size = int(m.get("gsv_codebook_size", 1024))
         self.enc_p = TextEncoder(self.inter_channels, int(m["hidden_channels"]), int(m["filter_channels"]),
-                                 int(m["n_heads"]), int(m["n_layers"]), int(m["kernel_size"]), n_symbols)
+                                 int(m["n_heads"]), int(m["n_layers"]), int(m["kernel_size"]), n_symbols,
+                                 ssl_dim=self.ssl_dim, mrte_hidden=int(m.get("gsv_mrte_hidden", 512)),
+                                 mrte_heads=int(m.get("gsv_mrte_heads", 4)))
         self.dec = Generator(self.inter_channels, m["resblock_kernel_sizes"], m["resblock_dilation_sizes"],
                              m["upsample_rates"], int(m["upsample_initial_channel"]), m["upsample_kernel_sizes"],
                              self.gin_channels)
         self.flow = CouplingFlow(self.inter_channels, int(m["hidden_channels"]), 5, 1, 4, 4, self.gin_channels)
-        self.ref_enc = MelStyleEncoder(self.ref_bins, self.gin_channels)
-        self.ssl_proj = nn.Conv1d(SSL_DIM, SSL_DIM, 2, stride=2)
-        top, mod = _nested("quantizer.vq.layers.0._codebook", _Codebook(1024, SSL_DIM))
+        self.ref_enc = MelStyleEncoder(self.ref_bins, self.gin_channels, hidden=int(m.get("gsv_ref_hidden", 128)))
+        self.ssl_proj = nn.Conv1d(self.ssl_dim, self.ssl_dim, 2, stride=2)
+        top, mod = _nested("quantizer.vq.layers.0._codebook", _Codebook(codebook_size, self.ssl_dim))
         self.add_module(top, mod)
 
     @property
@@ -499,9 +506,10 @@ class SovitsModel:
     def onnx_specs(self) -> list:
         g = torch.Generator().manual_seed(7)
         C, G = self.inter_channels, self.gin_channels
+        E, bins = self.weights.ssl_dim, self.weights.codebook.shape[0]
         vq = GraphSpec(
             name="vq_encode", module=self.vq_encoder, input_names=["ssl"], output_names=["codes", "ssl_proj"],
-            examples=[(torch.randn(1, SSL_DIM, 13, generator=g),), (torch.randn(1, SSL_DIM, 8, generator=g),)],
+            examples=[(torch.randn(1, E, 13, generator=g),), (torch.randn(1, E, 8, generator=g),)],
             dynamic_axes={"ssl": {2: "T50"}},
         )
         ref = GraphSpec(
@@ -511,7 +519,7 @@ class SovitsModel:
         )
 
         def dec_example(t25, n, ty, ns):
-            return (torch.randint(0, 1024, (1, 1, t25), generator=g),
+            return (torch.randint(0, bins, (1, 1, t25), generator=g),
                     torch.randint(0, self.n_symbols, (1, n), generator=g),
                     torch.randn(1, G, 1, generator=g) * 0.1,
                     torch.tensor([ns], dtype=torch.float32),
