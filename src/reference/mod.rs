@@ -14,6 +14,12 @@
 //! * [`ReferenceCache`]: a small content-hash (sha256 of the file bytes) LRU for derived data.
 //!
 //! [`prepare`] runs the whole chain for one file. Nothing here touches ONNX Runtime.
+//!
+//! Differences from upstream, all on inputs upstream mishandles: files with more than two channels are
+//! mixed to mono by the mean on both paths (torchaudio's path only mixes exactly two channels);
+//! rate pairs whose gcd-reduced sinc kernel would exceed ~64 M taps are refused with
+//! [`ReferenceError::Resample`]. MP3 is decoded by symphonia (no gapless trimming), which may differ
+//! from libsndfile's mpg123 by the encoder delay; WAV/FLAC decode sample-exactly.
 
 mod cache;
 mod decode;
