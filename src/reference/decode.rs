@@ -1,0 +1,178 @@
+//! Decoding: file bytes -> mono [`Audio`] at the file's own rate.
+//!
+//! In: WAV (RIFF/WAVE; PCM 8/16/24/32-bit or 32-bit float, read with `hound`), else MP3 / FLAC /
+//! Ogg Vorbis (and WAV variants hound rejects, e.g. A-law) through `symphonia`.
+//! Out: `Audio { samples: Vec<f32> (mono), sample_rate }`.
+//!
+//! Integer PCM becomes float as libsndfile (soundfile, used by both librosa and torchaudio in
+//! GPT-SoVITS) does it: divided by `2^(bits-1)` (16-bit: /32768). Channels are mixed by the
+//! arithmetic mean, summed in channel order in `f32` and divided by the channel count — what
+//! `np.mean(axis=0)` (librosa) and `Tensor.mean(0)` (the 32 kHz path) give for stereo.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use symphonia::core::audio::SampleBuffer;
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::errors::Error as SymErr;
+use symphonia::core::formats::FormatOptions;
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+
+use super::{Audio, ReferenceError};
+
+/// Reads and decodes the file at `path` (its extension is used as a format hint).
+pub fn load_file(path: &Path) -> Result<Audio, ReferenceError> {
+    let bytes = std::fs::read(path).map_err(|source| ReferenceError::Io { path: path.to_path_buf(), source })?;
+    decode_bytes(&bytes, path.extension().and_then(|e| e.to_str()))
+}
+
+/// Decodes audio file contents. `ext_hint` (e.g. `"mp3"`) helps the container probe; it is optional.
+pub fn decode_bytes(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceError> {
+    if bytes.is_empty() {
+        return Err(ReferenceError::EmptyAudio);
+    }
+    let is_riff_wave = bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE";
+    let audio = if is_riff_wave {
+        match decode_wav_hound(bytes) {
+            Ok(a) => a,
+            // hound only reads PCM / IEEE float; let symphonia try the other WAV codecs.
+            Err(ReferenceError::UnsupportedFormat(why)) => match decode_symphonia(bytes, Some("wav")) {
+                Ok(a) => a,
+                Err(_) => return Err(ReferenceError::UnsupportedFormat(why)),
+            },
+            Err(e) => return Err(e),
+        }
+    } else {
+        decode_symphonia(bytes, ext_hint)?
+    };
+    if audio.sample_rate == 0 {
+        return Err(ReferenceError::BadSampleRate(0));
+    }
+    if audio.samples.is_empty() {
+        return Err(ReferenceError::EmptyAudio);
+    }
+    Ok(audio)
+}
+
+/// Mixes interleaved frames of `channels` channels to mono by the mean.
+fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
+    if channels <= 1 {
+        return interleaved.to_vec();
+    }
+    let n = channels as f32;
+    interleaved
+        .chunks_exact(channels)
+        .map(|frame| {
+            let mut s = 0.0f32;
+            for &v in frame {
+                s += v;
+            }
+            s / n
+        })
+        .collect()
+}
+
+fn decode_wav_hound(bytes: &[u8]) -> Result<Audio, ReferenceError> {
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(hound_err)?;
+    let spec = reader.spec();
+    let channels = spec.channels as usize;
+    if channels == 0 {
+        return Err(ReferenceError::Decode("WAV header declares 0 channels".into()));
+    }
+    let interleaved: Vec<f32> = match spec.sample_format {
+        hound::SampleFormat::Float => {
+            if spec.bits_per_sample != 32 {
+                return Err(ReferenceError::UnsupportedFormat(format!(
+                    "{}-bit float WAV",
+                    spec.bits_per_sample
+                )));
+            }
+            reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(hound_err)?
+        }
+        hound::SampleFormat::Int => {
+            let bits = spec.bits_per_sample;
+            if !(1..=32).contains(&bits) {
+                return Err(ReferenceError::UnsupportedFormat(format!("{bits}-bit PCM WAV")));
+            }
+            // Scale in f64 so that 32-bit PCM keeps its precision before rounding to f32.
+            let scale = 1.0f64 / (1u64 << (bits - 1)) as f64;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| (v as f64 * scale) as f32))
+                .collect::<Result<_, _>>()
+                .map_err(hound_err)?
+        }
+    };
+    Ok(Audio { samples: mix_to_mono(&interleaved, channels), sample_rate: spec.sample_rate })
+}
+
+fn hound_err(e: hound::Error) -> ReferenceError {
+    match e {
+        hound::Error::Unsupported => ReferenceError::UnsupportedFormat("WAV encoding not supported by hound".into()),
+        hound::Error::TooWide => ReferenceError::UnsupportedFormat("WAV sample width too large".into()),
+        hound::Error::InvalidSampleFormat => ReferenceError::UnsupportedFormat("invalid WAV sample format".into()),
+        other => ReferenceError::Decode(format!("WAV: {other}")),
+    }
+}
+
+fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceError> {
+    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = ext_hint {
+        hint.with_extension(ext);
+    }
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &FormatOptions::default(), &MetadataOptions::default())
+        .map_err(|e| match e {
+            SymErr::Unsupported(w) => ReferenceError::UnsupportedFormat(w.to_string()),
+            SymErr::IoError(_) => ReferenceError::UnsupportedFormat("unrecognised container".into()),
+            other => ReferenceError::Decode(other.to_string()),
+        })?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| ReferenceError::UnsupportedFormat("no decodable audio track".into()))?;
+    let track_id = track.id;
+    let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .map_err(|e| match e {
+            SymErr::Unsupported(w) => ReferenceError::UnsupportedFormat(w.to_string()),
+            other => ReferenceError::Decode(other.to_string()),
+        })?;
+
+    let mut mono: Vec<f32> = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymErr::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymErr::ResetRequired) => break,
+            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = match decoder.decode(&packet) {
+            Ok(d) => d,
+            // A corrupt frame: skip it, as players do.
+            Err(SymErr::DecodeError(_)) => continue,
+            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
+        };
+        let spec = *decoded.spec();
+        if rate == 0 {
+            rate = spec.rate;
+        }
+        let channels = spec.channels.count();
+        if channels == 0 {
+            return Err(ReferenceError::Decode("stream with 0 channels".into()));
+        }
+        let mut sb = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
+        sb.copy_interleaved_ref(decoded);
+        mono.extend(mix_to_mono(sb.samples(), channels));
+    }
+    Ok(Audio { samples: mono, sample_rate: rate })
+}
