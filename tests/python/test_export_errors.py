@@ -106,3 +106,49 @@ def test_hparams_and_dict_configs_agree(tmp_path):
     assert b.config == a.config
     k = next(iter(obj["weight"]))
     np.testing.assert_array_equal(b.weights[k], obj["weight"][k].float().numpy())
+
+
+def _cli(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "export", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def test_cli_reports_errors_cleanly(tmp_path):
+    txt = tmp_path / "model.pth"
+    txt.write_text("hello")
+    hub = GOLDEN / "models" / "chinese-hubert-base-tiny"
+    bert = GOLDEN / "models" / "chinese-roberta-wwm-ext-large-tiny"
+    r = _cli("convert", "--gpt", str(GPT), "--sovits", str(txt), "--hubert", str(hub), "--bert", str(bert),
+             "--out", str(tmp_path / "b"))
+    assert r.returncode == 2, r.stderr
+    assert "not a PyTorch checkpoint" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("convert", "--gpt", str(tmp_path / "missing.ckpt"), "--sovits", str(SOVITS), "--hubert", str(hub),
+             "--bert", str(bert), "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "GPT .ckpt not found" in r.stderr, r.stderr
+    r = _cli("convert", "--gpt", str(SOVITS), "--sovits", str(GPT), "--hubert", str(hub), "--bert", str(bert),
+             "--out", str(tmp_path / "b"))
+    assert r.returncode == 2 and "is a SoVITS checkpoint, not a GPT one" in r.stderr, r.stderr
+
+
+def test_random_checkpoints_load_strictly(tmp_path):
+    """random-checkpoint writes the real formats (HParams config, weight_g/weight_v, legacy HuBERT names), and our
+    strict loaders accept every key of them."""
+    from export.models.hf import build_bert, build_hubert
+    from export.models.sovits import build_sovits
+    from export.random_ckpt import tiny_dims, write_random_checkpoints
+
+    dims = tiny_dims()
+    dims["bert"] = dict(dims["bert"], vocab_size=300, hidden_size=64, num_attention_heads=4)
+    dims["gpt"] = dict(dims["gpt"], n_layer=1)
+    p = write_random_checkpoints(str(tmp_path), seed=3, dims=dims, log=lambda *_: None)
+    sv = load_checkpoint(p["sovits"])
+    assert type(sv.config).__name__ == "dict" and sv.config["model"]["version"] == "v2"
+    assert any(k.endswith(".weight_g") for k in sv.weights) and not any(k.startswith("enc_q") for k in sv.weights)
+    raw = open(p["sovits"], "rb").read()
+    assert raw[:2] == b"PK" and b"utils\nHParams" in raw or b"utilsq\x00" in raw or b"HParams" in raw
+    build_sovits(sv)
+    build_gpt(load_checkpoint(p["gpt"]))
+    build_hubert(p["hubert"])
+    build_bert(p["bert"])
+    assert detect_sovits_version(p["sovits"]) == "v2"
