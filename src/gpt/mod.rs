@@ -151,11 +151,13 @@ pub struct GenerateConfig {
     pub max_steps: usize,
     /// Keep the raw logits of every step (parity checks).
     pub record_logits: bool,
+    /// Never stop on EOS (benchmarks: exactly `early_stop_num + 1` tokens).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerateConfig {
     fn default() -> Self {
-        GenerateConfig { params: SamplingParams::default(), seed: 0, early_stop_num: -1, max_steps: MAX_STEPS, record_logits: false }
+        GenerateConfig { params: SamplingParams::default(), seed: 0, early_stop_num: -1, max_steps: MAX_STEPS, record_logits: false, ignore_eos: false }
     }
 }
 
@@ -247,7 +249,7 @@ pub fn generate(
         if cfg.record_logits {
             out.step_logits.push(logits.clone());
         }
-        let width = if idx < NO_EOS_STEPS { dims.vocab - 1 } else { dims.vocab };
+        let width = if idx < NO_EOS_STEPS || cfg.ignore_eos { dims.vocab - 1 } else { dims.vocab };
         let row = &mut logits[..width];
         let tok = sampler.sample(row, &history) as i64;
         let top = sampler::argmax(row) as i64;
