@@ -123,7 +123,10 @@ pub struct Bundle {
 }
 
 /// Expected (name, element type, rank) of a graph's inputs and outputs, from BUNDLE.md.
-pub fn expected_io(graph: &str, n_layer: usize) -> Option<(Vec<(String, &'static str, usize)>, Vec<(String, &'static str, usize)>)> {
+/// (name, element type, rank)
+pub type IoExpect = Vec<(String, &'static str, usize)>;
+
+pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> {
     let e = |n: &str, t: &'static str, r: usize| (n.to_string(), t, r);
     let (i, o) = match graph {
         "hubert" => (vec![e("wav16k", "float32", 2)], vec![e("ssl", "float32", 3)]),
@@ -197,7 +200,7 @@ impl Manifest {
         if g.eos != g.vocab_size as i64 - 1 {
             return Err(field("gpt.eos", format!("must be vocab_size-1 = {}, got {}", g.vocab_size as i64 - 1, g.eos)));
         }
-        if g.n_layer == 0 || g.hidden_dim == 0 || g.n_head == 0 || g.hidden_dim % g.n_head != 0 {
+        if g.n_layer == 0 || g.hidden_dim == 0 || g.n_head == 0 || !g.hidden_dim.is_multiple_of(g.n_head) {
             return Err(field("gpt.hidden_dim", format!("{} must be a positive multiple of n_head {}", g.hidden_dim, g.n_head)));
         }
         let s = &self.symbols;

@@ -238,7 +238,7 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
 
     // 6. final int16 (webui scaling, one segment)
     let sr = engine.sample_rate();
-    let pcm = vocoder::postprocess(&[d0.audio.clone()], sr, 0.3, Int16Scale::Webui);
+    let pcm = vocoder::postprocess(std::slice::from_ref(&d0.audio), sr, 0.3, Int16Scale::Webui);
     let w_ref = tryc!("webui_output_int16", golden.array("webui_output_int16")).i64();
     let ours: Vec<f32> = pcm.iter().map(|&x| x as f32).collect();
     let refs: Vec<f32> = w_ref.iter().map(|&x| x as f32).collect();

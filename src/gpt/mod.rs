@@ -98,7 +98,7 @@ impl KvCache {
     /// Write `rows.len()/D` rows at `start` into one layer's K (or V). Does not change `len`.
     pub fn write(&mut self, layer: usize, is_v: bool, start: usize, rows: &[f32]) -> Result<()> {
         let n = rows.len() / self.d;
-        if rows.len() % self.d != 0 {
+        if !rows.len().is_multiple_of(self.d) {
             return Err(GptError::Shape { what: "K/V rows".into(), got: rows.len(), expected: self.d });
         }
         if start + n > self.capacity {

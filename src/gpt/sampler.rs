@@ -229,7 +229,7 @@ mod tests {
     #[test]
     fn temperature_floor() {
         let p = SamplingParams { top_k: 0, top_p: 1.0, temperature: 0.0, repetition_penalty: 1.0 };
-        let pr = logits_to_probs(&mut vec![1.0, 1.0001], &[], &p);
+        let pr = logits_to_probs(&mut [1.0, 1.0001], &[], &p);
         assert!(pr[1] > 0.99);
     }
 

@@ -15,6 +15,9 @@ use ort::value::TensorRef;
 
 use super::{Graph, Result, RuntimeError};
 
+/// Receives `(layer, is_v, values)` for each K/V output of the GPT graphs.
+pub type KvSink<'a> = dyn FnMut(usize, bool, &[f32]) -> Result<()> + 'a;
+
 /// Extra outputs of `sovits_decode`, for parity checks.
 #[derive(Debug, Default)]
 pub struct DecodeOut {
@@ -79,7 +82,7 @@ impl Graph {
         phone_ids: &[i64],
         bert: ArrayView2<f32>,
         prompt: &[i64],
-        sink: &mut dyn FnMut(usize, bool, &[f32]) -> Result<()>,
+        sink: &mut KvSink<'_>,
     ) -> Result<Vec<f32>> {
         let n = phone_ids.len();
         if n == 0 || bert.ncols() != n {
@@ -116,7 +119,7 @@ impl Graph {
         d: usize,
         past_k: &[&[f32]],
         past_v: &[&[f32]],
-        sink: &mut dyn FnMut(usize, bool, &[f32]) -> Result<()>,
+        sink: &mut KvSink<'_>,
     ) -> Result<Vec<f32>> {
         let n_layer = past_k.len();
         if past_v.len() != n_layer || past_k.iter().chain(past_v.iter()).any(|s| s.len() != t * d) {

@@ -81,6 +81,7 @@ impl Default for DecodeParams {
 
 /// Run `sovits_decode`. `inter_channels` is the manifest's `sovits.inter_channels`. `noise` overrides the
 /// generated noise (must be `[C, Ty]`).
+#[allow(clippy::too_many_arguments)]
 pub fn decode(
     graph: &mut Graph,
     inter_channels: usize,
