@@ -1,1 +1,294 @@
-//! (module bundle: to be written)
+//! Bundle reading and validation (format in `export/BUNDLE.md`).
+//!
+//! Input: a bundle folder with `manifest.json` and the `.onnx` graphs. [`Bundle::open`] parses the manifest
+//! (serde) and checks it against itself: format and version, every graph present with its file, the
+//! symbol list's count and sha256 (`sha256("\n".join(symbols))`), EOS = vocab-1, `prod(upsample_rates)` =
+//! hop, GPT K/V input/output counts = `n_layer`, and each graph's manifest input/output names against
+//! [`expected_io`] (BUNDLE.md's table). [`Bundle::check_graph`] then compares the names, ranks and element
+//! types a loaded session reports ([`crate::runtime::IoSpec`], plain data) with the same table, plus the
+//! graph's `gsv.*` metadata. Every mismatch is a [`BundleError`] naming the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::runtime::IoSpec;
+
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The seven graphs, in pipeline order.
+pub const GRAPH_NAMES: [&str; 7] = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot read {path}: {msg}")]
+    Io { path: String, msg: String },
+    #[error("{path}: invalid manifest: {msg}")]
+    Parse { path: String, msg: String },
+    #[error("manifest field `{field}`: {msg}")]
+    Field { field: String, msg: String },
+    #[error("graph {graph}: file {path} not found")]
+    MissingFile { graph: String, path: String },
+    #[error("graph {graph}: {what} mismatch: expected {expected}, got {actual}")]
+    GraphIo { graph: String, what: String, expected: String, actual: String },
+}
+
+pub type Result<T> = std::result::Result<T, BundleError>;
+
+fn field(f: &str, msg: impl Into<String>) -> BundleError {
+    BundleError::Field { field: f.into(), msg: msg.into() }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GptInfo {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub hidden_dim: usize,
+    pub vocab_size: usize,
+    pub eos: i64,
+    pub phoneme_vocab_size: usize,
+    #[serde(default = "default_max_sec")]
+    pub max_sec: u32,
+    #[serde(default = "default_top_k")]
+    pub top_k: u32,
+}
+fn default_max_sec() -> u32 {
+    54
+}
+fn default_top_k() -> u32 {
+    15
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SovitsInfo {
+    pub inter_channels: usize,
+    pub hidden_channels: usize,
+    pub gin_channels: usize,
+    pub upsample_rates: Vec<usize>,
+    pub samples_per_frame: usize,
+    pub ref_enc_bins: usize,
+    #[serde(default)]
+    pub semantic_frame_rate: String,
+    pub codebook_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SymbolsInfo {
+    pub version: String,
+    pub count: usize,
+    pub sha256: String,
+    pub list: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphEntry {
+    pub file: String,
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub model_version: String,
+    pub sample_rate: u32,
+    pub hop_length: usize,
+    pub filter_length: usize,
+    pub win_length: usize,
+    pub token_rate_hz: u32,
+    pub ssl_rate_hz: u32,
+    pub hubert_rate: u32,
+    #[serde(default)]
+    pub ssl_dim: Option<usize>,
+    pub gpt: GptInfo,
+    pub sovits: SovitsInfo,
+    pub symbols: SymbolsInfo,
+    pub graphs: BTreeMap<String, GraphEntry>,
+    #[serde(default)]
+    pub precision: Option<String>,
+}
+
+/// A parsed, self-consistent bundle.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+/// Expected (name, element type, rank) of a graph's inputs and outputs, from BUNDLE.md.
+/// (name, element type, rank)
+pub type IoExpect = Vec<(String, &'static str, usize)>;
+
+pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> {
+    let e = |n: &str, t: &'static str, r: usize| (n.to_string(), t, r);
+    let (i, o) = match graph {
+        "hubert" => (vec![e("wav16k", "float32", 2)], vec![e("ssl", "float32", 3)]),
+        "vq_encode" => (vec![e("ssl", "float32", 3)], vec![e("codes", "int64", 2), e("ssl_proj", "float32", 3)]),
+        "bert" => (
+            vec![e("input_ids", "int64", 2), e("attention_mask", "int64", 2), e("token_type_ids", "int64", 2)],
+            vec![e("hidden", "float32", 3)],
+        ),
+        "gpt_prefill" => {
+            let mut o = vec![e("logits", "float32", 2)];
+            o.extend((0..n_layer).map(|i| e(&format!("k_{i}"), "float32", 3)));
+            o.extend((0..n_layer).map(|i| e(&format!("v_{i}"), "float32", 3)));
+            (vec![e("phone_ids", "int64", 2), e("bert", "float32", 3), e("prompt", "int64", 2)], o)
+        }
+        "gpt_step" => {
+            let mut i = vec![e("token", "int64", 2), e("position", "int64", 1)];
+            i.extend((0..n_layer).map(|l| e(&format!("past_k_{l}"), "float32", 3)));
+            i.extend((0..n_layer).map(|l| e(&format!("past_v_{l}"), "float32", 3)));
+            let mut o = vec![e("logits", "float32", 2)];
+            o.extend((0..n_layer).map(|l| e(&format!("new_k_{l}"), "float32", 3)));
+            o.extend((0..n_layer).map(|l| e(&format!("new_v_{l}"), "float32", 3)));
+            (i, o)
+        }
+        "ref_enc" => (vec![e("spec", "float32", 3)], vec![e("ge", "float32", 3)]),
+        "sovits_decode" => (
+            vec![e("codes", "int64", 3), e("text", "int64", 2), e("ge", "float32", 3), e("noise_scale", "float32", 1), e("noise", "float32", 3)],
+            vec![
+                e("audio", "float32", 3),
+                e("z", "float32", 3),
+                e("m_p", "float32", 3),
+                e("logs_p", "float32", 3),
+                e("enc_p_x", "float32", 3),
+                e("quantized", "float32", 3),
+            ],
+        ),
+        _ => return None,
+    };
+    Some((i, o))
+}
+
+/// sha256 of the symbol list as the exporter computes it: `"\n".join(list)` in UTF-8, hex.
+pub fn symbols_hash(list: &[String]) -> String {
+    let mut h = Sha256::new();
+    h.update(list.join("\n").as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sorted(v: &[String]) -> Vec<String> {
+    let mut v = v.to_vec();
+    v.sort();
+    v
+}
+
+impl Manifest {
+    pub fn from_json(text: &str, path: &str) -> Result<Manifest> {
+        serde_json::from_str(text).map_err(|e| BundleError::Parse { path: path.into(), msg: e.to_string() })
+    }
+
+    /// Self-consistency checks (no file access).
+    pub fn validate(&self) -> Result<()> {
+        if self.format != "gsv-bundle" {
+            return Err(field("format", format!("expected \"gsv-bundle\", got {:?}", self.format)));
+        }
+        if self.format_version != FORMAT_VERSION {
+            return Err(field("format_version", format!("this gsv reads version {FORMAT_VERSION}, the bundle is version {}", self.format_version)));
+        }
+        if self.model_version != "v1" && self.model_version != "v2" {
+            return Err(field("model_version", format!("expected v1 or v2, got {:?}", self.model_version)));
+        }
+        let g = &self.gpt;
+        if g.eos != g.vocab_size as i64 - 1 {
+            return Err(field("gpt.eos", format!("must be vocab_size-1 = {}, got {}", g.vocab_size as i64 - 1, g.eos)));
+        }
+        if g.n_layer == 0 || g.hidden_dim == 0 || g.n_head == 0 || !g.hidden_dim.is_multiple_of(g.n_head) {
+            return Err(field("gpt.hidden_dim", format!("{} must be a positive multiple of n_head {}", g.hidden_dim, g.n_head)));
+        }
+        let s = &self.symbols;
+        if s.count != s.list.len() {
+            return Err(field("symbols.count", format!("{} but the list has {} entries", s.count, s.list.len())));
+        }
+        let h = symbols_hash(&s.list);
+        if !h.eq_ignore_ascii_case(&s.sha256) {
+            return Err(field("symbols.sha256", format!("manifest says {}, the list hashes to {h}", s.sha256)));
+        }
+        if s.count != g.phoneme_vocab_size {
+            return Err(field("gpt.phoneme_vocab_size", format!("{} differs from symbols.count {}", g.phoneme_vocab_size, s.count)));
+        }
+        let prod: usize = self.sovits.upsample_rates.iter().product();
+        if prod != self.hop_length {
+            return Err(field("sovits.upsample_rates", format!("product {prod} differs from hop_length {}", self.hop_length)));
+        }
+        if self.sovits.samples_per_frame != self.hop_length {
+            return Err(field("sovits.samples_per_frame", format!("{} differs from hop_length {}", self.sovits.samples_per_frame, self.hop_length)));
+        }
+        for name in GRAPH_NAMES {
+            let entry = self.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
+            let (ei, eo) = expected_io(name, g.n_layer).expect("known graph");
+            let en: Vec<String> = ei.iter().map(|x| x.0.clone()).collect();
+            let on: Vec<String> = eo.iter().map(|x| x.0.clone()).collect();
+            if sorted(&entry.inputs) != sorted(&en) {
+                return Err(field(&format!("graphs.{name}.inputs"), format!("expected {en:?} (BUNDLE.md, n_layer={}), got {:?}", g.n_layer, entry.inputs)));
+            }
+            if sorted(&entry.outputs) != sorted(&on) {
+                return Err(field(&format!("graphs.{name}.outputs"), format!("expected {on:?} (BUNDLE.md, n_layer={}), got {:?}", g.n_layer, entry.outputs)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Bundle {
+    /// Read and validate `<dir>/manifest.json`; check every graph file exists.
+    pub fn open(dir: &Path) -> Result<Bundle> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Io { path: path.display().to_string(), msg: e.to_string() })?;
+        let manifest = Manifest::from_json(&text, &path.display().to_string())?;
+        manifest.validate()?;
+        for name in GRAPH_NAMES {
+            let p = dir.join(&manifest.graphs[name].file);
+            if !p.is_file() {
+                return Err(BundleError::MissingFile { graph: name.into(), path: p.display().to_string() });
+            }
+        }
+        Ok(Bundle { dir: dir.to_path_buf(), manifest })
+    }
+
+    pub fn graph_path(&self, name: &str) -> PathBuf {
+        self.dir.join(&self.manifest.graphs[name].file)
+    }
+
+    /// Compare a loaded graph's reported inputs/outputs (and `gsv.*` metadata) with the manifest and BUNDLE.md.
+    pub fn check_graph(&self, name: &str, inputs: &[IoSpec], outputs: &[IoSpec], metadata: &[(String, String)]) -> Result<()> {
+        let m = &self.manifest;
+        let (ei, eo) = expected_io(name, m.gpt.n_layer).ok_or_else(|| field(&format!("graphs.{name}"), "unknown graph"))?;
+        for (what, exp, act, man) in [("inputs", &ei, inputs, &m.graphs[name].inputs), ("outputs", &eo, outputs, &m.graphs[name].outputs)] {
+            let an: Vec<String> = act.iter().map(|s| s.name.clone()).collect();
+            if sorted(&an) != sorted(man) {
+                return Err(BundleError::GraphIo { graph: name.into(), what: format!("{what} names (onnx vs manifest)"), expected: format!("{man:?}"), actual: format!("{an:?}") });
+            }
+            for (en, et, er) in exp.iter() {
+                let a = act.iter().find(|s| &s.name == en).ok_or_else(|| BundleError::GraphIo {
+                    graph: name.into(),
+                    what: format!("{what} names"),
+                    expected: en.clone(),
+                    actual: format!("{an:?}"),
+                })?;
+                // fp16 bundles keep float32 I/O, so the dtype must match exactly.
+                if a.dtype != *et {
+                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("dtype of `{en}`"), expected: et.to_string(), actual: a.dtype.clone() });
+                }
+                if a.rank != Some(*er) {
+                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("rank of `{en}`"), expected: er.to_string(), actual: format!("{:?}", a.rank) });
+                }
+            }
+        }
+        for (key, want) in [("gsv.graph", name.to_string()), ("gsv.format_version", FORMAT_VERSION.to_string()), ("gsv.model_version", m.model_version.clone())] {
+            match metadata.iter().find(|(k, _)| k == key) {
+                Some((_, v)) if *v == want => {}
+                Some((_, v)) => return Err(BundleError::GraphIo { graph: name.into(), what: format!("metadata {key}"), expected: want, actual: v.clone() }),
+                None => return Err(BundleError::GraphIo { graph: name.into(), what: format!("metadata {key}"), expected: want, actual: "absent".into() }),
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,247 @@
+//! Parity against the golden data (`/work/shared/golden`): manifest-driven (its `arrays` and `inputs`).
+//!
+//! Each check yields one [`Check`]: `PASS|FAIL name max_err=.. tol=..`. Float checks report the max
+//! absolute difference with a tolerance `atol + rtol * max|ref|`; id checks count mismatches (tol 0).
+//!
+//! GPT token checks: we keep every generated token; upstream's callers take `y[:, -idx:]`, which after
+//! an early stop drops the first generated token. So we compare our tokens with `y_full[P:]` (all
+//! generated tokens), our upstream-style slice (last `idx` tokens) with `*_pred_semantic`, and `idx`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array2;
+use serde::Deserialize;
+
+use super::{npy, Engine};
+use crate::gpt::{GenerateConfig, SamplingParams};
+use crate::vocoder::{self, DecodeParams, Int16Scale};
+
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub pass: bool,
+    pub max_err: f64,
+    pub tol: f64,
+    pub note: String,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} max_err={:.3e} tol={:.3e}", if self.pass { "PASS" } else { "FAIL" }, self.name, self.max_err, self.tol)?;
+        if !self.note.is_empty() {
+            write!(f, " ({})", self.note)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ArrayEntry {
+    file: String,
+    shape: Vec<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct GoldenManifest {
+    arrays: BTreeMap<String, ArrayEntry>,
+    inputs: serde_json::Value,
+}
+
+pub struct Golden {
+    dir: PathBuf,
+    m: GoldenManifest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParityError {
+    #[error("golden: {0}")]
+    Golden(String),
+    #[error(transparent)]
+    Npy(#[from] npy::NpyError),
+}
+
+impl Golden {
+    pub fn open(dir: &Path) -> Result<Golden, ParityError> {
+        let p = dir.join("manifest.json");
+        let t = std::fs::read_to_string(&p).map_err(|e| ParityError::Golden(format!("{}: {e}", p.display())))?;
+        let m: GoldenManifest = serde_json::from_str(&t).map_err(|e| ParityError::Golden(format!("{}: {e}", p.display())))?;
+        Ok(Golden { dir: dir.to_path_buf(), m })
+    }
+    pub fn array(&self, name: &str) -> Result<npy::Npy, ParityError> {
+        let e = self.m.arrays.get(name).ok_or_else(|| ParityError::Golden(format!("array `{name}` not in manifest")))?;
+        let a = npy::read(&self.dir.join(&e.file))?;
+        if a.shape != e.shape {
+            return Err(ParityError::Golden(format!("{name}: shape {:?} differs from manifest {:?}", a.shape, e.shape)));
+        }
+        Ok(a)
+    }
+    pub fn input_i64(&self, key: &str) -> Option<i64> {
+        self.m.inputs.get(key).and_then(|v| v.as_i64())
+    }
+    pub fn input_f64_list(&self, key: &str) -> Vec<f64> {
+        match self.m.inputs.get(key) {
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|v| v.as_f64()).collect(),
+            Some(v) => v.as_f64().into_iter().collect(),
+            None => vec![],
+        }
+    }
+}
+
+fn float_check(name: &str, ours: &[f32], reference: &[f32], atol: f64, rtol: f64) -> Check {
+    if ours.len() != reference.len() {
+        return Check { name: name.into(), pass: false, max_err: f64::INFINITY, tol: atol, note: format!("length {} vs {}", ours.len(), reference.len()) };
+    }
+    let mut max_err = 0.0f64;
+    let mut max_ref = 0.0f64;
+    for (&a, &b) in ours.iter().zip(reference) {
+        let d = (a as f64 - b as f64).abs();
+        if d > max_err || d.is_nan() {
+            max_err = if d.is_nan() { f64::INFINITY } else { d };
+        }
+        max_ref = max_ref.max((b as f64).abs());
+    }
+    let tol = atol + rtol * max_ref;
+    Check { name: name.into(), pass: max_err <= tol, max_err, tol, note: String::new() }
+}
+
+fn id_check(name: &str, ours: &[i64], reference: &[i64]) -> Check {
+    let mut mism = ours.iter().zip(reference).filter(|(a, b)| a != b).count();
+    mism += ours.len().abs_diff(reference.len());
+    let note = if ours.len() != reference.len() { format!("length {} vs {}", ours.len(), reference.len()) } else { String::new() };
+    Check { name: name.into(), pass: mism == 0, max_err: mism as f64, tol: 0.0, note }
+}
+
+fn fail(name: &str, msg: String) -> Check {
+    Check { name: name.into(), pass: false, max_err: f64::INFINITY, tol: 0.0, note: msg.replace('\n', " ") }
+}
+
+/// Run every check; `report` is called with each as it completes.
+pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check)) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut push = |c: Check, out: &mut Vec<Check>| {
+        report(&c);
+        out.push(c);
+    };
+    macro_rules! tryc {
+        ($name:expr, $e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(err) => {
+                    push(fail($name, err.to_string()), &mut out);
+                    return out;
+                }
+            }
+        };
+    }
+    // features and logits: atol 1e-4, rtol 1e-3 (golden README); waveforms: max abs <= 1e-3.
+    let (fa, fr) = (1e-4, 1e-3);
+
+    // 1. SSL
+    let wav = tryc!("ssl", golden.array("wav16k_padded")).f32();
+    let ssl = tryc!("ssl", engine.hubert.hubert(&wav));
+    let ssl_ref = tryc!("ssl", golden.array("ssl_content")).f32();
+    push(float_check("ssl", ssl.as_slice().unwrap_or(&ssl.iter().copied().collect::<Vec<_>>()), &ssl_ref, fa, fr), &mut out);
+
+    // 2. prompt codes from the golden SSL (and from ours)
+    let ssl_g = tryc!("prompt_codes", Array2::from_shape_vec((768, ssl_ref.len() / 768), ssl_ref.clone()).map_err(|e| e.to_string()));
+    let (codes, proj) = tryc!("prompt_codes", engine.vq_encode.vq_encode(ssl_g.view()));
+    let codes_ref = tryc!("prompt_codes", golden.array("prompt_semantic")).i64();
+    push(id_check("prompt_codes", &codes, &codes_ref), &mut out);
+    let proj_ref = tryc!("ssl_proj", golden.array("ssl_proj_out")).f32();
+    push(float_check("ssl_proj", &proj.iter().copied().collect::<Vec<_>>(), &proj_ref, fa, fr), &mut out);
+    let (codes2, _) = tryc!("prompt_codes_chain", engine.vq_encode.vq_encode(ssl.view()));
+    push(id_check("prompt_codes_chain", &codes2, &codes_ref), &mut out);
+
+    // 3. ref_enc
+    let spec = tryc!("ref_enc", golden.array("refer_spec"));
+    let f = spec.shape[2];
+    let spec = tryc!("ref_enc", Array2::from_shape_vec((1025, f), spec.f32()).map_err(|e| e.to_string()));
+    let ge = tryc!("ref_enc", vocoder::reference_ge(&mut engine.ref_enc, spec.view()));
+    let ge_ref = tryc!("ref_enc", golden.array("decode_ge")).f32();
+    push(float_check("ref_enc_ge", &ge, &ge_ref, fa, fr), &mut out);
+
+    // 4. GPT
+    let ids = tryc!("gpt", golden.array("gpt_all_phoneme_ids")).i64();
+    let bert_a = tryc!("gpt", golden.array("gpt_bert"));
+    let bert = tryc!("gpt", Array2::from_shape_vec((1024, ids.len()), bert_a.f32()).map_err(|e| e.to_string()));
+    let prompt = tryc!("gpt", golden.array("gpt_prompt_semantic")).i64();
+    let early = golden.input_i64("early_stop_num").unwrap_or(-1);
+    let mut first_done = false;
+    for (rp, tag) in [(1.35f32, "rp135"), (1.0f32, "rp10")] {
+        let cfg = GenerateConfig {
+            params: SamplingParams { top_k: 1, top_p: 1.0, temperature: 1.0, repetition_penalty: rp },
+            seed: 0,
+            early_stop_num: early,
+            max_steps: crate::gpt::MAX_STEPS,
+            record_logits: true,
+            ignore_eos: false,
+        };
+        let name = format!("gpt_{tag}");
+        let res = tryc!(&name, engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| {}));
+        if !first_done {
+            let fl = tryc!("gpt_first_step_logits", golden.array("gpt_first_step_logits")).f32();
+            push(float_check("gpt_first_step_logits", &res.step_logits[0], &fl, fa, fr), &mut out);
+            first_done = true;
+        }
+        let y_full = tryc!(&name, golden.array(&format!("gpt_{tag}_y_full"))).i64();
+        let gen_ref = &y_full[prompt.len().min(y_full.len())..];
+        let mut c = id_check(&format!("gpt_{tag}_tokens"), &res.tokens, gen_ref);
+        c.note = format!("{} tokens, stop {:?}; vs y_full[P:]", res.tokens.len(), res.stop);
+        push(c, &mut out);
+        let idx_ref = tryc!(&name, golden.array(&format!("gpt_{tag}_idx"))).i64()[0];
+        push(id_check(&format!("gpt_{tag}_idx"), &[res.idx as i64], &[idx_ref]), &mut out);
+        let pred_ref = tryc!(&name, golden.array(&format!("gpt_{tag}_pred_semantic"))).i64();
+        let k = res.idx.min(res.tokens.len());
+        let mut c = id_check(&format!("gpt_{tag}_pred_semantic"), &res.tokens[res.tokens.len() - k..], &pred_ref);
+        c.note = "upstream slice y[:, -idx:] of our tokens".into();
+        push(c, &mut out);
+        let sl = tryc!(&name, golden.array(&format!("gpt_{tag}_step_logits")));
+        let v = sl.shape[1];
+        let slv = sl.f32();
+        let ours: Vec<f32> = res.step_logits.iter().flatten().copied().collect();
+        let n = (slv.len() / v).min(res.step_logits.len());
+        let mut c = float_check(&format!("gpt_{tag}_step_logits"), &ours[..n * v], &slv[..n * v], fa, fr);
+        if n * v != slv.len() {
+            c.pass = false;
+            c.note = format!("{} steps vs {}", res.step_logits.len(), slv.len() / v);
+        } else {
+            c.note = format!("{n} steps");
+        }
+        push(c, &mut out);
+    }
+
+    // 5. decode
+    let dcodes = tryc!("decode", golden.array("decode_codes")).i64();
+    let dtext = tryc!("decode", golden.array("decode_text")).i64();
+    let ch = engine.bundle.manifest.sovits.inter_channels;
+    let p0 = DecodeParams { noise_scale: 0.0, speed: 1.0, seed: 0 };
+    let d0 = tryc!("decode_audio", vocoder::decode(&mut engine.sovits_decode, ch, &dcodes, &dtext, &ge_ref, p0, None, true));
+    let a_ref = tryc!("decode_audio", golden.array("decode_audio")).f32();
+    push(float_check("decode_audio", &d0.audio, &a_ref, 1e-3, 0.0), &mut out);
+    for (name, arr) in &d0.extras {
+        let gname = format!("decode_{name}");
+        if let Ok(r) = golden.array(&gname) {
+            push(float_check(&gname, &arr.iter().copied().collect::<Vec<_>>(), &r.f32(), fa, fr), &mut out);
+        }
+    }
+    let noise_a = tryc!("decode_noise0p5", golden.array("decode_noise"));
+    let noise = tryc!("decode_noise0p5", Array2::from_shape_vec((noise_a.shape[1], noise_a.shape[2]), noise_a.f32()).map_err(|e| e.to_string()));
+    let p5 = DecodeParams { noise_scale: 0.5, speed: 1.0, seed: 0 };
+    let d5 = tryc!("decode_noise0p5", vocoder::decode(&mut engine.sovits_decode, ch, &dcodes, &dtext, &ge_ref, p5, Some(noise), false));
+    let r5 = tryc!("decode_noise0p5", golden.array("decode_audio_noise0p5")).f32();
+    push(float_check("decode_audio_noise0p5", &d5.audio, &r5, 1e-3, 0.0), &mut out);
+    let ps = DecodeParams { noise_scale: 0.0, speed: 1.25, seed: 0 };
+    let ds = tryc!("decode_speed1p25", vocoder::decode(&mut engine.sovits_decode, ch, &dcodes, &dtext, &ge_ref, ps, None, false));
+    let rs = tryc!("decode_speed1p25", golden.array("decode_audio_speed1p25")).f32();
+    push(float_check("decode_audio_speed1p25", &ds.audio, &rs, 1e-3, 0.0), &mut out);
+
+    // 6. final int16 (webui scaling, one segment)
+    let sr = engine.sample_rate();
+    let pcm = vocoder::postprocess(std::slice::from_ref(&d0.audio), sr, 0.3, Int16Scale::Webui);
+    let w_ref = tryc!("webui_output_int16", golden.array("webui_output_int16")).i64();
+    let ours: Vec<f32> = pcm.iter().map(|&x| x as f32).collect();
+    let refs: Vec<f32> = w_ref.iter().map(|&x| x as f32).collect();
+    push(float_check("webui_output_int16", &ours, &refs, 2.0, 0.0), &mut out);
+    out
+}

@@ -1,0 +1,136 @@
+//! Integration tests of the inference core: manifest validation, library lookup, device names, and
+//! (when the golden bundle and data exist on this machine) full parity and an end-to-end synthesis.
+
+use std::path::{Path, PathBuf};
+
+use gsv::bundle::{symbols_hash, BundleError, Manifest};
+use gsv::runtime::{library_candidates, library_file_name, Device, OptLevel};
+
+fn manifest_json(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
+    let symbols: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    let io = |i: &[&str], o: &[&str]| serde_json::json!({"file": "x.onnx", "inputs": i, "outputs": o, "sha256": "0"});
+    let mut v = serde_json::json!({
+        "format": "gsv-bundle", "format_version": 1, "model_version": "v2",
+        "sample_rate": 32000, "hop_length": 640, "filter_length": 2048, "win_length": 2048,
+        "token_rate_hz": 25, "ssl_rate_hz": 50, "hubert_rate": 16000,
+        "gpt": {"n_layer": 2, "n_head": 4, "hidden_dim": 64, "vocab_size": 1025, "eos": 1024,
+                "phoneme_vocab_size": 5, "max_sec": 54, "top_k": 15},
+        "sovits": {"inter_channels": 64, "hidden_channels": 192, "gin_channels": 512,
+                   "upsample_rates": [10, 8, 2, 2, 2], "samples_per_frame": 640, "ref_enc_bins": 704,
+                   "semantic_frame_rate": "25hz", "codebook_size": 1024},
+        "symbols": {"version": "v2", "count": 5, "sha256": symbols_hash(&symbols), "list": symbols},
+        "graphs": {
+            "hubert": io(&["wav16k"], &["ssl"]),
+            "vq_encode": io(&["ssl"], &["codes", "ssl_proj"]),
+            "bert": io(&["input_ids", "attention_mask", "token_type_ids"], &["hidden"]),
+            "gpt_prefill": io(&["phone_ids", "bert", "prompt"], &["logits", "k_0", "k_1", "v_0", "v_1"]),
+            "gpt_step": io(&["token", "position", "past_k_0", "past_k_1", "past_v_0", "past_v_1"], &["logits", "new_k_0", "new_k_1", "new_v_0", "new_v_1"]),
+            "ref_enc": io(&["spec"], &["ge"]),
+            "sovits_decode": io(&["codes", "text", "ge", "noise_scale", "noise"], &["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"])
+        }
+    });
+    mutate(&mut v);
+    v.to_string()
+}
+
+fn field_of(r: Result<(), BundleError>) -> String {
+    match r {
+        Err(BundleError::Field { field, .. }) => field,
+        other => panic!("expected a field error, got {other:?}"),
+    }
+}
+
+#[test]
+fn manifest_valid_and_each_mismatch_names_its_field() {
+    let ok = Manifest::from_json(&manifest_json(|_| {}), "t").unwrap();
+    ok.validate().unwrap();
+    let bad = |f: &dyn Fn(&mut serde_json::Value)| Manifest::from_json(&manifest_json(|v| f(v)), "t").unwrap().validate();
+    assert_eq!(field_of(bad(&|v| v["format_version"] = 2.into())), "format_version");
+    assert_eq!(field_of(bad(&|v| v["symbols"]["sha256"] = "ab".into())), "symbols.sha256");
+    assert_eq!(field_of(bad(&|v| v["symbols"]["count"] = 6.into())), "symbols.count");
+    assert_eq!(field_of(bad(&|v| v["gpt"]["eos"] = 7.into())), "gpt.eos");
+    assert_eq!(field_of(bad(&|v| v["gpt"]["n_layer"] = 3.into())), "graphs.gpt_prefill.outputs");
+    assert_eq!(field_of(bad(&|v| v["hop_length"] = 320.into())), "sovits.upsample_rates");
+    assert_eq!(field_of(bad(&|v| { v["graphs"].as_object_mut().unwrap().remove("ref_enc"); })), "graphs.ref_enc");
+    assert_eq!(field_of(bad(&|v| v["graphs"]["hubert"]["inputs"] = serde_json::json!(["wav"]))), "graphs.hubert.inputs");
+    assert!(matches!(Manifest::from_json("{", "t"), Err(BundleError::Parse { .. })));
+}
+
+#[test]
+fn library_lookup_order() {
+    let name = library_file_name();
+    let flag = library_candidates(Some(Path::new("/a/lib.so")), Some("/env.so"), None, None);
+    assert_eq!(flag, vec![PathBuf::from("/a/lib.so")]);
+    let env = library_candidates(None, Some("/env.so"), None, None);
+    assert_eq!(env, vec![PathBuf::from("/env.so")]);
+    let c = library_candidates(None, None, Some(Path::new("/repo/target/debug/gsv")), Some(Path::new("/elsewhere")));
+    assert!(c.contains(&PathBuf::from(format!("/repo/.ort/lib/{name}"))));
+    let i_exe = c.iter().position(|p| p == &PathBuf::from(format!("/repo/.ort/lib/{name}"))).unwrap();
+    let i_cwd = c.iter().position(|p| p == &PathBuf::from(format!("/elsewhere/.ort/lib/{name}"))).unwrap();
+    assert!(i_exe < i_cwd);
+}
+
+#[test]
+fn device_and_opt_names() {
+    assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
+    assert_eq!(Device::parse("CUDA:1").unwrap(), Device::Cuda(1));
+    assert_eq!(Device::parse("mps").unwrap(), Device::CoreMl);
+    assert_eq!(Device::parse("tensorrt").unwrap(), Device::TensorRt(0));
+    assert!(Device::parse("tpu").is_err());
+    assert!(Device::parse("cuda:x").is_err());
+    assert_eq!(OptLevel::parse("basic").unwrap(), OptLevel::Basic);
+    assert!(OptLevel::parse("max").is_err());
+}
+
+fn golden_paths() -> Option<(PathBuf, PathBuf)> {
+    let bundle = std::env::var("GSV_TEST_BUNDLE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/main/onnx/golden"));
+    let golden = std::env::var("GSV_TEST_GOLDEN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/shared/golden"));
+    if bundle.join("manifest.json").is_file() && golden.join("manifest.json").is_file() && gsv::runtime::find_library(None).is_ok() {
+        Some((bundle, golden))
+    } else {
+        eprintln!("skipped: golden bundle, golden data or ONNX Runtime not found (set GSV_TEST_BUNDLE / GSV_TEST_GOLDEN)");
+        None
+    }
+}
+
+/// One test owns the engine so that both checks share a process-wide ONNX Runtime environment.
+#[test]
+fn golden_parity_and_end_to_end() {
+    use gsv::engine::{npy, parity, zero_bert, Engine, EngineWorker, ReferenceInput, Segment, SynthRequest};
+    use gsv::gpt::{GenerateConfig, SamplingParams};
+    use gsv::runtime::{Runtime, SessionOptions};
+    use gsv::vocoder::{DecodeParams, Int16Scale};
+
+    let Some((bundle, golden)) = golden_paths() else { return };
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }).unwrap();
+    let g = parity::Golden::open(&golden).unwrap();
+    let checks = parity::run(&mut engine, &g, &mut |c| eprintln!("{c}"));
+    let failed: Vec<String> = checks.iter().filter(|c| !c.pass).map(|c| c.to_string()).collect();
+    assert!(checks.len() >= 20, "only {} checks ran", checks.len());
+    assert!(failed.is_empty(), "parity failures: {failed:?}");
+
+    // end to end through the worker thread, golden reference arrays, zero BERT
+    let arr = |n: &str| npy::read(&golden.join("arrays").join(format!("{n}.npy"))).unwrap();
+    let spec = arr("refer_spec");
+    let f = spec.shape[2];
+    let reference = ReferenceInput { wav16k_padded: arr("wav16k_padded").f32(), spec: ndarray::Array2::from_shape_vec((1025, f), spec.f32()).unwrap() };
+    let pids = arr("prompt_phone_ids").i64();
+    let tids = arr("target_phone_ids").i64();
+    let req = SynthRequest {
+        reference,
+        prompt: Segment { bert: zero_bert(pids.len()), phone_ids: pids },
+        segments: vec![Segment { bert: zero_bert(tids.len()), phone_ids: tids.clone() }, Segment { bert: zero_bert(tids.len()), phone_ids: tids }],
+        gen: GenerateConfig { params: SamplingParams { top_k: 15, ..Default::default() }, seed: 1, early_stop_num: 100, ..Default::default() },
+        decode: DecodeParams { noise_scale: 0.5, speed: 1.0, seed: 1 },
+        int16: Int16Scale::Api2,
+    };
+    let worker = EngineWorker::spawn(engine);
+    let a = worker.synthesize(req.clone()).unwrap();
+    let b = worker.synthesize(req).unwrap();
+    assert_eq!(a.sample_rate, 32000);
+    assert_eq!(a.audio_i16, b.audio_i16, "seeded synthesis is deterministic");
+    let tokens = a.timings.tokens;
+    assert!(tokens >= 2 * 11, "at least 11 tokens per segment, got {tokens}");
+    assert_eq!(a.audio_i16.len(), tokens * 1280 + 2 * 9600);
+}
