@@ -184,8 +184,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let early = 50 * engine.bundle.manifest.gpt.max_sec as i64;
             let req = SynthRequest {
                 reference,
-                prompt: Segment { bert: zero_bert(pids.len()), phone_ids: pids },
-                segments: vec![Segment { bert: zero_bert(ids.len()), phone_ids: ids }],
+                prompt: Segment { bert: zero_bert(engine.bundle.manifest.bert_hidden(), pids.len()), phone_ids: pids },
+                segments: vec![Segment { bert: zero_bert(engine.bundle.manifest.bert_hidden(), ids.len()), phone_ids: ids }],
                 gen: GenerateConfig {
                     params: SamplingParams { top_k, top_p, temperature, repetition_penalty },
                     seed,
@@ -231,7 +231,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let n = 40usize;
             let ids: Vec<i64> = (0..n).map(|i| 1 + (i as i64 * 37) % (m.gpt.phoneme_vocab_size as i64 - 1)).collect();
             let prompt: Vec<i64> = (0..100).map(|i| (i as i64 * 131) % m.sovits.codebook_size as i64).collect();
-            let bert = zero_bert(n);
+            let bert = zero_bert(engine.bundle.manifest.bert_hidden(), n);
             let cfg = GenerateConfig {
                 params: SamplingParams { top_k: 15, top_p: 1.0, temperature: 1.0, repetition_penalty: 1.35 },
                 seed: 0,

@@ -119,8 +119,8 @@ fn golden_parity_and_end_to_end() {
     let tids = arr("target_phone_ids").i64();
     let req = SynthRequest {
         reference,
-        prompt: Segment { bert: zero_bert(pids.len()), phone_ids: pids },
-        segments: vec![Segment { bert: zero_bert(tids.len()), phone_ids: tids.clone() }, Segment { bert: zero_bert(tids.len()), phone_ids: tids }],
+        prompt: Segment { bert: zero_bert(1024, pids.len()), phone_ids: pids },
+        segments: vec![Segment { bert: zero_bert(1024, tids.len()), phone_ids: tids.clone() }, Segment { bert: zero_bert(1024, tids.len()), phone_ids: tids }],
         gen: GenerateConfig { params: SamplingParams { top_k: 15, ..Default::default() }, seed: 1, early_stop_num: 100, ..Default::default() },
         decode: DecodeParams { noise_scale: 0.5, speed: 1.0, seed: 1 },
         int16: Int16Scale::Api2,

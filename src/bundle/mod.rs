@@ -113,6 +113,45 @@ pub struct Manifest {
     pub graphs: BTreeMap<String, GraphEntry>,
     #[serde(default)]
     pub precision: Option<String>,
+    #[serde(default)]
+    pub bert: Option<BertInfo>,
+    /// Present in the demo bundle only: its default reference.
+    #[serde(default)]
+    pub demo: Option<DemoInfo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertInfo {
+    pub hidden: usize,
+    #[serde(default)]
+    pub layer: Option<i32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoInfo {
+    pub reference: DemoReference,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoReference {
+    pub file: String,
+    pub text: String,
+    pub language: String,
+}
+
+impl Manifest {
+    /// SSL (HuBERT) feature size: 768 for chinese-hubert-base; the demo bundle shrinks it.
+    pub fn ssl_dim(&self) -> usize {
+        self.ssl_dim.unwrap_or(768)
+    }
+    /// BERT hidden size: 1024 for chinese-roberta-wwm-ext-large; the demo bundle shrinks it.
+    pub fn bert_hidden(&self) -> usize {
+        self.bert.as_ref().map(|b| b.hidden).unwrap_or(1024)
+    }
+    /// Rows of the reference spectrogram: n_fft / 2 + 1 (1025).
+    pub fn spec_bins(&self) -> usize {
+        self.filter_length / 2 + 1
+    }
 }
 
 /// A parsed, self-consistent bundle.

@@ -49,7 +49,7 @@ pub struct ReferenceInput {
     pub spec: Array2<f32>,
 }
 
-/// One text segment: phone ids and their BERT features `[1024, N]`.
+/// One text segment: phone ids and their BERT features `[H, N]` (H = manifest `bert.hidden`, 1024).
 #[derive(Debug, Clone)]
 pub struct Segment {
     pub phone_ids: Vec<i64>,
@@ -153,13 +153,14 @@ impl Engine {
             return Err(EngineError::Request("no text segment".into()));
         }
         for (i, s) in std::iter::once(&req.prompt).chain(req.segments.iter()).enumerate() {
-            if s.bert.dim() != (1024, s.phone_ids.len()) {
-                return Err(EngineError::Request(format!("segment {i}: bert must be [1024, {}], got {:?}", s.phone_ids.len(), s.bert.dim())));
+            let h = self.bundle.manifest.bert_hidden();
+            if s.bert.dim() != (h, s.phone_ids.len()) {
+                return Err(EngineError::Request(format!("segment {i}: bert must be [{h}, {}], got {:?}", s.phone_ids.len(), s.bert.dim())));
             }
         }
         let t0 = Instant::now();
         let prompt = self.prompt_codes(&req.reference.wav16k_padded)?;
-        let ge = vocoder::reference_ge(&mut self.ref_enc, req.reference.spec.view())?;
+        let ge = vocoder::reference_ge(&mut self.ref_enc, self.bundle.manifest.spec_bins(), req.reference.spec.view())?;
         timings.reference_ms = t0.elapsed().as_secs_f64() * 1e3;
         let c = self.bundle.manifest.sovits.inter_channels;
         let mut audio = Vec::with_capacity(req.segments.len());
@@ -227,7 +228,8 @@ impl Drop for EngineWorker {
     }
 }
 
-/// Zero BERT features `[1024, n]` (what upstream uses for non-Chinese text).
-pub fn zero_bert(n: usize) -> Array2<f32> {
-    Array2::zeros((1024, n))
+/// Zero BERT features `[hidden, n]` (what upstream uses for non-Chinese text; hidden is 1024 for real models,
+/// the manifest's `bert.hidden` in general).
+pub fn zero_bert(hidden: usize, n: usize) -> Array2<f32> {
+    Array2::zeros((hidden, n))
 }

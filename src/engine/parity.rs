@@ -14,6 +14,7 @@ use ndarray::Array2;
 use serde::Deserialize;
 
 use super::{npy, Engine};
+use crate::reference::SpecParams;
 use crate::gpt::{GenerateConfig, SamplingParams};
 use crate::vocoder::{self, DecodeParams, Int16Scale};
 
@@ -49,7 +50,7 @@ struct GoldenManifest {
 }
 
 pub struct Golden {
-    dir: PathBuf,
+    pub dir: PathBuf,
     m: GoldenManifest,
 }
 
@@ -75,6 +76,9 @@ impl Golden {
             return Err(ParityError::Golden(format!("{name}: shape {:?} differs from manifest {:?}", a.shape, e.shape)));
         }
         Ok(a)
+    }
+    pub fn input_str(&self, key: &str) -> Option<&str> {
+        self.m.inputs.get(key).and_then(|v| v.as_str())
     }
     pub fn input_i64(&self, key: &str) -> Option<i64> {
         self.m.inputs.get(key).and_then(|v| v.as_i64())
@@ -103,6 +107,18 @@ fn float_check(name: &str, ours: &[f32], reference: &[f32], atol: f64, rtol: f64
     }
     let tol = atol + rtol * max_ref;
     Check { name: name.into(), pass: max_err <= tol, max_err, tol, note: String::new() }
+}
+
+fn snr_db(ours: &[f32], reference: &[f32]) -> f64 {
+    let (mut sig, mut err) = (0.0f64, 0.0f64);
+    for (&a, &b) in ours.iter().zip(reference) {
+        sig += (b as f64) * (b as f64);
+        err += (a as f64 - b as f64).powi(2);
+    }
+    if ours.len() != reference.len() {
+        return f64::NEG_INFINITY;
+    }
+    if err == 0.0 { f64::INFINITY } else { 10.0 * (sig / err).log10() }
 }
 
 fn id_check(name: &str, ours: &[i64], reference: &[i64]) -> Check {
@@ -136,6 +152,53 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
     }
     // features and logits: atol 1e-4, rtol 1e-3 (golden README); waveforms: max abs <= 1e-3.
     let (fa, fr) = (1e-4, 1e-3);
+    let man = engine.bundle.manifest.clone();
+    let e_dim = man.ssl_dim();
+    let bins = man.spec_bins();
+    let sp = SpecParams { n_fft: man.filter_length, hop: man.hop_length, win: man.win_length };
+
+    // 0. reference audio from the recording itself (inputs.reference_wav): resamplers and spectrogram
+    let mut native_wav16k: Option<Vec<f32>> = None;
+    if let Some(rel) = golden.input_str("reference_wav") {
+        let path = golden.dir.join(rel);
+        match crate::reference::load_file(&path) {
+            Ok(audio) => {
+                match crate::reference::resample_librosa(&audio, man.hubert_rate) {
+                    Ok(w16) => {
+                        if let Ok(r) = golden.array("wav16k") {
+                            let mut c = float_check("reference 16 kHz (soxr_hq)", &w16, &r.f32(), 1e-4, 0.0);
+                            c.note = format!("SNR {:.1} dB", snr_db(&w16, &r.f32()));
+                            push(c, &mut out);
+                        }
+                        let mut padded = w16.clone();
+                        padded.resize(w16.len() + crate::reference::HUBERT_PAD_SAMPLES, 0.0);
+                        native_wav16k = Some(padded);
+                    }
+                    Err(e) => push(fail("reference 16 kHz (soxr_hq)", e.to_string()), &mut out),
+                }
+                match crate::reference::vits_input(&audio, man.sample_rate) {
+                    Ok(w32) => {
+                        if let Ok(r) = golden.array("wav32k") {
+                            let mut c = float_check("reference 32 kHz (torchaudio sinc)", &w32, &r.f32(), 1e-4, 0.0);
+                            c.note = format!("SNR {:.1} dB", snr_db(&w32, &r.f32()));
+                            push(c, &mut out);
+                        }
+                        if let (Ok(spec), Ok(r)) = (crate::reference::spectrogram(&w32, sp), golden.array("refer_spec")) {
+                            push(float_check("spectrogram (from our 32 kHz)", &spec.data, &r.f32(), fa, fr), &mut out);
+                        }
+                    }
+                    Err(e) => push(fail("reference 32 kHz (torchaudio sinc)", e.to_string()), &mut out),
+                }
+            }
+            Err(e) => push(fail("reference decode", e.to_string()), &mut out),
+        }
+    }
+    if let (Ok(w32), Ok(r)) = (golden.array("wav32k"), golden.array("refer_spec")) {
+        match crate::reference::spectrogram(&w32.f32(), sp) {
+            Ok(spec) => push(float_check("spectrogram (from golden wav32k)", &spec.data, &r.f32(), fa, fr), &mut out),
+            Err(e) => push(fail("spectrogram (from golden wav32k)", e.to_string()), &mut out),
+        }
+    }
 
     // 1. SSL
     let wav = tryc!("ssl", golden.array("wav16k_padded")).f32();
@@ -143,8 +206,8 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
     let ssl_ref = tryc!("ssl", golden.array("ssl_content")).f32();
     push(float_check("ssl", ssl.as_slice().unwrap_or(&ssl.iter().copied().collect::<Vec<_>>()), &ssl_ref, fa, fr), &mut out);
 
-    // 2. prompt codes from the golden SSL (and from ours)
-    let ssl_g = tryc!("prompt_codes", Array2::from_shape_vec((768, ssl_ref.len() / 768), ssl_ref.clone()).map_err(|e| e.to_string()));
+    // 2. prompt codes from the golden SSL, from ours, and from the native recording
+    let ssl_g = tryc!("prompt_codes", Array2::from_shape_vec((e_dim, ssl_ref.len() / e_dim), ssl_ref.clone()).map_err(|e| e.to_string()));
     let (codes, proj) = tryc!("prompt_codes", engine.vq_encode.vq_encode(ssl_g.view()));
     let codes_ref = tryc!("prompt_codes", golden.array("prompt_semantic")).i64();
     push(id_check("prompt_codes", &codes, &codes_ref), &mut out);
@@ -152,23 +215,61 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
     push(float_check("ssl_proj", &proj.iter().copied().collect::<Vec<_>>(), &proj_ref, fa, fr), &mut out);
     let (codes2, _) = tryc!("prompt_codes_chain", engine.vq_encode.vq_encode(ssl.view()));
     push(id_check("prompt_codes_chain", &codes2, &codes_ref), &mut out);
+    if let Some(w) = &native_wav16k {
+        // informational: the native-wav chain goes through our soxr port; report agreement, pass when lengths match
+        match engine.prompt_codes(w) {
+            Ok(c) => {
+                let same = c.iter().zip(&codes_ref).filter(|(a, b)| a == b).count();
+                let ok = c.len() == codes_ref.len();
+                push(
+                    Check {
+                        name: "prompt_codes_from_native_wav".into(),
+                        pass: ok,
+                        max_err: (codes_ref.len() - same.min(codes_ref.len())) as f64,
+                        tol: codes_ref.len() as f64,
+                        note: format!("agreement {:.1}% ({same}/{}), reported, not required", 100.0 * same as f64 / codes_ref.len().max(1) as f64, codes_ref.len()),
+                    },
+                    &mut out,
+                );
+            }
+            Err(e) => push(fail("prompt_codes_from_native_wav", e.to_string()), &mut out),
+        }
+    }
+
+    // 2b. BERT hidden_states[-3] (the text frontend's checks add the tokenizer and word2ph expansion)
+    if let (Ok(ids), Ok(r)) = (golden.array("prompt_bert_input_ids"), golden.array("prompt_bert_hidden_state_m3")) {
+        let ids = ids.i64();
+        let ones = vec![1i64; ids.len()];
+        let zeros = vec![0i64; ids.len()];
+        match engine.bert.bert(&ids, &ones, &zeros) {
+            Ok(h) => push(float_check("bert_hidden_state_m3", &h.iter().copied().collect::<Vec<_>>(), &r.f32(), fa, fr), &mut out),
+            Err(e) => push(fail("bert_hidden_state_m3", e.to_string()), &mut out),
+        }
+    }
 
     // 3. ref_enc
     let spec = tryc!("ref_enc", golden.array("refer_spec"));
-    let f = spec.shape[2];
-    let spec = tryc!("ref_enc", Array2::from_shape_vec((1025, f), spec.f32()).map_err(|e| e.to_string()));
-    let ge = tryc!("ref_enc", vocoder::reference_ge(&mut engine.ref_enc, spec.view()));
+    let f = *spec.shape.last().unwrap_or(&0);
+    let spec = tryc!("ref_enc", Array2::from_shape_vec((bins, f), spec.f32()).map_err(|e| e.to_string()));
+    let ge = tryc!("ref_enc", vocoder::reference_ge(&mut engine.ref_enc, bins, spec.view()));
     let ge_ref = tryc!("ref_enc", golden.array("decode_ge")).f32();
     push(float_check("ref_enc_ge", &ge, &ge_ref, fa, fr), &mut out);
 
     // 4. GPT
     let ids = tryc!("gpt", golden.array("gpt_all_phoneme_ids")).i64();
     let bert_a = tryc!("gpt", golden.array("gpt_bert"));
-    let bert = tryc!("gpt", Array2::from_shape_vec((1024, ids.len()), bert_a.f32()).map_err(|e| e.to_string()));
+    let bert = tryc!("gpt", Array2::from_shape_vec((man.bert_hidden(), ids.len()), bert_a.f32()).map_err(|e| e.to_string()));
     let prompt = tryc!("gpt", golden.array("gpt_prompt_semantic")).i64();
     let early = golden.input_i64("early_stop_num").unwrap_or(-1);
     let mut first_done = false;
-    for (rp, tag) in [(1.35f32, "rp135"), (1.0f32, "rp10")] {
+    let mut rps = golden.input_f64_list("repetition_penalty");
+    if rps.is_empty() {
+        rps = vec![1.35, 1.0];
+    }
+    for rp64 in rps {
+        let rp = rp64 as f32;
+        // golden array tags: 1.35 -> rp135, 1.0 -> rp10 (digits of the shortest decimal with one decimal at least)
+        let tag = format!("rp{}", format!("{rp64:?}").replace('.', ""));
         let cfg = GenerateConfig {
             params: SamplingParams { top_k: 1, top_p: 1.0, temperature: 1.0, repetition_penalty: rp },
             seed: 0,

@@ -56,10 +56,10 @@ pub fn make_noise(c: usize, ty: usize, seed: u64, zero: bool) -> Array2<f32> {
     Array2::from_shape_vec((c, ty), v).expect("sized")
 }
 
-/// Speaker vector from a reference spectrogram `[1025, F]`.
-pub fn reference_ge(ref_enc: &mut Graph, spec: ndarray::ArrayView2<f32>) -> Result<Vec<f32>> {
-    if spec.nrows() != 1025 {
-        return Err(VocoderError::Input(format!("spectrogram must have 1025 bins, got {}", spec.nrows())));
+/// Speaker vector from a reference spectrogram `[bins, F]` (bins = n_fft/2+1 = 1025).
+pub fn reference_ge(ref_enc: &mut Graph, bins: usize, spec: ndarray::ArrayView2<f32>) -> Result<Vec<f32>> {
+    if spec.nrows() != bins {
+        return Err(VocoderError::Input(format!("spectrogram must have {bins} bins, got {}", spec.nrows())));
     }
     Ok(ref_enc.ref_enc(spec)?)
 }

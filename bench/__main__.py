@@ -1,0 +1,249 @@
+"""`scripts/bench [--quick] [--json] [--tokens N] [--threads T] [--bundle DIR]`: gsv against the original, on one
+machine, in one run.
+
+Systems (each in its own subprocess, one after the other, same bundle/checkpoint, same request, same thread count):
+  gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1)
+  pytorch             the export's own PyTorch modules, eager, GPT-SoVITS's infer_panel_naive loop (K/V cache
+                      torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
+                      golden parity tests
+  genie-tts           Genie-TTS (PyPI `genie-tts`) converted graphs, when its converter works offline on the checkpoint
+  onnxruntime-python  this bundle's graphs from Python onnxruntime, same loop with numpy K/V concatenation: graph
+                      cost without the Rust runtime
+A system that cannot run is listed with "skipped": "<reason>".
+
+Request: the synthetic one of `gsv bench` (40 phones, zero BERT features, 100 prompt codes, decoder text of 20
+phones, noise_scale 0.5, speed 1, top_k 15, repetition penalty 1.35, seed 0), EOS ignored so that every system
+generates exactly --tokens tokens (25 tokens = 1 s of audio). The text frontend (normalisation, G2P, BERT) is
+excluded from every number. The Python systems process the reference wav (onnx/demo/ref.wav: wav16k + 0.3 s of
+zeros -> HuBERT -> prompt codes; 32 kHz spectrogram -> ref_enc) once, before the timed request; its time is reported
+as ref_ms but not counted in ttfa (the reference is cached, as in gsv's server); gsv bench uses a fixed speaker
+vector.
+
+Definitions (every figure is one measured run after one warm-up of 2 tokens + a 10-token decode):
+  prefill_ms              the GPT prefill call (text + prompt -> first logits and K/V)
+  tokens_per_s            generated tokens / (prefill + all steps + sampling) wall time
+  vocoder_ms_per_audio_s  SoVITS decode wall time / seconds of audio produced
+  ttfa_ms                 time to first audio: from request start (reference cached, phones and BERT features
+                          given) to the first audio sample available. No system here streams, so it is
+                          prefill + steps + sampling + decode of the whole utterance.
+  rtf                     (GPT + decode wall time) / audio duration (below 1 = faster than real time)
+  peak_rss_mb             VmHWM of the system's process (gsv: its own peak RSS report): models, sessions, run
+  vs_gsv                  this system's rtf / gsv's rtf (how many times slower than gsv)
+Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
+bytes of GPT weights read per token (fp32 and int8) = the most tokens/s a memory-bound step can reach.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+from . import bandwidth
+from .common import load_manifest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ORDER = ["gsv", "pytorch", "genie-tts", "onnxruntime-python"]
+WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie"}
+FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def machine(threads: int) -> dict:
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_gb = int(f.readline().split()[1]) / 1024 / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu_model": model, "cores": os.cpu_count(), "usable_cores": usable, "threads": threads,
+            "memory_gb": mem_gb, "os": platform.platform(), "python": platform.python_version()}
+
+
+def child_env(threads: int) -> dict:
+    env = dict(os.environ)
+    for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[k] = str(threads)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def last_json(text: str):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            return json.loads(line)
+    raise ValueError("no JSON line in the output")
+
+
+def why(proc) -> str:
+    lines = [ln for ln in (proc.stderr or "").strip().splitlines() if ln.strip()]
+    return (lines[-1] if lines else f"exit code {proc.returncode}")[:300]
+
+
+def find_gsv(given):
+    for c in (given, os.environ.get("GSV_BIN"), os.path.join(ROOT, "target", "release", "gsv")):
+        if c and os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    return shutil.which("gsv") if given is None else None
+
+
+def run_gsv(a) -> dict:
+    exe = find_gsv(a.gsv)
+    if exe is None:
+        return {"name": "gsv", "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
+    env = child_env(a.threads)
+    if "ORT_DYLIB_PATH" not in env and not os.path.isfile(os.path.join(ROOT, ".ort", "lib", "libonnxruntime.so")):
+        import glob
+
+        libs = glob.glob(os.path.join(ROOT, ".venv/lib/python*/site-packages/onnxruntime/capi/libonnxruntime.so.*"))
+        if libs:
+            env["ORT_DYLIB_PATH"] = libs[0]
+    cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
+           "--intra-threads", str(a.threads), "--inter-threads", "1"]
+    log(" ".join(cmd))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        return {"name": "gsv", "skipped": f"gsv bench failed: {why(p)}"}
+    j = last_json(p.stdout)
+    gpt_ms = j["tokens"] / j["tokens_per_s"] * 1e3
+    r = {"name": "gsv", "tokens": j["tokens"], "ttfa_ms": j.get("ttfa_ms", gpt_ms + j["vocoder_ms"]),
+         "prefill_ms": j["prefill_ms"], "ms_per_step": j.get("ms_per_step"), "tokens_per_s": j["tokens_per_s"],
+         "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
+         "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
+         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe}
+    return r
+
+
+def run_worker(name, a, extra=()) -> dict:
+    cmd = [sys.executable, "-m", "bench.worker", WORKER[name], "--bundle", a.bundle, "--tokens", str(a.tokens),
+           "--threads", str(a.threads), "--ref", a.ref, *extra]
+    if a.checkpoints:
+        cmd += ["--checkpoints", a.checkpoints]
+    log(f"{name}: {' '.join(cmd[1:])}")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=child_env(a.threads), cwd=ROOT)
+    if p.returncode != 0:
+        return {"name": name, "skipped": why(p)}
+    r = last_json(p.stdout)
+    r["name"] = name
+    return r
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "-"
+    return f"{x:.{nd}f}" if abs(x) < 1e5 else f"{x:.3g}"
+
+
+def table(rep: dict) -> str:
+    m = rep["machine"]
+    b = rep["gpt_bound"]
+    out = [f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads used; "
+           f"bundle {rep['bundle']}, {rep['tokens']} tokens forced (EOS ignored), text frontend excluded, "
+           f"reference cached (not in ttfa)",
+           f"memory bandwidth (numpy, 1 thread): copy {rep['bandwidth']['copy_gbps']:.1f} GB/s, "
+           f"triad {rep['bandwidth']['triad_gbps']:.1f} GB/s; GPT step reads {b['bytes_fp32'] / 1e6:.1f} MB fp32 / "
+           f"{b['bytes_int8'] / 1e6:.1f} MB int8 of weights -> bound {b['max_tokens_per_s_fp32']:.0f} tok/s fp32, "
+           f"{b['max_tokens_per_s_int8']:.0f} tok/s int8", ""]
+    hdr = ["system", "ttfa_ms", "prefill_ms", "tok/s", "voc ms/audio s", "RTF", "peak RSS MB", "RTF vs gsv"]
+    rows = []
+    for s in rep["systems"]:
+        if "skipped" in s:
+            rows.append([s["name"], f"skipped: {s['skipped']}"])
+            continue
+        rows.append([s["name"], fmt(s["ttfa_ms"]), fmt(s["prefill_ms"]), fmt(s["tokens_per_s"]),
+                     fmt(s["vocoder_ms_per_audio_s"]), fmt(s["rtf"], 3), fmt(s["peak_rss_mb"], 0),
+                     "-" if s.get("rtf_vs_gsv") is None else f"{s['rtf_vs_gsv']:.2f}x"])
+    widths = [max(len(hdr[i]), *(len(r[i]) for r in rows if len(r) > 2)) for i in range(len(hdr))]
+    out.append("  ".join(h.ljust(w) for h, w in zip(hdr, widths)))
+    for r in rows:
+        out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths))) if len(r) > 2 else f"{r[0].ljust(widths[0])}  {r[1]}")
+    return "\n".join(out)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bundle", default=None, help="bundle folder (default onnx/fullsize if present, else onnx/demo)")
+    p.add_argument("--tokens", type=int, default=None, help="tokens to generate, EOS ignored (default 200, --quick 50)")
+    p.add_argument("--quick", action="store_true", help="50 tokens")
+    p.add_argument("--threads", type=int, default=None, help="threads per system (default: usable cores)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--systems", default=",".join(ORDER), help=f"comma list out of {','.join(ORDER)}")
+    p.add_argument("--ref", default=os.path.join(ROOT, "onnx", "demo", "ref.wav"), help="reference wav")
+    p.add_argument("--checkpoints", help="folder with the bundle's source checkpoints (default: searched)")
+    p.add_argument("--gsv", help="gsv binary (default $GSV_BIN, target/release/gsv, PATH)")
+    p.add_argument("--bandwidth-mb", type=int, default=256, help="array size of the bandwidth test")
+    a = p.parse_args(argv)
+    if a.bundle is None:
+        full = os.path.join(ROOT, "onnx", "fullsize")
+        a.bundle = full if os.path.isfile(os.path.join(full, "manifest.json")) else os.path.join(ROOT, "onnx", "demo")
+    a.bundle = os.path.abspath(a.bundle)
+    a.ref = os.path.abspath(a.ref)
+    if a.tokens is None:
+        a.tokens = 50 if a.quick else 200
+    if a.tokens < 2:
+        p.error("--tokens must be at least 2")
+    if a.threads is None:
+        a.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
+    bad = [s for s in a.systems if s not in ORDER]
+    if bad:
+        p.error(f"unknown systems {bad}; choose from {ORDER}")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse(argv)
+    man = load_manifest(a.bundle)
+    log("measuring memory bandwidth")
+    bw = bandwidth.measure(a.bandwidth_mb)
+    systems = []
+    for name in ORDER:
+        if name not in a.systems:
+            continue
+        if name == "gsv":
+            r = run_gsv(a)
+        elif name == "genie-tts":
+            from .genie import prepare
+
+            ok, info = prepare(a, man, log)
+            r = run_worker(name, a, ["--genie-dir", info]) if ok else {"name": name, "skipped": info}
+        else:
+            r = run_worker(name, a)
+        if "skipped" in r:
+            log(f"{name} skipped: {r['skipped']}")
+        systems.append(r)
+    gsv = next((s for s in systems if s["name"] == "gsv" and "skipped" not in s), None)
+    for s in systems:
+        if "skipped" not in s:
+            s["rtf_vs_gsv"] = s["rtf"] / gsv["rtf"] if gsv else None
+            s["tokens_per_s_vs_gsv"] = s["tokens_per_s"] / gsv["tokens_per_s"] if gsv else None
+    rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
+           "gpt_bound": bandwidth.bound(man, bw["bandwidth_gbps"]), "bundle": a.bundle, "tokens": a.tokens,
+           "systems": systems}
+    if a.json:
+        print(json.dumps(rep))
+    else:
+        print(table(rep))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""One system, one process: `python -m bench.worker SYSTEM --bundle DIR --tokens N --threads T [--checkpoints DIR]
+--ref WAV` prints one JSON object (see common.result) on its last stdout line. Run by bench/__main__.py, one
+subprocess per system, so that each peak RSS (VmHWM) is that system's alone.
+
+Systems:
+  pytorch  the export's own PyTorch modules (proven equal to GPT-SoVITS by the golden parity tests), eager, with
+           GPT-SoVITS's `infer_panel_naive` loop: per step and per layer the K/V cache is `torch.cat`-ed with the new
+           row, as upstream does.
+  ort      the bundle's graphs through Python onnxruntime, the same loop with numpy concatenation of the cache.
+  genie    Genie-TTS's converted graphs (see bench/genie.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+from export.infer import SamplingParams, generate
+
+from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, synthetic_request
+
+
+def sampling(tokens: int) -> SamplingParams:
+    return SamplingParams(top_k=15, top_p=1.0, temperature=1.0, repetition_penalty=1.35, seed=0,
+                          max_steps=tokens, ignore_eos=True)
+
+
+def timed_run(name, man, prefill, step, vocode, tokens, ref_ms, load_ms, **extra):
+    """Warm-up (2 tokens, 10-token decode, as `gsv bench`), then the measured generation and decode."""
+    ids, bert, prompt, text = synthetic_request(man)
+    eos = int(man["gpt"]["eos"])
+    prefill_ms = []
+
+    def timed_prefill(*a):
+        c = Clock()
+        out = prefill(*a)
+        prefill_ms.append(c.ms())
+        return out
+
+    w = generate(timed_prefill, step, ids, bert, prompt, sampling(2), eos)
+    vocode(np.array(w.tokens[:10], dtype=np.int64), text)
+    c = Clock()
+    g = generate(timed_prefill, step, ids, bert, prompt, sampling(tokens), eos)
+    gpt_ms = c.ms()
+    assert len(g.tokens) == tokens, (len(g.tokens), tokens)
+    codes = np.array(g.tokens, dtype=np.int64)
+    c = Clock()
+    audio = vocode(codes, text)
+    voc_ms = c.ms()
+    audio_s = audio.size / float(man["sample_rate"])
+    return result(name, tokens, prefill_ms[-1], gpt_ms, voc_ms, audio_s, ref_ms, load_ms, **extra)
+
+
+# ------------------------------------------------------------------------------------------------ PyTorch
+
+
+def find_checkpoints(man: dict, bundle: str, given: str | None) -> dict:
+    """Folder holding the bundle's source files (names and sha256 from manifest `sources`)."""
+    from export.ckpt import sha256_file
+
+    src = man.get("sources", {})
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cands = [given] if given else []
+    cands += [os.path.join(root, ".cache", os.path.basename(os.path.normpath(bundle)))]
+    for env, name in (("GSV_GOLDEN_DIR", "golden"), ("GSV_GOLDEN_V1_DIR", "golden-v1")):
+        cands.append(os.path.join(os.environ.get(env, os.path.join(os.path.dirname(root), "shared", name)), "models"))
+    for d in cands:
+        if not d or not all(os.path.exists(os.path.join(d, src[k]["file"])) for k in ("gpt", "sovits", "hubert", "bert")
+                            if k in src):
+            continue
+        if all(sha256_file(os.path.join(d, src[k]["file"])) == src[k]["sha256"] for k in ("gpt", "sovits")):
+            return {k: os.path.join(d, src[k]["file"]) for k in ("gpt", "sovits", "hubert", "bert")}
+    raise FileNotFoundError("source checkpoints of this bundle not found (looked in "
+                            + ", ".join(c for c in cands if c) + "; pass --checkpoints DIR)")
+
+
+def run_pytorch(a, man):
+    import torch
+
+    from export.ckpt import load_checkpoint
+    from export.models.gpt import build_gpt, sinusoid
+    from export.models.hf import build_bert, build_hubert
+    from export.models.sovits import build_sovits
+
+    torch.set_num_threads(a.threads)
+    paths = find_checkpoints(man, a.bundle, a.checkpoints)
+    c = Clock()
+    gpt = build_gpt(load_checkpoint(paths["gpt"], "GPT checkpoint"))
+    sv = build_sovits(load_checkpoint(paths["sovits"], "SoVITS checkpoint"))
+    hubert = build_hubert(paths["hubert"])
+    bert = build_bert(paths["bert"])  # loaded like upstream does, not run (BERT features are given)
+    load_ms = c.ms()
+    del bert
+    torch.set_grad_enabled(False)
+
+    w16, spec = reference_inputs(a.ref, man)
+    with torch.inference_mode():
+        c = Clock()
+        ssl = hubert(torch.from_numpy(w16))
+        _codes, _ = sv.vq_encoder(ssl)
+        ge = sv.ref_encoder(torch.from_numpy(spec))
+        ref_ms = c.ms()
+
+    layers = gpt.h.layers
+
+    def prefill(ids, b, p):
+        out = gpt.prefill(torch.from_numpy(ids), torch.from_numpy(b), torch.from_numpy(p))
+        n = gpt.n_layer
+        return out[0].numpy(), list(out[1:1 + n]), list(out[1 + n:])
+
+    def step(tok, pos, ks, vs):  # infer_panel_naive: one torch.cat per layer and step
+        x = gpt.ar_audio_embedding.word_embeddings(torch.from_numpy(tok))
+        x = x + gpt.ar_audio_position.alpha * sinusoid(torch.from_numpy(pos), gpt.d).unsqueeze(0)
+        for i, blk in enumerate(layers):
+            q, k, v = blk.qkv(x)
+            ks[i] = torch.cat([ks[i], k], dim=1)
+            vs[i] = torch.cat([vs[i], v], dim=1)
+            x = blk.attend(x, q, ks[i], vs[i], None)
+        return gpt.ar_predict_layer(x[:, -1]).numpy(), ks, vs
+
+    def vocode(codes, text):
+        noise = torch.from_numpy(decode_noise(man, codes.size))
+        audio = sv.decoder(torch.from_numpy(codes.reshape(1, 1, -1)), torch.from_numpy(text), ge,
+                           torch.tensor([NOISE_SCALE], dtype=torch.float32), noise)[0]
+        return audio.numpy()
+
+    with torch.inference_mode():
+        return timed_run("pytorch", man, prefill, step, vocode, a.tokens, ref_ms, load_ms,
+                         torch_version=torch.__version__)
+
+
+# ------------------------------------------------------------------------------------------- onnxruntime
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def run_ort(a, man):
+    import onnxruntime as ort
+
+    c = Clock()
+    s = {name: ort_session(os.path.join(a.bundle, g["file"]), a.threads) for name, g in man["graphs"].items()}
+    load_ms = c.ms()
+    L = int(man["gpt"]["n_layer"])
+    kn = [f"k_{i}" for i in range(L)] + [f"v_{i}" for i in range(L)]
+
+    w16, spec = reference_inputs(a.ref, man)
+    c = Clock()
+    (ssl,) = s["hubert"].run(["ssl"], {"wav16k": w16})
+    s["vq_encode"].run(["codes"], {"ssl": ssl})
+    (ge,) = s["ref_enc"].run(["ge"], {"spec": spec})
+    ref_ms = c.ms()
+
+    def prefill(ids, b, p):
+        o = s["gpt_prefill"].run(["logits", *kn], {"phone_ids": ids, "bert": b, "prompt": p})
+        return o[0], list(o[1:1 + L]), list(o[1 + L:])
+
+    def step(tok, pos, ks, vs):
+        feeds = {"token": tok, "position": pos}
+        feeds.update({f"past_k_{i}": ks[i] for i in range(L)})
+        feeds.update({f"past_v_{i}": vs[i] for i in range(L)})
+        o = s["gpt_step"].run(None, feeds)
+        return (o[0], [np.concatenate([x, y], 1) for x, y in zip(ks, o[1:1 + L])],
+                [np.concatenate([x, y], 1) for x, y in zip(vs, o[1 + L:])])
+
+    def vocode(codes, text):
+        (audio,) = s["sovits_decode"].run(["audio"], {
+            "codes": codes.reshape(1, 1, -1), "text": text, "ge": ge,
+            "noise_scale": np.array([NOISE_SCALE], dtype=np.float32), "noise": decode_noise(man, codes.size)})
+        return audio
+
+    return timed_run("onnxruntime-python", man, prefill, step, vocode, a.tokens, ref_ms, load_ms,
+                     onnxruntime_version=ort.__version__)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.worker")
+    p.add_argument("system", choices=["pytorch", "ort", "genie"])
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--tokens", type=int, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--ref", required=True)
+    p.add_argument("--checkpoints")
+    p.add_argument("--genie-dir")
+    a = p.parse_args(argv)
+    man = load_manifest(a.bundle)
+    if a.system == "pytorch":
+        r = run_pytorch(a, man)
+    elif a.system == "ort":
+        r = run_ort(a, man)
+    else:
+        from .genie import run_genie
+
+        r = run_genie(a, man)
+    sys.stdout.write("\n" + json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
