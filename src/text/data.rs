@@ -1,0 +1,137 @@
+//! Run-time frontend data (third-party dictionaries that are never committed).
+//!
+//! In: a directory filled by `scripts/setup` (default `.data/frontend/` under the current directory,
+//! next to the executable, or under this crate's source root; env `GSV_FRONTEND_DIR` overrides).
+//! Out: parsed dictionaries ([`FrontendData`]). A missing file is a clear [`TextError::MissingData`].
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use super::en::EnDict;
+use super::pinyin::PinyinDict;
+use super::TextError;
+
+/// Word lists that upstream keeps in its Python sources (extracted by scripts/setup into zh_lists.json).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ZhLists {
+    pub must_neural_tone_words: HashSet<String>,
+    pub must_not_neural_tone_words: HashSet<String>,
+    pub must_erhua: HashSet<String>,
+    pub not_erhua: HashSet<String>,
+    pub simplified_characters: String,
+    pub traditional_characters: String,
+    pub measure_units: Vec<(String, String)>,
+    pub com_quantifiers: String,
+}
+
+/// Everything the zh / en frontends read at run time.
+pub struct FrontendData {
+    pub dir: PathBuf,
+    pub pinyin: PinyinDict,
+    /// polyphonic.rep + polyphonic-fix.rep: word -> TONE3 readings.
+    pub polyphonic: HashMap<String, Vec<String>>,
+    /// opencpop-strict.txt: pinyin (no tone) -> (initial, final).
+    pub opencpop: HashMap<String, (String, String)>,
+    pub lists: ZhLists,
+    /// traditional -> simplified.
+    pub t2s: HashMap<char, char>,
+    /// Characters g2pW knows (MONOPHONIC_CHARS.txt + POLYPHONIC_CHARS.txt, traditional forms).
+    pub g2pw_chars: HashSet<char>,
+    pub jieba: jieba_rs::Jieba,
+    pub en: EnDict,
+}
+
+fn read(dir: &Path, name: &str) -> Result<String, TextError> {
+    let p = dir.join(name);
+    std::fs::read_to_string(&p).map_err(|e| TextError::MissingData(format!("{}: {e}", p.display())))
+}
+
+fn parse_rep_line(line: &str) -> Option<(String, Vec<String>)> {
+    let (k, v) = line.split_once(':')?;
+    let v: Vec<String> = v
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').trim_matches('"').to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    Some((k.trim().to_string(), v))
+}
+
+impl FrontendData {
+    /// The default data dir: `$GSV_FRONTEND_DIR`, else the first `.data/frontend` found in the current
+    /// directory, next to the executable (and its parents), or in this crate's source tree.
+    pub fn default_dir() -> PathBuf {
+        if let Ok(d) = std::env::var("GSV_FRONTEND_DIR") {
+            return PathBuf::from(d);
+        }
+        let mut cands = vec![PathBuf::from(".data/frontend")];
+        if let Ok(exe) = std::env::current_exe() {
+            for a in exe.ancestors().skip(1).take(4) {
+                cands.push(a.join(".data/frontend"));
+            }
+        }
+        cands.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(".data/frontend"));
+        cands.iter().find(|p| p.join("pinyin_dict.json").is_file()).cloned().unwrap_or_else(|| cands[0].clone())
+    }
+
+    /// Loads (once) from [`Self::default_dir`].
+    pub fn global() -> Result<&'static FrontendData, TextError> {
+        static G: OnceLock<Result<FrontendData, String>> = OnceLock::new();
+        match G.get_or_init(|| Self::load(&Self::default_dir()).map_err(|e| e.to_string())) {
+            Ok(d) => Ok(d),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, TextError> {
+        let pinyin = PinyinDict::from_json(&read(dir, "pinyin_dict.json")?, &read(dir, "phrases_dict.json")?)
+            .map_err(TextError::Data)?;
+        let mut polyphonic = HashMap::new();
+        for f in ["polyphonic.rep", "polyphonic-fix.rep"] {
+            for line in read(dir, f)?.lines() {
+                if let Some((k, v)) = parse_rep_line(line) {
+                    polyphonic.insert(k, v);
+                }
+            }
+        }
+        let mut opencpop = HashMap::new();
+        for line in read(dir, "opencpop-strict.txt")?.lines() {
+            let mut it = line.split('\t');
+            let (Some(k), Some(v)) = (it.next(), it.next()) else { continue };
+            if let Some((a, b)) = v.trim().split_once(' ') {
+                opencpop.insert(k.to_string(), (a.to_string(), b.to_string()));
+            }
+        }
+        let lists: ZhLists =
+            serde_json::from_str(&read(dir, "zh_lists.json")?).map_err(|e| TextError::Data(format!("zh_lists.json: {e}")))?;
+        let t2s = lists
+            .traditional_characters
+            .chars()
+            .zip(lists.simplified_characters.chars())
+            .filter(|(t, s)| t != s)
+            .collect();
+        let mut g2pw_chars = HashSet::new();
+        for f in ["MONOPHONIC_CHARS.txt", "POLYPHONIC_CHARS.txt"] {
+            for line in read(dir, f)?.lines() {
+                if let Some(c) = line.chars().next() {
+                    g2pw_chars.insert(c);
+                }
+            }
+        }
+        let en = EnDict::load(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            pinyin,
+            polyphonic,
+            opencpop,
+            lists,
+            t2s,
+            g2pw_chars,
+            jieba: jieba_rs::Jieba::new(),
+            en,
+        })
+    }
+}
