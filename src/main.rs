@@ -1,8 +1,9 @@
 //! `gsv` command line.
 //!
-//! * `gsv synth --bundle DIR (--ref WAV | --ref-arrays DIR) --phone-ids "1,2,3" --prompt-phone-ids "4,5" --out out.wav`
-//!   BERT features are zeros until text/ is wired in (upstream does the same for non-Chinese text).
-//!   `--ref-arrays DIR` reads `wav16k_padded.npy` and `refer_spec.npy` (golden layout) until reference/ is merged.
+//! * `gsv synth [--bundle DIR] [--ref WAV --ref-text T --ref-lang L] --text T [--lang L] --out out.wav`: text to
+//!   a WAV file (PCM16 mono, 32 kHz); without `--ref` the demo bundle's reference is used. `--batch jobs.jsonl
+//!   --out-dir DIR` runs one job per line, prints one line per job and `N passed, M failed`, exits 1 if any failed.
+//! * `gsv phonemize --lang L [--version v1|v2] TEXT`: the frontend's result as JSON.
 //! * `gsv parity --bundle DIR --golden DIR`: one `PASS|FAIL name max_err=.. tol=..` line per check, then
 //!   `N passed, M failed`; exit code 1 on any failure.
 //! * `gsv bench --bundle DIR [--tokens N] [--json]`: prefill ms, ms/step, tokens/s, vocoder ms per audio
@@ -17,12 +18,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ndarray::Array2;
 
-use gsv::engine::{npy, parity, zero_bert, Engine, ReferenceInput, Segment, SynthRequest};
+use gsv::engine::pipeline::{self, RefAudio, TextSplit, TtsRequest};
+use gsv::engine::{parity, zero_bert, Engine};
+use gsv::text::{FrontendData, SymbolVersion};
 use gsv::gpt::{GenerateConfig, SamplingParams};
 use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions};
-use gsv::vocoder::{self, DecodeParams, Int16Scale};
+use gsv::vocoder::{self, DecodeParams};
 
 #[derive(Parser)]
 #[command(name = "gsv", version, about = "GPT-SoVITS inference on ONNX Runtime")]
@@ -51,42 +53,70 @@ struct RtArgs {
     opt_level: String,
 }
 
+#[derive(Args)]
+struct SynthArgs {
+    #[arg(long, default_value = "onnx/demo")]
+    bundle: PathBuf,
+    /// Reference recording (WAV/MP3/FLAC/OGG, 3-10 s); default: the demo bundle's reference
+    #[arg(long = "ref")]
+    reference: Option<PathBuf>,
+    /// Transcript of the reference recording
+    #[arg(long)]
+    ref_text: Option<String>,
+    /// Language of the reference transcript
+    #[arg(long)]
+    ref_lang: Option<String>,
+    /// Text to speak
+    #[arg(long)]
+    text: Option<String>,
+    /// Language of the text: zh, ja, en, all_zh, all_ja, auto
+    #[arg(long, default_value = "zh")]
+    lang: String,
+    /// Output WAV file
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Jobs, one JSON object per line: {"text", "lang"?, "ref"?, "ref_text"?, "ref_lang"?, "out"?, "seed"?, ...}
+    #[arg(long)]
+    batch: Option<PathBuf>,
+    /// Folder for the batch outputs (job N without "out" writes NNNN.wav)
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// api2 cut method 0..5 (0 = no cut)
+    #[arg(long, default_value_t = 5)]
+    cut: u8,
+    /// Top-k (default: the GPT checkpoint's, 15 for v2)
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 1.35)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    #[arg(long, default_value_t = 0.5)]
+    noise_scale: f32,
+    /// Seed for reproducible output (default: random)
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    rt: RtArgs,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
-    /// Synthesize one utterance to a WAV file
-    Synth {
-        #[arg(long)]
-        bundle: PathBuf,
-        /// Reference recording (needs reference/, not wired yet)
-        #[arg(long)]
-        r#ref: Option<PathBuf>,
-        /// Folder with wav16k_padded.npy and refer_spec.npy (precomputed reference)
-        #[arg(long)]
-        ref_arrays: Option<PathBuf>,
-        /// Target phone ids, comma separated
-        #[arg(long)]
-        phone_ids: String,
-        /// Prompt (reference text) phone ids, comma separated
-        #[arg(long)]
-        prompt_phone_ids: String,
-        #[arg(long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 15)]
-        top_k: usize,
-        #[arg(long, default_value_t = 1.0)]
-        top_p: f32,
-        #[arg(long, default_value_t = 1.0)]
-        temperature: f32,
-        #[arg(long, default_value_t = 1.35)]
-        repetition_penalty: f32,
-        #[arg(long, default_value_t = 1.0)]
-        speed: f64,
-        #[arg(long, default_value_t = 0.5)]
-        noise_scale: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[command(flatten)]
-        rt: RtArgs,
+    /// Synthesize text to a WAV file, or a batch of jobs (JSON lines) to a folder
+    Synth(SynthArgs),
+    /// Print the text frontend's result as JSON: normalised text, segments, phones, phone ids, word2ph
+    Phonemize {
+        /// Language: zh, ja, en, all_zh, all_ja, auto
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        /// Symbol table: v1 or v2
+        #[arg(long, default_value = "v2")]
+        version: String,
+        text: String,
     },
     /// Compare every stage with the golden data
     Parity {
@@ -127,41 +157,139 @@ fn load_engine(bundle: &Path, rt: &RtArgs) -> Result<Engine> {
     Ok(Engine::load(&runtime, bundle, &opts)?)
 }
 
-fn parse_ids(s: &str, what: &str) -> Result<Vec<i64>> {
-    let v: Vec<i64> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|x| !x.is_empty())
-        .map(|x| x.parse::<i64>().with_context(|| format!("{what}: `{x}` is not an integer")))
-        .collect::<Result<_>>()?;
-    if v.is_empty() {
-        bail!("{what}: no ids given");
-    }
-    Ok(v)
-}
-
-/// Decode a reference recording into (16 kHz padded samples, spectrogram). The reference/ module
-/// (another branch) provides this; until it is merged this reports that it is not wired.
-fn load_reference(path: &Path) -> Result<ReferenceInput> {
-    bail!("reference decoding is not wired yet ({}): use --ref-arrays DIR with wav16k_padded.npy and refer_spec.npy", path.display())
-}
-
-fn load_reference_arrays(dir: &Path) -> Result<ReferenceInput> {
-    let w = npy::read(&dir.join("wav16k_padded.npy"))?;
-    let s = npy::read(&dir.join("refer_spec.npy"))?;
-    let f = *s.shape.last().context("refer_spec.npy has no dimensions")?;
-    let spec = Array2::from_shape_vec((1025, f), s.f32()).context("refer_spec.npy must be [1, 1025, F]")?;
-    Ok(ReferenceInput { wav16k_padded: w.f32(), spec })
-}
-
 fn write_wav(path: &Path, pcm: &[i16], sr: u32) -> Result<()> {
-    let spec = hound::WavSpec { channels: 1, sample_rate: sr, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec).with_context(|| format!("cannot write {}", path.display()))?;
-    for &s in pcm {
-        w.write_sample(s)?;
+    let bytes = gsv::wav::encode_pcm16(sr, pcm)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    w.finalize()?;
-    Ok(())
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// One synthesis job (a CLI call, or one line of a batch file).
+#[derive(serde::Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct Job {
+    text: String,
+    #[serde(default)]
+    lang: Option<String>,
+    #[serde(default, rename = "ref")]
+    reference: Option<PathBuf>,
+    #[serde(default)]
+    ref_text: Option<String>,
+    #[serde(default)]
+    ref_lang: Option<String>,
+    #[serde(default)]
+    out: Option<PathBuf>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    speed: Option<f64>,
+    #[serde(default)]
+    top_k: Option<usize>,
+    #[serde(default)]
+    cut: Option<u8>,
+}
+
+fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> {
+    let demo = pipeline::demo_reference(&engine.bundle.dir, &engine.bundle.manifest);
+    let (rpath, rtext, rlang) = match (&job.reference, &demo) {
+        (Some(p), _) => (
+            p.clone(),
+            job.ref_text.clone().context("--ref-text is required with --ref")?,
+            job.ref_lang.clone().context("--ref-lang is required with --ref")?,
+        ),
+        (None, Some((p, t, l))) => (p.clone(), job.ref_text.clone().unwrap_or_else(|| t.clone()), job.ref_lang.clone().unwrap_or_else(|| l.clone())),
+        (None, None) => bail!("--ref is required (this bundle has no default reference)"),
+    };
+    let lang = job.lang.clone().unwrap_or_else(|| a.lang.clone());
+    let mut r = TtsRequest::new(&job.text, &lang, RefAudio::Path(rpath), &rtext, &rlang);
+    r.split = TextSplit::Api2(job.cut.unwrap_or(a.cut));
+    r.top_k = job.top_k.or(a.top_k).unwrap_or(0);
+    r.top_p = a.top_p;
+    r.temperature = a.temperature;
+    r.repetition_penalty = a.repetition_penalty;
+    r.speed = job.speed.unwrap_or(a.speed);
+    r.noise_scale = a.noise_scale;
+    r.seed = job.seed.or(a.seed);
+    Ok(r)
+}
+
+fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Path) -> Result<pipeline::TtsStats> {
+    let mut pcm: Vec<i16> = Vec::new();
+    let st = engine.tts(data, req, &|| false, &mut |seg| {
+        pcm.extend_from_slice(&seg.pcm);
+        true
+    })?;
+    write_wav(out, &pcm, st.sample_rate)?;
+    Ok(st)
+}
+
+fn describe(st: &pipeline::TtsStats) -> String {
+    format!(
+        "{:.2} s of audio, {} segment(s), {} tokens; frontend {:.0} ms, reference {:.0} ms{}, prefill {:.0} ms, {:.1} tokens/s, decode {:.0} ms, total {:.0} ms, RTF {:.3}, seed {}",
+        st.audio_seconds(),
+        st.segments,
+        st.tokens,
+        st.frontend_ms,
+        st.reference_ms,
+        if st.reference_cached { " (cached)" } else { "" },
+        st.prefill_ms,
+        st.tokens_per_s(),
+        st.decode_ms,
+        st.total_ms,
+        st.rtf(),
+        st.seed
+    )
+}
+
+fn synth(a: SynthArgs) -> Result<ExitCode> {
+    let data = FrontendData::global()?;
+    match (&a.batch, &a.text) {
+        (Some(_), Some(_)) => bail!("give either --text or --batch, not both"),
+        (None, None) => bail!("give --text (or --batch jobs.jsonl)"),
+        _ => {}
+    }
+    let mut engine = load_engine(&a.bundle, &a.rt)?;
+    if let Some(text) = &a.text {
+        let out = a.out.clone().context("--out is required")?;
+        let job = Job { text: text.clone(), reference: a.reference.clone(), ref_text: a.ref_text.clone(), ref_lang: a.ref_lang.clone(), ..Default::default() };
+        let req = job_request(&a, &engine, &job)?;
+        let st = run_job(&mut engine, data, &req, &out)?;
+        eprintln!("wrote {}: {}", out.display(), describe(&st));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let batch = a.batch.clone().unwrap_or_default();
+    let out_dir = a.out_dir.clone().context("--out-dir is required with --batch")?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let text = std::fs::read_to_string(&batch).with_context(|| format!("cannot read {}", batch.display()))?;
+    let (mut ok, mut failed) = (0usize, 0usize);
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let n = i + 1;
+        let res = serde_json::from_str::<Job>(line)
+            .with_context(|| format!("line {n}: not a job object"))
+            .and_then(|job| {
+                let out = out_dir.join(job.out.clone().unwrap_or_else(|| PathBuf::from(format!("{n:04}.wav"))));
+                let req = job_request(&a, &engine, &job)?;
+                let st = run_job(&mut engine, data, &req, &out)?;
+                Ok((out, st))
+            });
+        match res {
+            Ok((out, st)) => {
+                ok += 1;
+                println!("ok   line {n}: {}: {}", out.display(), describe(&st));
+            }
+            Err(e) => {
+                failed += 1;
+                let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                println!("FAIL line {n}: {}", msg.join(": "));
+            }
+        }
+    }
+    println!("{ok} passed, {failed} failed");
+    Ok(if failed == 0 && ok > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -172,44 +300,15 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
-        Cmd::Synth { bundle, r#ref, ref_arrays, phone_ids, prompt_phone_ids, out, top_k, top_p, temperature, repetition_penalty, speed, noise_scale, seed, rt } => {
-            let reference = match (&r#ref, &ref_arrays) {
-                (_, Some(d)) => load_reference_arrays(d)?,
-                (Some(p), None) => load_reference(p)?,
-                (None, None) => bail!("give --ref WAV or --ref-arrays DIR"),
+        Cmd::Synth(a) => synth(a),
+        Cmd::Phonemize { lang, version, text } => {
+            let v = match version.as_str() {
+                "v1" => SymbolVersion::V1,
+                "v2" => SymbolVersion::V2,
+                other => bail!("--version must be v1 or v2, not {other:?}"),
             };
-            let ids = parse_ids(&phone_ids, "--phone-ids")?;
-            let pids = parse_ids(&prompt_phone_ids, "--prompt-phone-ids")?;
-            let mut engine = load_engine(&bundle, &rt)?;
-            let early = 50 * engine.bundle.manifest.gpt.max_sec as i64;
-            let req = SynthRequest {
-                reference,
-                prompt: Segment { bert: zero_bert(engine.bundle.manifest.bert_hidden(), pids.len()), phone_ids: pids },
-                segments: vec![Segment { bert: zero_bert(engine.bundle.manifest.bert_hidden(), ids.len()), phone_ids: ids }],
-                gen: GenerateConfig {
-                    params: SamplingParams { top_k, top_p, temperature, repetition_penalty },
-                    seed,
-                    early_stop_num: early,
-                    ..Default::default()
-                },
-                decode: DecodeParams { noise_scale, speed, seed },
-                int16: Int16Scale::Api2,
-            };
-            let o = engine.synthesize(&req)?;
-            write_wav(&out, &o.audio_i16, o.sample_rate)?;
-            let t = &o.timings;
-            eprintln!(
-                "wrote {} ({:.2} s at {} Hz): {} tokens, reference {:.0} ms, prefill {:.0} ms, {:.1} ms/step, decode {:.0} ms, total {:.0} ms",
-                out.display(),
-                o.audio_i16.len() as f64 / o.sample_rate as f64,
-                o.sample_rate,
-                t.tokens,
-                t.reference_ms,
-                t.prefill_ms,
-                if t.steps > 0 { t.steps_ms / t.steps as f64 } else { 0.0 },
-                t.decode_ms,
-                t.total_ms
-            );
+            let p = gsv::text::phonemize(&text, &lang, v)?;
+            println!("{}", serde_json::to_string_pretty(&p)?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Parity { bundle, golden, rt } => {
@@ -240,9 +339,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ..Default::default()
             };
             // warm-up
-            let _ = engine.generate(&ids, bert.view(), &prompt, &GenerateConfig { early_stop_num: 2, ..cfg.clone() }, &mut |_| {})?;
+            let _ = engine.generate(&ids, bert.view(), &prompt, &GenerateConfig { early_stop_num: 2, ..cfg.clone() }, &mut |_| true)?;
             let t0 = Instant::now();
-            let g = engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| {})?;
+            let g = engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| true)?;
             let gpt_ms = t0.elapsed().as_secs_f64() * 1e3;
             let ge = vec![0.1f32; m.sovits.gin_channels];
             let text: Vec<i64> = ids[..n / 2].to_vec();

@@ -10,6 +10,7 @@
 
 pub mod npy;
 pub mod parity;
+pub mod pipeline;
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -34,6 +35,12 @@ pub enum EngineError {
     Vocoder(#[from] VocoderError),
     #[error("bad request: {0}")]
     Request(String),
+    #[error("text: {0}")]
+    Text(#[from] crate::text::TextError),
+    #[error("reference: {0}")]
+    Reference(#[from] crate::reference::ReferenceError),
+    #[error("cancelled")]
+    Cancelled,
     #[error("engine worker stopped")]
     WorkerGone,
 }
@@ -95,6 +102,9 @@ pub struct Engine {
     pub ref_enc: Graph,
     pub sovits_decode: Graph,
     pub cache: KvCache,
+    /// Prompt codes and speaker vectors of the references seen, by content hash (LRU).
+    pub voices: crate::reference::ReferenceCache<pipeline::VoiceFeatures>,
+    tokenizer: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Engine {
@@ -119,6 +129,8 @@ impl Engine {
             ref_enc: next(),
             sovits_decode: next(),
             cache,
+            voices: crate::reference::ReferenceCache::new(64),
+            tokenizer: None,
             bundle,
         })
     }
@@ -140,7 +152,7 @@ impl Engine {
     }
 
     /// Run the GPT for one segment.
-    pub fn generate(&mut self, phone_ids: &[i64], bert: ndarray::ArrayView2<f32>, prompt: &[i64], cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64)) -> Result<gpt::GenerateOutput> {
+    pub fn generate(&mut self, phone_ids: &[i64], bert: ndarray::ArrayView2<f32>, prompt: &[i64], cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64) -> bool) -> Result<gpt::GenerateOutput> {
         let dims = self.gpt_dims();
         let input = GptInput { phone_ids, bert, prompt };
         Ok(gpt::generate(&mut self.gpt_prefill, &mut self.gpt_step, dims, &input, cfg, &mut self.cache, on_token)?)
@@ -167,7 +179,7 @@ impl Engine {
         for (si, seg) in req.segments.iter().enumerate() {
             let ids: Vec<i64> = req.prompt.phone_ids.iter().chain(seg.phone_ids.iter()).copied().collect();
             let bert = concatenate(Axis(1), &[req.prompt.bert.view(), seg.bert.view()]).map_err(|e| EngineError::Request(e.to_string()))?;
-            let out = self.generate(&ids, bert.view(), &prompt, &req.gen, &mut |_| {})?;
+            let out = self.generate(&ids, bert.view(), &prompt, &req.gen, &mut |_| true)?;
             timings.prefill_ms += out.timings.prefill_ms;
             timings.steps += out.timings.steps;
             timings.steps_ms += out.timings.steps_ms;

@@ -279,7 +279,7 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
             ignore_eos: false,
         };
         let name = format!("gpt_{tag}");
-        let res = tryc!(&name, engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| {}));
+        let res = tryc!(&name, engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| true));
         if !first_done {
             let fl = tryc!("gpt_first_step_logits", golden.array("gpt_first_step_logits")).f32();
             push(float_check("gpt_first_step_logits", &res.step_logits[0], &fl, fa, fr), &mut out);

@@ -43,6 +43,9 @@ pub enum GptError {
     EmptyGeneration,
     #[error("bad input: {0}")]
     Input(String),
+    /// The token consumer asked to stop (client gone, request cancelled).
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, GptError>;
@@ -206,7 +209,7 @@ pub fn generate(
     input: &GptInput<'_>,
     cfg: &GenerateConfig,
     cache: &mut KvCache,
-    on_token: &mut dyn FnMut(i64),
+    on_token: &mut dyn FnMut(i64) -> bool,
 ) -> Result<GenerateOutput> {
     let n = input.phone_ids.len();
     let p = input.prompt.len();
@@ -263,7 +266,9 @@ pub fn generate(
         } else {
             out.tokens.push(tok);
             history.push(tok);
-            on_token(tok);
+            if !on_token(tok) {
+                return Err(GptError::Cancelled);
+            }
         }
         if stop.is_none() && idx + 1 == max_steps {
             stop = Some(StopReason::MaxSteps);
