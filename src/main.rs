@@ -382,7 +382,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -82,26 +82,38 @@ fn device_and_opt_names() {
     assert!(OptLevel::parse("max").is_err());
 }
 
-fn golden_paths() -> Option<(PathBuf, PathBuf)> {
-    let bundle = std::env::var("GSV_TEST_BUNDLE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/main/onnx/golden"));
-    let golden = std::env::var("GSV_TEST_GOLDEN").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/work/shared/golden"));
-    if bundle.join("manifest.json").is_file() && golden.join("manifest.json").is_file() && gsv::runtime::find_library(None).is_ok() {
-        Some((bundle, golden))
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The golden bundles are exported by the Python tests (scripts/test runs them first) into onnx/golden and
+/// onnx/golden-v1; the golden data is ../shared/golden(-v1). Missing data is a failure, not a skip.
+fn golden_paths(set: &str) -> (PathBuf, PathBuf) {
+    let (benv, genv, gdef) = if set == "golden" {
+        ("GSV_TEST_BUNDLE", "GSV_GOLDEN_DIR", repo().join("../shared/golden"))
     } else {
-        eprintln!("skipped: golden bundle, golden data or ONNX Runtime not found (set GSV_TEST_BUNDLE / GSV_TEST_GOLDEN)");
-        None
-    }
+        ("GSV_TEST_BUNDLE_V1", "GSV_GOLDEN_V1_DIR", repo().join("../shared/golden-v1"))
+    };
+    let bundle = std::env::var(benv).map(PathBuf::from).unwrap_or_else(|_| repo().join("onnx").join(set));
+    let golden = std::env::var(genv).map(PathBuf::from).unwrap_or(gdef);
+    assert!(golden.join("manifest.json").is_file(), "golden data missing: {} (set {genv})", golden.display());
+    assert!(
+        bundle.join("manifest.json").is_file(),
+        "golden bundle missing: {} (scripts/test exports it with `python -m export convert` first; or set {benv})",
+        bundle.display()
+    );
+    (bundle, golden)
 }
 
 /// One test owns the engine so that both checks share a process-wide ONNX Runtime environment.
 #[test]
 fn golden_parity_and_end_to_end() {
-    use gsv::engine::{npy, parity, zero_bert, Engine, EngineWorker, ReferenceInput, Segment, SynthRequest};
+    use gsv::engine::{parity, zero_bert, Engine, EngineWorker, ReferenceInput, Segment, SynthRequest};
     use gsv::gpt::{GenerateConfig, SamplingParams};
     use gsv::runtime::{Runtime, SessionOptions};
     use gsv::vocoder::{DecodeParams, Int16Scale};
 
-    let Some((bundle, golden)) = golden_paths() else { return };
+    let (bundle, golden) = golden_paths("golden");
     let rt = Runtime::init(None).unwrap();
     let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }).unwrap();
     let g = parity::Golden::open(&golden).unwrap();
@@ -111,7 +123,7 @@ fn golden_parity_and_end_to_end() {
     assert!(failed.is_empty(), "parity failures: {failed:?}");
 
     // end to end through the worker thread, golden reference arrays, zero BERT
-    let arr = |n: &str| npy::read(&golden.join("arrays").join(format!("{n}.npy"))).unwrap();
+    let arr = |n: &str| g.array(n).unwrap();
     let spec = arr("refer_spec");
     let f = spec.shape[2];
     let reference = ReferenceInput { wav16k_padded: arr("wav16k_padded").f32(), spec: ndarray::Array2::from_shape_vec((1025, f), spec.f32()).unwrap() };
@@ -133,4 +145,19 @@ fn golden_parity_and_end_to_end() {
     let tokens = a.timings.tokens;
     assert!(tokens >= 2 * 11, "at least 11 tokens per segment, got {tokens}");
     assert_eq!(a.audio_i16.len(), tokens * 1280 + 2 * 9600);
+}
+
+#[test]
+fn golden_v1_parity() {
+    use gsv::engine::{parity, Engine};
+    use gsv::runtime::{Runtime, SessionOptions};
+    let (bundle, golden) = golden_paths("golden-v1");
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }).unwrap();
+    assert_eq!(engine.bundle.manifest.model_version, "v1");
+    let g = parity::Golden::open(&golden).unwrap();
+    let checks = parity::run(&mut engine, &g, &mut |c| eprintln!("{c}"));
+    let failed: Vec<String> = checks.iter().filter(|c| !c.pass).map(|c| c.to_string()).collect();
+    assert!(checks.len() >= 20, "only {} checks ran", checks.len());
+    assert!(failed.is_empty(), "parity failures: {failed:?}");
 }

@@ -250,8 +250,9 @@ impl Manifest {
         if !h.eq_ignore_ascii_case(&s.sha256) {
             return Err(field("symbols.sha256", format!("manifest says {}, the list hashes to {h}", s.sha256)));
         }
-        if s.count != g.phoneme_vocab_size {
-            return Err(field("gpt.phoneme_vocab_size", format!("{} differs from symbols.count {}", g.phoneme_vocab_size, s.count)));
+        // v1 GPTs have 512 phone embeddings for the 322 v1 symbols; fewer rows than symbols cannot work
+        if g.phoneme_vocab_size < s.count {
+            return Err(field("gpt.phoneme_vocab_size", format!("{} is smaller than symbols.count {}", g.phoneme_vocab_size, s.count)));
         }
         let prod: usize = self.sovits.upsample_rates.iter().product();
         if prod != self.hop_length {

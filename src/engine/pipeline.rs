@@ -288,6 +288,10 @@ impl Engine {
             if cancel() {
                 return Err(EngineError::Cancelled);
             }
+            // a segment of punctuation only would make the GPT babble (or return the reference): skip it
+            if !seg_text.chars().any(char::is_alphanumeric) {
+                continue;
+            }
             let t0 = Instant::now();
             let mut feats = self.text_features(data, seg_text, &req.text_lang);
             // api_v2 (TextPreprocessor): fewer than 6 phones -> once more with "." in front
