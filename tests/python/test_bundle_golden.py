@@ -23,7 +23,7 @@ def model_paths(g: Path) -> dict:
     names = list(m["models"])
     pick = lambda pred: g / "models" / next(n for n in names if pred(n))
     return {"gpt": pick(lambda n: n.endswith(".ckpt")), "sovits": pick(lambda n: n.endswith(".pth")),
-            "hubert": pick(lambda n: "hubert" in n), "bert": pick(lambda n: "roberta" in n or "bert" in n)}
+            "hubert": pick(lambda n: "hubert" in n), "bert": pick(lambda n: "roberta" in n or ("bert" in n and "hubert" not in n))}
 
 
 def run_export(*args):
