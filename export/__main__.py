@@ -1,4 +1,4 @@
-"""python -m export {convert, verify, demo, random-checkpoint}: see README.md, "Exporting models"."""
+"""python -m export {convert, verify, demo, random-checkpoint, quantize}: see README.md, "Exporting models"."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +36,11 @@ def main(argv=None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--full-size", action="store_true", help="the real production dimensions (default: tiny)")
     r.add_argument("--seed", type=int, default=1)
+    q = sub.add_parser("quantize", help="add an int8 GPT variant to a bundle, if it keeps the tokens")
+    q.add_argument("--bundle", required=True)
+    q.add_argument("--golden", help="also require exact greedy tokens on this golden set")
+    q.add_argument("--tokens", type=int, default=500, help="teacher-forced tokens compared with fp32 (need >= 99%% agreement)")
+    q.add_argument("--force", action="store_true", help="register the variant even if the gate fails")
     args = ap.parse_args(argv)
     _quiet()
 
@@ -53,6 +58,9 @@ def main(argv=None) -> int:
             from .demo import make_demo
             make_demo(args.out, seed=args.seed)
             return 0
+        if args.cmd == "quantize":
+            from .quantize import quantize
+            return quantize(args.bundle, golden=args.golden, tokens=args.tokens, force=args.force)
         if args.cmd == "random-checkpoint":
             from .random_ckpt import write_random_checkpoints
             write_random_checkpoints(args.out, full_size=args.full_size, seed=args.seed)

@@ -51,6 +51,9 @@ struct RtArgs {
     /// Graph optimisation: disable, basic, extended, all
     #[arg(long, default_value = "all", global = true)]
     opt_level: String,
+    /// GPT precision: fp32, or int8 when the bundle has the variant (python -m export quantize)
+    #[arg(long, default_value = "fp32", global = true)]
+    gpt_precision: String,
 }
 
 #[derive(Args)]
@@ -148,6 +151,11 @@ fn session_options(rt: &RtArgs) -> Result<SessionOptions> {
         intra_threads: rt.intra_threads,
         inter_threads: rt.inter_threads,
         opt_level: OptLevel::parse(&rt.opt_level)?,
+        gpt_variant: match rt.gpt_precision.as_str() {
+            "fp32" => None,
+            "int8" => Some("int8".to_string()),
+            other => bail!("--gpt-precision must be fp32 or int8, not {other:?}"),
+        },
     })
 }
 

@@ -89,6 +89,16 @@ pub struct GraphEntry {
     pub outputs: Vec<String>,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Alternative files with the same interface, e.g. `int8` for the GPT (written by `python -m export quantize`).
+    #[serde(default)]
+    pub variants: BTreeMap<String, GraphVariant>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GraphVariant {
+    pub file: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -295,6 +305,23 @@ impl Bundle {
 
     pub fn graph_path(&self, name: &str) -> PathBuf {
         self.dir.join(&self.manifest.graphs[name].file)
+    }
+
+    /// The file of graph `name` in precision `variant` (`None` or "fp32": the main file).
+    pub fn graph_variant_path(&self, name: &str, variant: Option<&str>) -> Result<PathBuf> {
+        match variant {
+            None | Some("fp32") => Ok(self.graph_path(name)),
+            Some(v) => {
+                let e = self.manifest.graphs[name].variants.get(v).ok_or_else(|| {
+                    field(&format!("graphs.{name}.variants.{v}"), "this bundle has no such variant (python -m export quantize adds int8)")
+                })?;
+                let p = self.dir.join(&e.file);
+                if !p.is_file() {
+                    return Err(field(&format!("graphs.{name}.variants.{v}"), format!("file {} is missing", e.file)));
+                }
+                Ok(p)
+            }
+        }
     }
 
     /// Compare a loaded graph's reported inputs/outputs (and `gsv.*` metadata) with the manifest and BUNDLE.md.

@@ -280,11 +280,13 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     pub inter_threads: usize,
     pub opt_level: OptLevel,
+    /// GPT graph precision variant: `None` = the bundle's main (fp32) graphs, `Some("int8")` = the quantized ones.
+    pub gpt_variant: Option<String>,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None }
     }
 }
 

@@ -1,0 +1,124 @@
+"""`python -m export quantize --bundle DIR`: an int8 variant of the GPT graphs, added to the bundle only if it keeps
+the tokens.
+
+In:  a bundle (fp32 GPT graphs), optionally a golden folder.
+Out: `gpt_prefill.int8.onnx` and `gpt_step.int8.onnx` (onnxruntime dynamic quantization: MatMul weights int8, per
+     tensor, activations quantized on the fly) registered in the manifest as `graphs.<name>.variants.int8`; the runtime
+     uses them with `--gpt-precision int8`. The fp32 graphs stay; nothing changes unless the flag is given.
+
+Gate (issue #6): with `--golden`, greedy decoding with the int8 graphs must give exactly the golden tokens for every
+repetition penalty; and on the bundle itself, teacher-forced decoding of `--tokens` (default 500) tokens must pick the
+same argmax as fp32 at >= 99% of the steps. Otherwise the variant is not registered (exit status 1), unless --force.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from .ckpt import sha256_file
+
+GPT_GRAPHS = ("gpt_prefill", "gpt_step")
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def teacher_forced_agreement(bundle: str, man: dict, files: dict, tokens: int, seed: int = 0) -> float:
+    """Run fp32 greedily for `tokens` steps (EOS ignored); feed the same tokens to int8; fraction of equal argmax."""
+    L = man["gpt"]["n_layer"]
+    rng = np.random.default_rng(seed)
+    n, p = 40, 100
+    ids = rng.integers(1, man["gpt"]["phoneme_vocab_size"] - 1, size=(1, n)).astype(np.int64)
+    bert = np.zeros((1, man.get("bert", {}).get("hidden", 1024), n), dtype=np.float32)
+    prompt = rng.integers(0, man["gpt"]["vocab_size"] - 1, size=(1, p)).astype(np.int64)
+    runs = {}
+    forced = None
+    for variant in ("fp32", "int8"):
+        pre = _session(os.path.join(bundle, files[variant]["gpt_prefill"]))
+        stp = _session(os.path.join(bundle, files[variant]["gpt_step"]))
+        o = pre.run(None, {"phone_ids": ids, "bert": bert, "prompt": prompt})
+        logits, ks, vs = o[0], list(o[1:1 + L]), list(o[1 + L:])
+        picks = []
+        for k in range(tokens):
+            tok = int(np.argmax(logits[0, :-1]))
+            picks.append(tok)
+            fed = forced[k] if forced is not None else tok
+            feeds = {"token": np.array([[fed]], dtype=np.int64), "position": np.array([p + k], dtype=np.int64)}
+            feeds.update({f"past_k_{i}": ks[i] for i in range(L)})
+            feeds.update({f"past_v_{i}": vs[i] for i in range(L)})
+            o = stp.run(None, feeds)
+            logits = o[0]
+            ks = [np.concatenate([a, b], 1) for a, b in zip(ks, o[1:1 + L])]
+            vs = [np.concatenate([a, b], 1) for a, b in zip(vs, o[1 + L:])]
+        runs[variant] = picks
+        if forced is None:
+            forced = picks
+    a, b = np.array(runs["fp32"]), np.array(runs["int8"])
+    return float(np.mean(a == b))
+
+
+def quantize(bundle: str, golden: str | None = None, tokens: int = 500, force: bool = False, log=print) -> int:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    mpath = os.path.join(bundle, "manifest.json")
+    with open(mpath, encoding="utf-8") as f:
+        man = json.load(f)
+    files = {"fp32": {}, "int8": {}}
+    for g in GPT_GRAPHS:
+        src = man["graphs"][g]["file"]
+        dst = f"{g}.int8.onnx"
+        files["fp32"][g] = src
+        files["int8"][g] = dst
+        log(f"quantizing {src} -> {dst}")
+        quantize_dynamic(os.path.join(bundle, src), os.path.join(bundle, dst), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    ok = True
+    if golden:
+        from .verify import verify
+
+        lines = []
+        # verify a temporary manifest view whose GPT graphs are the int8 files
+        tmp_manifest = dict(man, graphs={**man["graphs"], **{g: dict(man["graphs"][g], file=files["int8"][g])
+                                                              for g in GPT_GRAPHS}})
+        tmpdir = os.path.join(bundle, ".int8-verify")
+        os.makedirs(tmpdir, exist_ok=True)
+        for name, entry in tmp_manifest["graphs"].items():
+            link = os.path.join(tmpdir, f"{name}.onnx")
+            if os.path.lexists(link):
+                os.remove(link)
+            os.symlink(os.path.abspath(os.path.join(bundle, entry["file"])), link)
+        with open(os.path.join(tmpdir, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(man, f)
+        res = verify(tmpdir, golden, out=lines.append)
+        for l in lines:
+            if " gpt tokens" in l or " gpt stop" in l:
+                log("  int8 " + l)
+                ok &= l.startswith("PASS")
+        for n in os.listdir(tmpdir):
+            os.remove(os.path.join(tmpdir, n))
+        os.rmdir(tmpdir)
+    agree = teacher_forced_agreement(bundle, man, files, tokens)
+    log(f"  teacher-forced argmax agreement int8 vs fp32 over {tokens} tokens: {agree * 100:.1f}% (need >= 99%)")
+    ok &= agree >= 0.99
+    if not ok and not force:
+        for g in GPT_GRAPHS:
+            os.remove(os.path.join(bundle, files["int8"][g]))
+        log("int8 GPT rejected: tokens change; the variant was not added (use --force to keep it anyway)")
+        return 1
+    for g in GPT_GRAPHS:
+        man["graphs"][g].setdefault("variants", {})["int8"] = {
+            "file": files["int8"][g], "sha256": sha256_file(os.path.join(bundle, files["int8"][g])),
+            "agreement": round(agree, 4), "tokens_checked": tokens,
+        }
+    with open(mpath + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(man, f, ensure_ascii=False, indent=1)
+    os.replace(mpath + ".tmp", mpath)
+    log(f"int8 GPT variant registered in {mpath}; use `gsv ... --gpt-precision int8`")
+    return 0

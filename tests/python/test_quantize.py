@@ -1,0 +1,35 @@
+"""The int8 GPT gate: on the golden set's tiny random GPT, int8 changes the greedy tokens, so `quantize` must refuse
+the variant; with --force it is registered and `gsv` runs with --gpt-precision int8."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quantize_gate_and_variant(tmp_path, golden_dir):
+    src = REPO / "onnx" / "golden"
+    assert (src / "manifest.json").is_file(), "onnx/golden is exported by test_bundle_golden.py first"
+    b = tmp_path / "b"
+    shutil.copytree(src, b)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), *a],
+                                    cwd=REPO, capture_output=True, text=True)
+    r = run("--golden", str(golden_dir), "--tokens", "100")
+    assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
+    assert not (b / "gpt_step.int8.onnx").exists()
+    assert "variants" not in json.loads((b / "manifest.json").read_text())["graphs"]["gpt_step"]
+    r = run("--tokens", "20", "--force")
+    assert r.returncode == 0, r.stdout + r.stderr
+    man = json.loads((b / "manifest.json").read_text())
+    v = man["graphs"]["gpt_step"]["variants"]["int8"]
+    assert (b / v["file"]).is_file() and 0.0 <= v["agreement"] <= 1.0
+    gsv = REPO / "target" / "debug" / "gsv"
+    if gsv.exists():
+        p = subprocess.run([str(gsv), "bench", "--bundle", str(b), "--tokens", "5", "--gpt-precision", "int8", "--json"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        p = subprocess.run([str(gsv), "bench", "--bundle", str(src), "--tokens", "5", "--gpt-precision", "int8"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert p.returncode != 0 and "variants.int8" in p.stderr, p.stderr
