@@ -103,6 +103,9 @@ struct SynthArgs {
     /// Seed for reproducible output (default: random)
     #[arg(long)]
     seed: Option<u64>,
+    /// Decode while generating, by chunks of N tokens (0: whole segments)
+    #[arg(long, default_value_t = 0)]
+    stream_chunk: usize,
     #[command(flatten)]
     rt: RtArgs,
 }
@@ -219,6 +222,9 @@ fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> 
     r.speed = job.speed.unwrap_or(a.speed);
     r.noise_scale = a.noise_scale;
     r.seed = job.seed.or(a.seed);
+    if a.stream_chunk > 0 {
+        r.stream = Some(gsv::vocoder::stream::StreamParams { chunk: a.stream_chunk, ..Default::default() });
+    }
     Ok(r)
 }
 
@@ -359,6 +365,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let d = vocoder::decode(&mut engine.sovits_decode, m.sovits.inter_channels, &g.tokens, &text, &ge, dp, None, false)?;
             let voc_ms = t1.elapsed().as_secs_f64() * 1e3;
             let audio_s = d.audio.len() as f64 / m.sample_rate as f64;
+            // time to first audio when streaming by token chunks (default StreamParams): prefill + the first
+            // chunk's steps + its decode; reference features cached, text frontend excluded
+            let ttfa_stream_ms = {
+                use gsv::vocoder::stream::{StreamDecoder, StreamParams};
+                let sp = StreamParams::default();
+                let mut dec = StreamDecoder::new(sp, m.sovits.samples_per_frame * 2, m.sovits.inter_channels, &text, &ge, dp);
+                let mut toks = Vec::new();
+                let mut first: Option<f64> = None;
+                let t2 = Instant::now();
+                let cfg2 = GenerateConfig { early_stop_num: (sp.chunk + sp.lookahead) as i64 + 1, ..cfg.clone() };
+                let dims = engine.gpt_dims();
+                let input = gsv::gpt::GptInput { phone_ids: &ids, bert: bert.view(), prompt: &prompt };
+                let sovits = &mut engine.sovits_decode;
+                let _ = gsv::gpt::generate(&mut engine.gpt_prefill, &mut engine.gpt_step, dims, &input, &cfg2, &mut engine.cache, &mut |t| {
+                    toks.push(t);
+                    if first.is_none() {
+                        if let Ok(a) = dec.push(sovits, &toks) {
+                            if !a.is_empty() {
+                                first = Some(t2.elapsed().as_secs_f64() * 1e3);
+                            }
+                        }
+                    }
+                    true
+                })?;
+                first.unwrap_or(f64::NAN)
+            };
+            let ttfa_ms = gpt_ms + voc_ms;
             let tps = g.tokens.len() as f64 / (gpt_ms / 1e3);
             let rtf = (gpt_ms + voc_ms) / 1e3 / audio_s;
             let rss = peak_rss_kib().unwrap_or(0);
@@ -370,6 +403,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "tokens": g.tokens.len(), "prefill_ms": g.timings.prefill_ms, "ms_per_step": ms_step,
                         "tokens_per_s": tps, "vocoder_ms": voc_ms, "audio_s": audio_s,
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
+                        "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
                         "device": engine.gpt_step.device.name()
                     })
                 );
@@ -380,6 +414,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("tokens/s            {:.1}", tps);
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
+                println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, gsv::vocoder::stream::StreamParams::default().chunk);
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
                 println!("device              {}", engine.gpt_step.device.name());
             }

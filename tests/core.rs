@@ -161,3 +161,43 @@ fn golden_v1_parity() {
     assert!(checks.len() >= 20, "only {} checks ran", checks.len());
     assert!(failed.is_empty(), "parity failures: {failed:?}");
 }
+
+/// Streaming (chunked) decoding against whole-segment decoding of the same tokens: same length, and close
+/// (the decoder sees a window, not the whole segment; the SNR is printed and must stay above 20 dB).
+#[test]
+fn streaming_decode_close_to_whole() {
+    use gsv::engine::{parity, Engine};
+    use gsv::runtime::{Runtime, SessionOptions};
+    use gsv::vocoder::stream::{StreamDecoder, StreamParams};
+    use gsv::vocoder::{self, DecodeParams};
+    let (bundle, golden) = golden_paths("golden");
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }).unwrap();
+    let g = parity::Golden::open(&golden).unwrap();
+    let codes = g.array("decode_codes").unwrap().i64();
+    let text = g.array("decode_text").unwrap().i64();
+    let ge = g.array("decode_ge").unwrap().f32();
+    let c = engine.bundle.manifest.sovits.inter_channels;
+    let dp = DecodeParams { noise_scale: 0.0, speed: 1.0, seed: 0 };
+    let whole = vocoder::decode(&mut engine.sovits_decode, c, &codes, &text, &ge, dp, None, false).unwrap().audio;
+    for sp in [StreamParams::default(), StreamParams { chunk: 10, lookahead: 2, left: 8, crossfade: 320 }] {
+        let mut dec = StreamDecoder::new(sp, 1280, c, &text, &ge, dp);
+        let mut streamed = Vec::new();
+        let mut pieces = 0;
+        for n in 1..=codes.len() {
+            let a = dec.push(&mut engine.sovits_decode, &codes[..n]).unwrap();
+            if !a.is_empty() {
+                pieces += 1;
+            }
+            streamed.extend(a);
+        }
+        streamed.extend(dec.finish(&mut engine.sovits_decode, &codes).unwrap());
+        assert_eq!(streamed.len(), whole.len(), "{sp:?}");
+        assert!(pieces >= codes.len() / sp.chunk - 1, "{pieces} pieces");
+        let sig: f64 = whole.iter().map(|&x| (x as f64).powi(2)).sum();
+        let err: f64 = whole.iter().zip(&streamed).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+        let snr = 10.0 * (sig / err.max(1e-30)).log10();
+        eprintln!("streaming {sp:?}: {pieces} pieces, {} decode calls, SNR vs whole-segment decode {snr:.1} dB", dec.decode_calls);
+        assert!(snr > 20.0, "SNR {snr:.1} dB");
+    }
+}

@@ -21,6 +21,7 @@ use super::{Engine, EngineError, Result};
 use crate::gpt::{GenerateConfig, SamplingParams};
 use crate::reference::{self, ContentHash, SpecParams};
 use crate::text::{self, FrontendData, Lang, SymbolVersion};
+use crate::vocoder::stream::{StreamDecoder, StreamParams};
 use crate::vocoder::{self, DecodeParams, Int16Scale};
 
 /// How the target text is cut into segments.
@@ -62,6 +63,9 @@ pub struct TtsRequest {
     pub early_stop_num: Option<i64>,
     /// `×32768` (api2/api.py/api_v2) or `×32767` (webui).
     pub int16: Int16Scale,
+    /// Decode while generating, chunk by chunk (speed 1 only; otherwise whole segments). Pieces are clamped,
+    /// not peak-normalised (the peak is unknown until the segment ends).
+    pub stream: Option<StreamParams>,
 }
 
 impl TtsRequest {
@@ -84,18 +88,22 @@ impl TtsRequest {
             seed: None,
             early_stop_num: None,
             int16: Int16Scale::Api2,
+            stream: None,
         }
     }
 }
 
-/// One decoded segment.
+/// One decoded segment, or one piece of it when streaming by token chunks.
 #[derive(Debug, Clone)]
 pub struct SegmentAudio {
     pub index: usize,
     pub text: String,
-    /// PCM16 mono at the model rate, followed by 0.3 s of silence.
+    /// PCM16 mono at the model rate; the last piece of a segment ends with 0.3 s of silence.
     pub pcm: Vec<i16>,
+    /// Tokens generated so far in this segment.
     pub tokens: usize,
+    /// True for the last piece of the segment (always true without token streaming).
+    pub last: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -317,28 +325,93 @@ impl Engine {
                 early_stop_num: early,
                 ..Default::default()
             };
-            let out = match self.generate(&ids, bert.view(), &voice.prompt_codes, &cfg, &mut |_| !cancel()) {
-                Err(EngineError::Gpt(crate::gpt::GptError::Cancelled)) => return Err(EngineError::Cancelled),
-                other => other?,
+            let dp = DecodeParams { noise_scale: req.noise_scale, speed: req.speed, seed: seed.wrapping_add(1_000_003 * (si as u64 + 1)) };
+            let streaming = req.stream.filter(|_| req.speed == 1.0);
+            let gap = (m.sample_rate as f64 * 0.3) as usize;
+            let out = if let Some(sp) = streaming {
+                // decode chunks from inside the token callback: the GPT and the decoder are different sessions
+                let mut dec = StreamDecoder::new(sp, m.sovits.samples_per_frame * 2, m.sovits.inter_channels, &feats.phone_ids, &ge, dp);
+                let mut toks: Vec<i64> = Vec::new();
+                let mut failure: Option<EngineError> = None;
+                let mut gone = false;
+                let mut decode_ms = 0.0;
+                let dims = self.gpt_dims();
+                let input = crate::gpt::GptInput { phone_ids: &ids, bert: bert.view(), prompt: &voice.prompt_codes };
+                let sovits = &mut self.sovits_decode;
+                let res = crate::gpt::generate(&mut self.gpt_prefill, &mut self.gpt_step, dims, &input, &cfg, &mut self.cache, &mut |t| {
+                    if cancel() {
+                        return false;
+                    }
+                    toks.push(t);
+                    let t1 = Instant::now();
+                    match dec.push(sovits, &toks) {
+                        Ok(a) if !a.is_empty() => {
+                            decode_ms += t1.elapsed().as_secs_f64() * 1e3;
+                            let pcm = vocoder::pcm16(&a, req.int16);
+                            st.samples += pcm.len();
+                            if st.first_audio_ms == 0.0 {
+                                st.first_audio_ms = t_all.elapsed().as_secs_f64() * 1e3;
+                            }
+                            if !on_segment(SegmentAudio { index: si, text: seg_text.clone(), pcm, tokens: toks.len(), last: false }) {
+                                gone = true;
+                                return false;
+                            }
+                            true
+                        }
+                        Ok(_) => true,
+                        Err(e) => {
+                            failure = Some(e.into());
+                            false
+                        }
+                    }
+                });
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+                if gone {
+                    return Err(EngineError::Cancelled);
+                }
+                let out = match res {
+                    Err(crate::gpt::GptError::Cancelled) => return Err(EngineError::Cancelled),
+                    other => other?,
+                };
+                let t1 = Instant::now();
+                let rest = dec.finish(&mut self.sovits_decode, &out.tokens)?;
+                st.decode_ms += decode_ms + t1.elapsed().as_secs_f64() * 1e3;
+                let mut pcm = vocoder::pcm16(&rest, req.int16);
+                pcm.extend(std::iter::repeat_n(0i16, gap));
+                st.samples += pcm.len();
+                st.segments += 1;
+                if st.first_audio_ms == 0.0 {
+                    st.first_audio_ms = t_all.elapsed().as_secs_f64() * 1e3;
+                }
+                if !on_segment(SegmentAudio { index: si, text: seg_text.clone(), pcm, tokens: out.tokens.len(), last: true }) {
+                    return Err(EngineError::Cancelled);
+                }
+                out
+            } else {
+                let out = match self.generate(&ids, bert.view(), &voice.prompt_codes, &cfg, &mut |_| !cancel()) {
+                    Err(EngineError::Gpt(crate::gpt::GptError::Cancelled)) => return Err(EngineError::Cancelled),
+                    other => other?,
+                };
+                let t1 = Instant::now();
+                let dec = vocoder::decode(&mut self.sovits_decode, m.sovits.inter_channels, &out.tokens, &feats.phone_ids, &ge, dp, None, false)?;
+                let pcm = vocoder::postprocess(std::slice::from_ref(&dec.audio), m.sample_rate, 0.3, req.int16);
+                st.decode_ms += t1.elapsed().as_secs_f64() * 1e3;
+                st.samples += pcm.len();
+                st.segments += 1;
+                if st.segments == 1 {
+                    st.first_audio_ms = t_all.elapsed().as_secs_f64() * 1e3;
+                }
+                if !on_segment(SegmentAudio { index: si, text: seg_text.clone(), pcm, tokens: out.tokens.len(), last: true }) {
+                    return Err(EngineError::Cancelled);
+                }
+                out
             };
             st.prefill_ms += out.timings.prefill_ms;
             st.steps += out.timings.steps;
             st.steps_ms += out.timings.steps_ms;
             st.tokens += out.tokens.len();
-            let t1 = Instant::now();
-            let dp = DecodeParams { noise_scale: req.noise_scale, speed: req.speed, seed: seed.wrapping_add(1_000_003 * (si as u64 + 1)) };
-            let dec = vocoder::decode(&mut self.sovits_decode, m.sovits.inter_channels, &out.tokens, &feats.phone_ids, &ge, dp, None, false)?;
-            let pcm = vocoder::postprocess(std::slice::from_ref(&dec.audio), m.sample_rate, 0.3, req.int16);
-            st.decode_ms += t1.elapsed().as_secs_f64() * 1e3;
-            st.samples += pcm.len();
-            st.segments += 1;
-            if st.segments == 1 {
-                st.first_audio_ms = t_all.elapsed().as_secs_f64() * 1e3;
-            }
-            let keep_going = on_segment(SegmentAudio { index: si, text: seg_text.clone(), pcm, tokens: out.tokens.len() });
-            if !keep_going {
-                return Err(EngineError::Cancelled);
-            }
         }
         if st.segments == 0 {
             return Err(EngineError::Text(text::TextError::EmptyText));

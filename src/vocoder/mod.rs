@@ -10,6 +10,8 @@
 //!   clamped to the int16 range). [`Int16Scale::Api2`] is TTS.py/api.py's `×32768`; [`Int16Scale::Webui`]
 //!   is inference_webui's `×32767` (what `webui_output_int16` was made with).
 
+pub mod stream;
+
 use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -142,6 +144,15 @@ pub fn postprocess(segments: &[Vec<f32>], sample_rate: u32, silence_s: f64, scal
         out.extend(std::iter::repeat_n(0i16, gap));
     }
     out
+}
+
+/// int16 of a streamed piece: no peak normalisation is possible before the segment ends, so values are clamped.
+pub fn pcm16(samples: &[f32], scale: Int16Scale) -> Vec<i16> {
+    let k = match scale {
+        Int16Scale::Api2 => 32768.0f32,
+        Int16Scale::Webui => 32767.0f32,
+    };
+    samples.iter().map(|&x| to_i16(x * k)).collect()
 }
 
 fn to_i16(v: f32) -> i16 {
