@@ -64,7 +64,9 @@ pub struct Job {
     pub cancel: Arc<AtomicBool>,
     pub deadline: Option<Instant>,
     pub events: tokio::sync::mpsc::UnboundedSender<Event>,
-    _permit: OwnedSemaphorePermit,
+    /// Released just before the final event, so a client that sends its next request as soon as it has the
+    /// answer finds the place free again.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 /// Sets the job's cancel flag when dropped (the HTTP future or the response body went away), unless
@@ -185,7 +187,7 @@ impl Pool {
         };
         let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let job = Job { id, model, req, cancel: cancel.clone(), deadline, events: etx, _permit: permit };
+        let job = Job { id, model, req, cancel: cancel.clone(), deadline, events: etx, permit: Some(permit) };
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = tx.as_ref() else {
             return Err(super::HttpError::ShuttingDown);
@@ -253,14 +255,20 @@ fn worker(
     tracing::debug!(worker = w, "worker stopped");
 }
 
-fn run_job(w: usize, job: Job, engines: &mut HashMap<String, (u64, Engine)>, loader: &Loader, data: &'static FrontendData, metrics: &Metrics) {
+fn run_job(w: usize, mut job: Job, engines: &mut HashMap<String, (u64, Engine)>, loader: &Loader, data: &'static FrontendData, metrics: &Metrics) {
     let span = tracing::info_span!("job", id = %job.id, worker = w);
     let _e = span.enter();
     let expired = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
+    let permit = job.permit.take();
+    let events = job.events.clone();
+    let done = move |res: Result<TtsStats, EngineError>| {
+        drop(permit);
+        let _ = events.send(Event::Done(res));
+    };
     if expired(job.deadline) {
         metrics.timeouts.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("request timed out while queued; dropped");
-        let _ = job.events.send(Event::Done(Err(EngineError::Cancelled)));
+        done(Err(EngineError::Cancelled));
         return;
     }
     if job.cancel.load(Ordering::SeqCst) || job.events.is_closed() {
@@ -282,7 +290,7 @@ fn run_job(w: usize, job: Job, engines: &mut HashMap<String, (u64, Engine)>, loa
                 engines.insert(job.model.name.clone(), (job.model.generation, e));
             }
             Err(e) => {
-                let _ = job.events.send(Event::Done(Err(e)));
+                done(Err(e));
                 return;
             }
         }
@@ -317,5 +325,5 @@ fn run_job(w: usize, job: Job, engines: &mut HashMap<String, (u64, Engine)>, loa
         }
         Err(e) => tracing::info!("synthesis failed: {e}"),
     }
-    let _ = job.events.send(Event::Done(res));
+    done(res);
 }
