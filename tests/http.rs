@@ -619,3 +619,43 @@ fn reference_roots_and_api_key() {
     assert_eq!(r.status, 403);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn timeout_and_graceful_shutdown() {
+    let srv = Server::start(&["--timeout-s", "2"]);
+    let long = serde_json::json!({"text": "今天天气很好，我们去公园散步。".repeat(30), "text_language": "zh"}).to_string();
+    let t0 = Instant::now();
+    let r = srv.post("/", &long);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["code"], 504);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let t0 = Instant::now();
+    while srv.metric("gsv_in_flight") > 0.0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(srv.metric("gsv_timeouts_total") >= 1.0);
+
+    // SIGTERM while a request runs: it still gets its whole answer, then the process exits 0
+    let port = srv.port;
+    let body = api2_json("你好，世界。今天天气很好。我们去公园散步吧。", None, Some(1));
+    let h = std::thread::spawn(move || synth(port, &body));
+    let t0 = Instant::now();
+    while srv.metric("gsv_in_flight") < 1.0 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, wav) = h.join().unwrap();
+    assert_eq!(status, 200);
+    check_wav(&wav);
+    let mut srv = srv;
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(c) = srv.child.try_wait().unwrap() {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+}

@@ -93,8 +93,9 @@ pub struct ServeArgs {
     /// Language of the default reference (-dl)
     #[arg(long = "default_refer_language", alias = "default-refer-language")]
     pub default_refer_language: Option<String>,
-    /// Execution provider: cpu, cuda[:N], mps (= coreml), tensorrt[:N]; falls back to CPU unless --strict-device
-    #[arg(short = 'd', long = "device", default_value = "cpu")]
+    /// Execution provider: auto (cuda when built with it, else cpu), cpu, cuda[:N], mps (= coreml), tensorrt[:N];
+    /// falls back to CPU unless --strict-device
+    #[arg(short = 'd', long = "device", default_value = "auto")]
     pub device: String,
     /// Bind address
     #[arg(short = 'a', long = "bind_addr", alias = "bind-addr", default_value = "127.0.0.1")]

@@ -354,7 +354,12 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             bert_path: a.bert_path.clone(),
         },
         opts: SessionOptions {
-            device: Device::parse(&a.device)?,
+            device: Device::parse(match a.device.as_str() {
+                // api2's default: CUDA when this build has it (falls back to CPU), else CPU
+                "auto" if cfg!(feature = "cuda") => "cuda",
+                "auto" => "cpu",
+                d => d,
+            })?,
             strict: a.strict_device,
             intra_threads: a.intra_threads,
             inter_threads: a.inter_threads,
@@ -453,6 +458,8 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
                         async move { Ok::<_, Infallible>(handle(st, req, peer).await) }
                     });
                     let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
                         .keep_alive(true)
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
                     tokio::pin!(conn);
