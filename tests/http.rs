@@ -414,7 +414,7 @@ fn api2_api_v2_and_openai_routes() {
     let o = srv.post("/v1/audio/speech", &serde_json::json!({"model": "default", "input": TEXT, "voice": "default", "response_format": "pcm", "speed": 1.25}).to_string());
     assert_eq!(o.status, 200);
     assert_eq!(o.header("content-type"), Some("audio/pcm"));
-    assert!(o.chunks >= 1 && o.body.len() % 2 == 0 && !o.body.starts_with(b"RIFF"));
+    assert!(o.chunks >= 1 && o.body.len().is_multiple_of(2) && !o.body.starts_with(b"RIFF"));
     let e = srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "voice": "nobody"}).to_string());
     assert_eq!(e.status, 400);
     assert!(e.json()["error"]["message"].as_str().unwrap().contains("nobody"));

@@ -147,7 +147,7 @@ mod tests {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::write(root.join("a.wav"), b"x").unwrap();
         std::fs::write(dir.join("secret.wav"), b"x").unwrap();
-        let roots = canonical_roots(&[root.clone()]).unwrap();
+        let roots = canonical_roots(std::slice::from_ref(&root)).unwrap();
         assert!(resolve_reference("a.wav", &roots).is_ok());
         assert!(resolve_reference(root.join("a.wav").to_str().unwrap(), &roots).is_ok());
         assert!(matches!(resolve_reference("../secret.wav", &roots), Err(HttpError::Forbidden(_))));
