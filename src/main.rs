@@ -9,6 +9,10 @@
 //! * `gsv bench --bundle DIR [--tokens N] [--json]`: prefill ms, ms/step, tokens/s, vocoder ms per audio
 //!   second, RTF, peak RSS.
 //!
+//! * `gsv serve [api2 flags]` (also a bare `gsv -dr ... -dt ... -dl ...`, or `gsv` alone): the HTTP server,
+//!   see [`gsv::http`] and the README's "Server" section. api2's single-dash options (`-dr`, `-hp`, ...) are
+//!   rewritten to long options before clap parses them ([`gsv::http::args::route_argv`]).
+//!
 //! Common options: `--ort-lib PATH`, `--device cpu|cuda|coreml|mps|tensorrt`, `--strict-device`,
 //! `--intra-threads N`, `--inter-threads N`, `--opt-level disable|basic|extended|all`.
 
@@ -112,6 +116,8 @@ struct SynthArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Serve the api2.py-compatible HTTP API (the default when no subcommand is given)
+    Serve(gsv::http::ServeArgs),
     /// Synthesize text to a WAV file, or a batch of jobs (JSON lines) to a folder
     Synth(SynthArgs),
     /// Print the text frontend's result as JSON: normalised text, segments, phones, phone ids, word2ph
@@ -314,6 +320,10 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Serve(a) => {
+            gsv::http::run(a)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Synth(a) => synth(a),
         Cmd::Phonemize { lang, version, text } => {
             let v = match version.as_str() {
@@ -424,11 +434,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse_from(gsv::http::args::route_argv(std::env::args().collect()));
+    // the server logs one line per request by default; the other commands only warnings
+    // symphonia logs probe failures as errors; they become our own typed errors instead
+    const QUIET: &str = "symphonia_core=off,symphonia=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off";
+    let default_filter = if matches!(cli.cmd, Cmd::Serve(_)) { format!("info,ort=warn,{QUIET}") } else { format!("warn,{QUIET}") };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,symphonia_core=off,symphonia=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off")))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,258 @@
+//! Errors of the HTTP layer and the one place where they become a status code and a body.
+//!
+//! Every handler returns `Result<Response, HttpError>`; [`HttpError::status`] is the single match from error to
+//! status, and [`error_response`] writes the body in the shape of the route that failed ([`Shape`]):
+//! api2/api.py routes `{"code":N,"message":M}`, api_v2 routes `{"message":M}` (plus `"Exception"` for
+//! synthesis failures, as api_v2 does), OpenAI routes `{"error":{"message","type","code"}}`.
+//! Internal faults (runtime, model, worker) answer 500 with a generic message and the request id; the
+//! details go to the log only, so bodies never carry internal paths or backtraces.
+
+use crate::engine::EngineError;
+use crate::gpt::GptError;
+use crate::text::TextError;
+
+/// api2's one documented error body, byte for byte (contract §2.3).
+pub const NO_DEFAULT_REFERENCE: &str = r#"{"code":400,"message":"未指定参考音频且接口无预设"}"#;
+
+/// Body shape of the route that answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// api2.py / api.py: `{"code":400,"message":"..."}`.
+    Api2,
+    /// api_v2.py: `{"message":"..."}`.
+    V2,
+    /// OpenAI: `{"error":{"message":"...","type":"...","code":...}}`.
+    OpenAi,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// api2: no complete reference in the request and no complete default.
+    #[error("未指定参考音频且接口无预设")]
+    NoDefaultReference,
+    /// The request is wrong; the message is safe to show.
+    #[error("{0}")]
+    BadRequest(String),
+    /// api_v2 `tts failed` (a client-side synthesis error, shown in `Exception`).
+    #[error("tts failed: {0}")]
+    TtsFailed(String),
+    /// api_v2 setters: `{"message":"change gpt weight failed","Exception":...}`.
+    #[error("{what}: {detail}")]
+    ChangeFailed { what: &'static str, detail: String },
+    #[error("missing or wrong API key")]
+    Unauthorized,
+    /// A path outside the allowed roots.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    /// OpenAI: unknown `model`.
+    #[error("{0}")]
+    UnknownModel(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("request body larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("server busy: {0} requests already waiting")]
+    Overloaded(usize),
+    #[error("request took longer than {0} s")]
+    Timeout(u64),
+    /// The server is stopping.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A fault of the server; the detail is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Kind of failure, for the `gsv_failures_total{kind}` metric.
+impl HttpError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HttpError::NoDefaultReference => "no_reference",
+            HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => "bad_request",
+            HttpError::Unauthorized => "unauthorized",
+            HttpError::Forbidden(_) => "forbidden",
+            HttpError::NotFound | HttpError::UnknownModel(_) | HttpError::MethodNotAllowed => "not_found",
+            HttpError::BodyTooLarge(_) => "too_large",
+            HttpError::Overloaded(_) => "overloaded",
+            HttpError::Timeout(_) => "timeout",
+            HttpError::ShuttingDown => "shutting_down",
+            HttpError::Engine(e) => match engine_class(e) {
+                EngineClass::Client => "bad_request",
+                EngineClass::Cancelled => "cancelled",
+                EngineClass::Internal => "internal",
+            },
+            HttpError::Internal(_) => "internal",
+        }
+    }
+
+    /// THE mapping from error to HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            HttpError::NoDefaultReference | HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => 400,
+            HttpError::Unauthorized => 401,
+            HttpError::Forbidden(_) => 403,
+            HttpError::NotFound | HttpError::UnknownModel(_) => 404,
+            HttpError::MethodNotAllowed => 405,
+            HttpError::BodyTooLarge(_) => 413,
+            HttpError::Overloaded(_) => 429,
+            HttpError::ShuttingDown => 503,
+            HttpError::Timeout(_) => 504,
+            HttpError::Engine(e) => match engine_class(e) {
+                EngineClass::Client => 400,
+                // only seen when the deadline fired (a client that left gets no answer)
+                EngineClass::Cancelled => 504,
+                EngineClass::Internal => 500,
+            },
+            HttpError::Internal(_) => 500,
+        }
+    }
+
+    /// The message a client may see (no internal detail for 5xx).
+    pub fn public_message(&self, request_id: &str) -> String {
+        if self.status() == 500 {
+            return format!("内部错误 / internal error (request id {request_id})");
+        }
+        match self {
+            HttpError::Engine(e) => engine_message(e),
+            HttpError::Timeout(s) => format!("处理超时 / request took longer than {s} s"),
+            HttpError::Overloaded(n) => format!("服务器繁忙，请稍后再试 / server busy: {n} requests already waiting"),
+            other => other.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineClass {
+    Client,
+    Cancelled,
+    Internal,
+}
+
+/// Which engine errors are the client's fault.
+pub fn engine_class(e: &EngineError) -> EngineClass {
+    match e {
+        // the engine reports a few bundle faults as Request (unreadable tokenizer, BERT/phone mismatch)
+        EngineError::Request(m) if m.starts_with("cannot read ") || m.starts_with("BERT features") || m.starts_with("bundle ") => {
+            EngineClass::Internal
+        }
+        EngineError::Request(_) | EngineError::Reference(_) => EngineClass::Client,
+        EngineError::Text(t) => match t {
+            TextError::MissingData(_) | TextError::Data(_) | TextError::Tokenizer(_) | TextError::Shape(_) | TextError::UnknownVersion(_) => {
+                EngineClass::Internal
+            }
+            _ => EngineClass::Client,
+        },
+        // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
+        EngineError::Gpt(GptError::EmptyGeneration) => EngineClass::Client,
+        EngineError::Gpt(GptError::Cancelled) | EngineError::Cancelled => EngineClass::Cancelled,
+        EngineError::Bundle(_) | EngineError::Runtime(_) | EngineError::Gpt(_) | EngineError::Vocoder(_) | EngineError::WorkerGone => {
+            EngineClass::Internal
+        }
+    }
+}
+
+/// Client-facing text of a client-side engine error: Chinese as api2 writes its messages, then English.
+fn engine_message(e: &EngineError) -> String {
+    match e {
+        EngineError::Text(TextError::TextTooShort) => "有效文字数太少，至少输入4个字符 / text too short: at least 4 characters are needed".into(),
+        EngineError::Text(TextError::EmptyText) => "没有可合成的文字 / no text to synthesize".into(),
+        EngineError::Text(TextError::UnknownLanguage(l)) => format!("不支持的语言 / unsupported language: {l}"),
+        EngineError::Text(TextError::Unsupported(l)) => format!("暂不支持该语言 / language not supported yet: {l}"),
+        EngineError::Text(t) => format!("文本处理失败 / text: {t}"),
+        EngineError::Reference(crate::reference::ReferenceError::Duration { secs, .. }) => {
+            format!("参考音频在3~10秒范围外，请更换！ / reference audio must be 3-10 s long, got {secs:.2} s")
+        }
+        EngineError::Reference(crate::reference::ReferenceError::Io { source, .. }) => {
+            format!("无法读取参考音频 / cannot read the reference audio: {}", io_kind(source))
+        }
+        EngineError::Reference(r) => format!("参考音频无法解码 / reference audio: {r}"),
+        EngineError::Gpt(GptError::EmptyGeneration) => "模型没有生成任何内容 / the model generated no audio for this text".into(),
+        EngineError::Request(m) => format!("参数错误 / bad request: {m}"),
+        other => other.to_string(),
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found",
+        std::io::ErrorKind::PermissionDenied => "permission denied",
+        _ if e.raw_os_error() == Some(21) => "is a directory",
+        _ => "read error",
+    }
+}
+
+fn json_escape(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Status and compact JSON body of an error in the given shape.
+pub fn error_body(err: &HttpError, shape: Shape, request_id: &str) -> (u16, String) {
+    let status = err.status();
+    if let HttpError::NoDefaultReference = err {
+        if shape == Shape::Api2 {
+            return (400, NO_DEFAULT_REFERENCE.to_string());
+        }
+    }
+    let msg = err.public_message(request_id);
+    let body = match shape {
+        Shape::Api2 => format!("{{\"code\":{status},\"message\":{}}}", json_escape(&msg)),
+        Shape::V2 => match err {
+            HttpError::TtsFailed(detail) => format!("{{\"message\":\"tts failed\",\"Exception\":{}}}", json_escape(detail)),
+            HttpError::ChangeFailed { what, detail } => format!("{{\"message\":{},\"Exception\":{}}}", json_escape(what), json_escape(detail)),
+            HttpError::Engine(_) if status == 400 => format!("{{\"message\":\"tts failed\",\"Exception\":{}}}", json_escape(&msg)),
+            _ if status == 500 => format!("{{\"message\":\"tts failed\",\"Exception\":{}}}", json_escape(&msg)),
+            _ => format!("{{\"message\":{}}}", json_escape(&msg)),
+        },
+        Shape::OpenAi => {
+            let typ = match status {
+                401 => "authentication_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                s if s >= 500 => "server_error",
+                _ => "invalid_request_error",
+            };
+            let code = match err {
+                HttpError::UnknownModel(_) => "\"model_not_found\"".to_string(),
+                _ => "null".to_string(),
+            };
+            format!("{{\"error\":{{\"message\":{},\"type\":\"{typ}\",\"code\":{code}}}}}", json_escape(&msg))
+        }
+    };
+    (status, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_api2_body() {
+        let (s, b) = error_body(&HttpError::NoDefaultReference, Shape::Api2, "x");
+        assert_eq!(s, 400);
+        assert_eq!(b.len(), 64);
+        assert_eq!(b, "{\"code\":400,\"message\":\"未指定参考音频且接口无预设\"}");
+    }
+
+    #[test]
+    fn internal_errors_hide_detail() {
+        let e = HttpError::Internal("/secret/path/model.onnx broke".into());
+        for shape in [Shape::Api2, Shape::V2, Shape::OpenAi] {
+            let (s, b) = error_body(&e, shape, "rid-1");
+            assert_eq!(s, 500);
+            assert!(!b.contains("/secret"), "{b}");
+            assert!(b.contains("rid-1"));
+        }
+    }
+
+    #[test]
+    fn v2_shapes() {
+        let (s, b) = error_body(&HttpError::BadRequest("text is required".into()), Shape::V2, "r");
+        assert_eq!((s, b.as_str()), (400, r#"{"message":"text is required"}"#));
+        let (_, b) = error_body(&HttpError::Engine(EngineError::Text(TextError::TextTooShort)), Shape::V2, "r");
+        assert!(b.starts_with(r#"{"message":"tts failed","Exception":"#), "{b}");
+    }
+}

@@ -1,0 +1,598 @@
+//! The HTTP server: api2.py's `/` (drop-in), api.py's and api_v2.py's routes, an OpenAI-style
+//! `/v1/audio/speech`, `/health` and `/metrics`.
+//!
+//! Shape: hyper 1 (HTTP/1.1) on a tokio runtime accepts connections; handlers parse parameters
+//! ([`params`]), build a [`TtsRequest`] and hand it to the engine [`pool`] (N threads, each owning an
+//! `Engine`) over a channel. Audio comes back segment by segment; streaming responses forward each segment
+//! as one chunk, the others collect them and send a complete WAV. Every handler error is an [`HttpError`];
+//! [`error::error_body`] turns it into a status and a JSON body in the route's shape, in one place.
+//! A client that disconnects drops the handler future or the response body, whose [`pool::CancelGuard`] sets
+//! the job's cancel flag; the worker sees it at the next GPT step. SIGINT/SIGTERM (or `/control?command=exit`)
+//! stop the accept loop, let running requests finish, then stop the workers.
+
+pub mod args;
+pub mod error;
+pub mod metrics;
+pub mod params;
+pub mod paths;
+pub mod pool;
+mod routes;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use tracing::Instrument;
+
+pub use args::ServeArgs;
+pub use error::{HttpError, Shape};
+
+use crate::bundle::Bundle;
+use crate::engine::pipeline::{RefAudio, TtsRequest};
+use crate::runtime::{Device, OptLevel, Runtime, SessionOptions};
+use crate::text::FrontendData;
+use metrics::Metrics;
+use pool::{Event, Loader, ModelGen, Pool};
+
+/// A reference recording with its transcript and language (strings may be empty: "not configured").
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RefSpec {
+    pub path: String,
+    pub text: String,
+    pub lang: String,
+}
+
+impl RefSpec {
+    pub fn is_ready(&self) -> bool {
+        !self.path.is_empty() && !self.text.is_empty() && !self.lang.is_empty()
+    }
+}
+
+struct Models {
+    default: Arc<ModelGen>,
+    named: BTreeMap<String, Arc<ModelGen>>,
+}
+
+/// Server-wide settings that do not change while it runs.
+pub struct Limits {
+    pub max_body: usize,
+    pub max_text: usize,
+    /// api2 `-c` (0 = no cut).
+    pub cut: u8,
+    /// api.py `-sm normal`: `/` streams by default.
+    pub stream_default: bool,
+    pub timeout: Option<Duration>,
+    pub api_key: Option<String>,
+    pub ref_roots: Vec<PathBuf>,
+    pub default_cut_punc: Option<String>,
+    pub hubert_path: Option<String>,
+    pub bert_path: Option<String>,
+}
+
+pub struct State {
+    pub limits: Limits,
+    models: RwLock<Models>,
+    default_ref: RwLock<RefSpec>,
+    voices: RwLock<BTreeMap<String, RefSpec>>,
+    pool: Pool,
+    pub metrics: Arc<Metrics>,
+    loader: Arc<Loader>,
+    generation: AtomicU64,
+    next_id: AtomicU64,
+    id_prefix: String,
+    swap: tokio::sync::Mutex<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl State {
+    fn default_model(&self) -> Arc<ModelGen> {
+        self.models.read().unwrap_or_else(|e| e.into_inner()).default.clone()
+    }
+
+    fn named_model(&self, name: &str) -> Option<Arc<ModelGen>> {
+        let m = self.models.read().unwrap_or_else(|e| e.into_inner());
+        if name == "default" || name == m.default.label {
+            return Some(m.default.clone());
+        }
+        m.named.get(name).cloned()
+    }
+
+    fn model_names(&self) -> Vec<String> {
+        let m = self.models.read().unwrap_or_else(|e| e.into_inner());
+        std::iter::once("default".to_string()).chain(m.named.keys().cloned()).collect()
+    }
+
+    fn default_ref(&self) -> RefSpec {
+        self.default_ref.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn request_id(&self, given: Option<&str>) -> String {
+        if let Some(g) = given.filter(|g| !g.is_empty() && g.len() <= 64 && g.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))) {
+            return g.to_string();
+        }
+        format!("{}-{:06x}", self.id_prefix, self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Loads `dir` once to check it (off the async threads), then makes it the new generation of `name`
+    /// (`default` or a `--bundle` name). Running requests finish on the generation they started with.
+    async fn swap_model(&self, name: &str, dir: PathBuf) -> Result<Arc<ModelGen>, String> {
+        let _one_at_a_time = self.swap.lock().await;
+        let loader = self.loader.clone();
+        let d = dir.clone();
+        let checked = tokio::task::spawn_blocking(move || loader.load(&d).map(drop))
+            .await
+            .map_err(|e| format!("model check panicked: {e}"))?;
+        checked.map_err(|e| e.to_string())?;
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let gen = Arc::new(model_gen(name, &dir, generation).map_err(|e| e.to_string())?);
+        let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
+        if name == "default" {
+            m.default = gen.clone();
+        } else {
+            m.named.insert(name.to_string(), gen.clone());
+        }
+        self.metrics.model_swaps.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(model = name, dir = %dir.display(), generation, "model changed");
+        Ok(gen)
+    }
+
+    pub fn trigger_shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn model_gen(name: &str, dir: &Path, generation: u64) -> Result<ModelGen> {
+    let b = Bundle::open(dir)?;
+    Ok(ModelGen {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        generation,
+        sample_rate: b.manifest.sample_rate,
+        version: b.manifest.model_version.clone(),
+        label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+    })
+}
+
+/// `NAME=VALUE` of `--bundle` / `--voice`.
+fn split_named<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((n, v)) if !n.is_empty() && !v.is_empty() => Ok((n, v)),
+        _ => bail!("{flag} expects NAME=VALUE, got {s:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- response bodies
+
+/// A response body: a complete buffer, or audio forwarded from a worker as it is produced.
+pub enum Body {
+    Full(Option<Bytes>),
+    Audio(AudioStream),
+}
+
+pub struct AudioStream {
+    pending: VecDeque<Bytes>,
+    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    /// Dropped with the body (client gone) -> the worker stops.
+    _guard: pool::CancelGuard,
+    metrics: Arc<Metrics>,
+    id: String,
+    done: bool,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Audio(s) => {
+                if let Some(b) = s.pending.pop_front() {
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                if s.done {
+                    return Poll::Ready(None);
+                }
+                match s.events.poll_recv(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Event::Segment(pcm))) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(crate::wav::pcm16_bytes(&pcm)))))),
+                    Poll::Ready(Some(Event::Done(Ok(_)))) => {
+                        s.done = true;
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Event::Done(Err(e)))) => {
+                        s.done = true;
+                        s.metrics.failure("stream_aborted");
+                        tracing::warn!(id = %s.id, "stream aborted after the first segment: {e}");
+                        Poll::Ready(Some(Err(std::io::Error::other("synthesis failed"))))
+                    }
+                    Poll::Ready(None) => {
+                        s.done = true;
+                        Poll::Ready(Some(Err(std::io::Error::other("worker stopped"))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(b) => b.is_none(),
+            Body::Audio(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(Some(b)) => hyper::body::SizeHint::with_exact(b.len() as u64),
+            Body::Full(None) => hyper::body::SizeHint::with_exact(0),
+            Body::Audio(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let body: Bytes = body.into();
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .body(Body::Full(Some(body)))
+        .unwrap_or_else(|_| Response::new(Body::Full(None)))
+}
+
+fn json(status: u16, v: &serde_json::Value) -> Response<Body> {
+    full(status, "application/json", serde_json::to_string(v).unwrap_or_default())
+}
+
+// ---------------------------------------------------------------- start-up
+
+/// Everything `serve` needs, resolved from the flags (no engine loaded yet).
+struct Plan {
+    addr: SocketAddr,
+    model_dir: PathBuf,
+    named: Vec<(String, PathBuf)>,
+    default_ref: RefSpec,
+    voices: BTreeMap<String, RefSpec>,
+    limits: Limits,
+    opts: SessionOptions,
+    workers: usize,
+    max_queue: usize,
+    warmup: bool,
+}
+
+fn plan(a: &ServeArgs) -> Result<Plan> {
+    let explicit = paths::bundle_from_models(a.sovits_path.as_deref(), a.gpt_path.as_deref(), a.hubert_path.as_deref(), a.bert_path.as_deref())
+        .map_err(|e| anyhow!(e))?;
+    let implicit = explicit.is_none();
+    let model_dir = match explicit {
+        Some(d) => d,
+        None => paths::find_demo_bundle().context("no -s/-g given and the demo bundle onnx/demo was not found (run from the repository, or pass -s DIR)")?,
+    };
+    let bundle = Bundle::open(&model_dir)?;
+    let flags_ref = RefSpec {
+        path: a.default_refer_path.clone().unwrap_or_default(),
+        text: a.default_refer_text.clone().unwrap_or_default(),
+        lang: a.default_refer_language.clone().unwrap_or_default(),
+    };
+    let any_flag = a.default_refer_path.is_some() || a.default_refer_text.is_some() || a.default_refer_language.is_some();
+    // the demo bundle's reference is the default only when the bundle itself was chosen implicitly
+    let default_ref = match (any_flag, implicit, crate::engine::pipeline::demo_reference(&model_dir, &bundle.manifest)) {
+        (false, true, Some((p, t, l))) => RefSpec { path: p.display().to_string(), text: t, lang: l },
+        _ => flags_ref,
+    };
+    let mut named = Vec::new();
+    for b in &a.bundle {
+        let (n, d) = split_named("--bundle", b)?;
+        if n == "default" {
+            bail!("--bundle: the name `default` is reserved for the -s/-g model");
+        }
+        let d = PathBuf::from(d);
+        Bundle::open(&d).with_context(|| format!("--bundle {n}"))?;
+        named.push((n.to_string(), d));
+    }
+    let mut voices = BTreeMap::new();
+    for v in &a.voice {
+        let (n, rest) = split_named("--voice", v)?;
+        let parts: Vec<&str> = rest.splitn(3, '|').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+            bail!("--voice expects NAME=WAV|TEXT|LANG, got {v:?}");
+        }
+        if params::api_language(parts[2]).is_none() {
+            bail!("--voice {n}: unknown language {:?}", parts[2]);
+        }
+        if !Path::new(parts[0]).is_file() {
+            bail!("--voice {n}: {} is not a file", parts[0]);
+        }
+        voices.insert(n.to_string(), RefSpec { path: parts[0].into(), text: parts[1].into(), lang: parts[2].into() });
+    }
+    let stream_default = match a.stream_mode.as_str() {
+        "close" => false,
+        "normal" => true,
+        other => bail!("-sm/--stream_mode must be close or normal, got {other:?}"),
+    };
+    if a.media_type != "wav" {
+        bail!("-mt/--media_type: only wav is produced (ogg/aac are not implemented)");
+    }
+    if a.sub_type != "int16" {
+        bail!("-st/--sub_type: only int16 is produced");
+    }
+    let ip: std::net::IpAddr = a.bind_addr.parse().with_context(|| format!("-a {}: not an IP address", a.bind_addr))?;
+    if !ip.is_loopback() && a.api_key.is_none() {
+        tracing::warn!("listening on {ip} without --api-key: anyone who can reach this port can synthesise and read any reference path the server can (use --ref-root and --api-key)");
+    }
+    if a.max_body < 1024 {
+        bail!("--max-body must be at least 1024 bytes");
+    }
+    Ok(Plan {
+        addr: SocketAddr::new(ip, a.port),
+        model_dir,
+        named,
+        default_ref,
+        voices,
+        limits: Limits {
+            max_body: a.max_body,
+            max_text: a.max_text.max(1),
+            cut: if (1..=5).contains(&a.cut) { a.cut as u8 } else { 0 },
+            stream_default,
+            timeout: if a.timeout_s == 0 { None } else { Some(Duration::from_secs(a.timeout_s)) },
+            api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+            ref_roots: paths::canonical_roots(&a.ref_root).map_err(|e| anyhow!(e))?,
+            default_cut_punc: a.cut_punc.clone(),
+            hubert_path: a.hubert_path.clone(),
+            bert_path: a.bert_path.clone(),
+        },
+        opts: SessionOptions {
+            device: Device::parse(match a.device.as_str() {
+                // api2's default: CUDA when this build has it (falls back to CPU), else CPU
+                "auto" if cfg!(feature = "cuda") => "cuda",
+                "auto" => "cpu",
+                d => d,
+            })?,
+            strict: a.strict_device,
+            intra_threads: a.intra_threads,
+            inter_threads: a.inter_threads,
+            opt_level: OptLevel::parse(&a.opt_level)?,
+            gpt_variant: match a.gpt_precision.as_str() {
+                "fp32" => None,
+                "int8" => Some("int8".to_string()),
+                other => return Err(anyhow!("--gpt-precision must be fp32 or int8, not {other:?}")),
+            },
+        },
+        workers: a.workers.max(1),
+        max_queue: a.max_queue,
+        warmup: !a.no_warmup,
+    })
+}
+
+/// Runs the server until SIGINT/SIGTERM or `/control?command=exit`.
+pub fn run(a: ServeArgs) -> Result<()> {
+    if a.full_precision || a.half_precision {
+        tracing::info!("-fp/-hp accepted for compatibility: precision is fixed when a bundle is exported (--fp16)");
+    }
+    let p = plan(&a)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().thread_name("gsv-http").build()?;
+    let runtime = Runtime::init(a.ort_lib.as_deref())?;
+    rt.block_on(serve(p, runtime))
+}
+
+async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
+    // bind first, so a taken port fails before the models load
+    let listener = std::net::TcpListener::bind(p.addr).with_context(|| format!("cannot listen on {}", p.addr))?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let local = listener.local_addr()?;
+
+    let data = FrontendData::global()?;
+    let metrics = Arc::new(Metrics::default());
+    let loader = Arc::new(Loader { runtime, opts: p.opts.clone() });
+    let default = Arc::new(model_gen("default", &p.model_dir, 1)?);
+    let mut named = BTreeMap::new();
+    for (i, (n, d)) in p.named.iter().enumerate() {
+        named.insert(n.clone(), Arc::new(model_gen(n, d, 2 + i as u64)?));
+    }
+    let warmup = if p.warmup && p.default_ref.is_ready() {
+        let mut r = TtsRequest::new("你好，世界。", "zh", RefAudio::Path(PathBuf::from(&p.default_ref.path)), &p.default_ref.text, &p.default_ref.lang);
+        r.seed = Some(0);
+        r.early_stop_num = Some(20);
+        Some(r)
+    } else {
+        None
+    };
+    let (workers, max_queue) = (p.workers, p.max_queue);
+    let (m2, l2, d2) = (metrics.clone(), loader.clone(), default.clone());
+    let pool = tokio::task::spawn_blocking(move || Pool::start(workers, max_queue, l2, data, d2, warmup, m2))
+        .await?
+        .map_err(|e| anyhow!(e))?;
+    let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
+    let first_free = 2 + p.named.len() as u64;
+    let id_prefix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() & 0xffffff).unwrap_or(0));
+    let state = Arc::new(State {
+        limits: p.limits,
+        models: RwLock::new(Models { default, named }),
+        default_ref: RwLock::new(p.default_ref),
+        voices: RwLock::new(p.voices),
+        pool,
+        metrics,
+        loader,
+        generation: AtomicU64::new(first_free),
+        next_id: AtomicU64::new(1),
+        id_prefix,
+        swap: tokio::sync::Mutex::new(()),
+        shutdown: shutdown_tx,
+    });
+
+    println!("gsv: listening on http://{local}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(addr = %local, workers, "listening");
+
+    {
+        let st = state.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received; finishing running requests");
+            st.trigger_shutdown();
+        });
+    }
+
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let (stream, peer) = match r {
+                    Ok(x) => x,
+                    Err(e) => { tracing::warn!("accept failed: {e}"); tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+                };
+                let _ = stream.set_nodelay(true);
+                let st = state.clone();
+                let mut sd = state.shutdown.subscribe();
+                conns.spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let st = st.clone();
+                        async move { Ok::<_, Infallible>(handle(st, req, peer).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
+                        .keep_alive(true)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("connection from {peer}: {e}"); } }
+                        _ = async { let _ = sd.wait_for(|v| *v).await; } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = async { let _ = shutdown_rx.wait_for(|v| *v).await; } => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let grace = state.limits.timeout.unwrap_or(Duration::from_secs(600)) + Duration::from_secs(5);
+    let _ = tokio::time::timeout(grace, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.pool.shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Route label for metrics (fixed set, so unknown paths do not grow the label space).
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/" => "/",
+        "/tts" => "/tts",
+        "/v1/audio/speech" => "/v1/audio/speech",
+        "/v1/models" => "/v1/models",
+        "/change_refer" => "/change_refer",
+        "/set_model" => "/set_model",
+        "/control" => "/control",
+        "/set_gpt_weights" => "/set_gpt_weights",
+        "/set_sovits_weights" => "/set_sovits_weights",
+        "/set_refer_audio" => "/set_refer_audio",
+        "/health" => "/health",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+fn route_shape(path: &str) -> Shape {
+    match path {
+        "/tts" | "/set_gpt_weights" | "/set_sovits_weights" | "/set_refer_audio" => Shape::V2,
+        p if p.starts_with("/v1/") => Shape::OpenAi,
+        _ => Shape::Api2,
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let t0 = std::time::Instant::now();
+    let given = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let id = state.request_id(given.as_deref());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = route_label(&path);
+    let shape = route_shape(&path);
+    let span = tracing::info_span!("request", id = %id, method = %method, route, peer = %peer);
+    let res = routes::dispatch(&state, req, &id).instrument(span.clone()).await;
+    let mut resp = match res {
+        Ok(r) => r,
+        Err(e) => {
+            state.metrics.failure(e.kind());
+            let _g = span.enter();
+            if e.status() >= 500 {
+                tracing::error!("{e}");
+            } else {
+                tracing::info!("{e}");
+            }
+            let mut r = match (&e, shape) {
+                // FastAPI's own answers for unknown paths and methods
+                (HttpError::NotFound, Shape::Api2 | Shape::V2) => full(404, "application/json", r#"{"detail":"Not Found"}"#),
+                (HttpError::MethodNotAllowed, Shape::Api2 | Shape::V2) => full(405, "application/json", r#"{"detail":"Method Not Allowed"}"#),
+                _ => {
+                    let (status, body) = error::error_body(&e, shape, &id);
+                    full(status, "application/json", body)
+                }
+            };
+            if let HttpError::Unauthorized = e {
+                r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
+            }
+            r
+        }
+    };
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    state.metrics.request(route, status);
+    let _g = span.enter();
+    tracing::info!(status, ms = t0.elapsed().as_millis() as u64, path = %path, "request");
+    resp
+}
+
+/// Common parts of a synthesis request the routes build.
+pub(crate) struct Synth {
+    pub model: Arc<ModelGen>,
+    pub req: TtsRequest,
+    pub stream: bool,
+    /// WAV header in front of the PCM (false: raw PCM).
+    pub wav: bool,
+    pub content_type: &'static str,
+}

@@ -1,0 +1,661 @@
+//! Integration tests of the HTTP server: the real `gsv` binary on an ephemeral port (`-p 0`, the bound
+//! address is read from its stdout) serving the demo bundle, driven by a small HTTP/1.1 client over
+//! `TcpStream`. Every wait is bounded; every server is killed when its test ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const REF_TEXT: &str = "今天天气很好，我们去公园散步。";
+const TEXT: &str = "你好，世界。";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gsv"))
+            .args(args)
+            .args(["-p", "0", "--intra-threads", "1"])
+            .current_dir(repo())
+            .env("GSV_LOG", "info,ort=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start gsv");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let err_thread = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut s);
+            s
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start: {}", err_thread.join().unwrap_or_default());
+            }
+        };
+        let port: u16 = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+        Server { child, port, stderr: Some(err_thread) }
+    }
+
+    fn get(&self, path: &str) -> Resp {
+        request(self.port, "GET", path, &[], None)
+    }
+
+    fn post(&self, path: &str, body: &str) -> Resp {
+        request(self.port, "POST", path, &[], Some(body.as_bytes()))
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        let m = self.get("/metrics").text();
+        m.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("metric {name} not found in\n{m}"))
+    }
+
+    /// Stops the server with SIGTERM-like `/control?command=exit` and returns its log.
+    fn stop(mut self) -> String {
+        let _ = request(self.port, "GET", "/control?command=exit", &[], None);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Number of chunks of a chunked body (0 if not chunked).
+    chunks: usize,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    s
+}
+
+fn send_request(s: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    if let Some(b) = body {
+        s.write_all(b).unwrap();
+    }
+}
+
+fn read_head(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
+    let mut line = String::new();
+    r.read_line(&mut line).expect("status line");
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        let l = l.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    (status, headers)
+}
+
+/// One chunk of a chunked body; None at the end.
+fn read_chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut l = String::new();
+    r.read_line(&mut l).ok()?;
+    let n = usize::from_str_radix(l.trim().split(';').next()?, 16).ok()?;
+    if n == 0 {
+        let mut end = String::new();
+        let _ = r.read_line(&mut end);
+        return None;
+    }
+    let mut buf = vec![0u8; n + 2];
+    r.read_exact(&mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+    let mut s = connect(port);
+    send_request(&mut s, method, path, headers, body);
+    let mut r = BufReader::new(s);
+    let (status, headers) = read_head(&mut r);
+    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    let mut chunks = 0;
+    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        while let Some(c) = read_chunk(&mut r) {
+            chunks += 1;
+            body.extend(c);
+        }
+    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        body = vec![0; n];
+        r.read_exact(&mut body).unwrap();
+    } else {
+        r.read_to_end(&mut body).unwrap();
+    }
+    Resp { status, headers, body, chunks }
+}
+
+fn enc(s: &str) -> String {
+    let mut o = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            o.push(b as char);
+        } else {
+            o.push_str(&format!("%{b:02X}"));
+        }
+    }
+    o
+}
+
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(b[i..i + 4].try_into().unwrap())
+}
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes(b[i..i + 2].try_into().unwrap())
+}
+
+/// A complete PCM16 mono 32 kHz WAV with consistent sizes; returns the sample count.
+fn check_wav(b: &[u8]) -> usize {
+    assert!(b.len() > 44, "body of {} bytes", b.len());
+    assert_eq!(&b[0..4], b"RIFF");
+    assert_eq!(&b[8..16], b"WAVEfmt ");
+    assert_eq!(u16_at(b, 20), 1, "PCM");
+    assert_eq!(u16_at(b, 22), 1, "mono");
+    assert_eq!(u32_at(b, 24), 32000, "sample rate");
+    assert_eq!(u16_at(b, 34), 16, "bits");
+    assert_eq!(&b[36..40], b"data");
+    let data = u32_at(b, 40) as usize;
+    assert_eq!(data, b.len() - 44, "data size");
+    assert_eq!(u32_at(b, 4) as usize, b.len() - 8, "RIFF size");
+    data / 2
+}
+
+fn api2_json(text: &str, refer: Option<(&str, &str, &str)>, seed: Option<u64>) -> String {
+    let mut v = serde_json::json!({"text": text, "text_language": "zh"});
+    if let Some((p, t, l)) = refer {
+        v["refer_wav_path"] = p.into();
+        v["prompt_text"] = t.into();
+        v["prompt_language"] = l.into();
+    }
+    if let Some(s) = seed {
+        v["seed"] = s.into();
+    }
+    v.to_string()
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gsv-http-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A second reference: the demo reference reversed and negated (same length, different voice features).
+fn write_second_ref(dir: &Path) -> PathBuf {
+    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
+    let spec = r.spec();
+    let mut s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
+    s.reverse();
+    let out = dir.join("ref2.wav");
+    let mut w = hound::WavWriter::create(&out, spec).unwrap();
+    for x in s {
+        w.write_sample(x.saturating_neg()).unwrap();
+    }
+    w.finalize().unwrap();
+    out
+}
+
+/// The first second of the demo reference: outside api2's 3-10 s range.
+fn write_short_ref(dir: &Path) -> PathBuf {
+    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
+    let spec = r.spec();
+    let s: Vec<i16> = r.samples::<i16>().take(spec.sample_rate as usize).map(|x| x.unwrap()).collect();
+    let out = dir.join("short.wav");
+    let mut w = hound::WavWriter::create(&out, spec).unwrap();
+    for x in s {
+        w.write_sample(x).unwrap();
+    }
+    w.finalize().unwrap();
+    out
+}
+
+#[test]
+fn api2_api_v2_and_openai_routes() {
+    let dir = tmp_dir("routes");
+    let short = write_short_ref(&dir);
+    let srv = Server::start(&[]);
+    assert_eq!(srv.get("/health").status, 200);
+
+    // GET and POST on / with the demo's default reference
+    let r = srv.get(&format!("/?text={}&text_language=zh&seed=1", enc(TEXT)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("audio/wav"));
+    assert!(r.header("x-gsv-timing").is_some_and(|t| t.contains("rtf=")));
+    assert!(r.header("x-request-id").is_some());
+    let n = check_wav(&r.body);
+    assert!(n > 32000 * 3 / 10, "at least the 0.3 s of silence");
+    let p = srv.post("/", &api2_json(TEXT, None, Some(1)));
+    assert_eq!(p.status, 200);
+    check_wav(&p.body);
+    assert_eq!(p.body, r.body, "GET and POST with the same seed give the same audio");
+
+    // default-reference rule: all three given -> used; one missing -> all three from the defaults
+    let given = srv.post("/", &api2_json(TEXT, Some(("onnx/demo/ref.wav", REF_TEXT, "zh")), Some(1)));
+    assert_eq!(given.status, 200);
+    assert_eq!(given.body, r.body, "the given reference is the default one: same audio");
+    let partial = srv.post("/", &serde_json::json!({"text": TEXT, "text_language": "zh", "refer_wav_path": short.to_str().unwrap(), "prompt_text": "", "seed": 1}).to_string());
+    assert_eq!(partial.status, 200, "an incomplete reference falls back to the default: {}", partial.text());
+    assert_eq!(partial.body, r.body);
+
+    // JSON 400s in api2's shape
+    let bad = |r: Resp, what: &str| {
+        assert_eq!(r.status, 400, "{what}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        let j = r.json();
+        assert_eq!(j["code"], 400, "{what}");
+        assert!(j["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}");
+        j["message"].as_str().unwrap().to_string()
+    };
+    bad(srv.post("/", r#"{"text": "你好，世界。", "text_language": "xx"}"#), "bad language");
+    bad(srv.post("/", r#"{"text": "你好，世界。", "text_language": "ZH", "refer_wav_path": "onnx/demo/ref.wav", "prompt_text": "x", "prompt_language": "中文x"}"#), "bad prompt language");
+    let m = bad(srv.post("/", r#"{"text": "好", "text_language": "zh"}"#), "short text");
+    assert!(m.contains("至少输入4个字符"), "{m}");
+    bad(srv.post("/", r#"{"text_language": "zh"}"#), "missing text");
+    bad(srv.post("/", "{not json"), "bad JSON");
+    bad(srv.post("/", "[1, 2]"), "JSON not an object");
+    let m = bad(srv.post("/", &api2_json(TEXT, Some(("/no/such/file.wav", REF_TEXT, "zh")), None)), "missing reference");
+    assert!(m.contains("file not found"), "{m}");
+    let m = bad(srv.post("/", &api2_json(TEXT, Some((short.to_str().unwrap(), REF_TEXT, "zh")), None)), "reference too short");
+    assert!(m.contains("3~10"), "{m}");
+    bad(srv.post("/", r#"{"text": "안녕하세요 세계", "text_language": "ko"}"#), "a language the engine does not support");
+    let long = "你好。".repeat(4000);
+    bad(srv.post("/", &api2_json(&long, None, None)), "text too long");
+    // a body over --max-body (1 MiB): refused from its Content-Length, before it is read
+    let big = request(srv.port, "POST", "/", &[("Content-Length", "2097152")], None);
+    assert_eq!(big.status, 413);
+    assert_eq!(big.json()["code"], 413);
+    // FastAPI-style 404 / 405
+    assert_eq!(srv.get("/nope").status, 404);
+    assert_eq!(request(srv.port, "DELETE", "/", &[], None).status, 405);
+
+    // api_v2 /tts: its exact messages, then streaming
+    let v2 = |body: serde_json::Value| srv.post("/tts", &body.to_string());
+    let full = serde_json::json!({"text": "你好，世界。今天天气很好。我们去公园散步吧。明天再见。", "text_lang": "zh", "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT, "prompt_lang": "zh", "seed": 3, "text_split_method": "cut5"});
+    for (remove, msg) in [("ref_audio_path", "ref_audio_path is required"), ("text", "text is required"), ("text_lang", "text_lang is required"), ("prompt_lang", "prompt_lang is required")] {
+        let mut b = full.clone();
+        b.as_object_mut().unwrap().remove(remove);
+        let r = v2(b);
+        assert_eq!(r.status, 400);
+        assert_eq!(r.json(), serde_json::json!({"message": msg}));
+    }
+    let mut b = full.clone();
+    b["text_lang"] = "fr".into();
+    assert_eq!(v2(b).json(), serde_json::json!({"message": "text_lang: fr is not supported in version v2"}));
+    let mut b = full.clone();
+    b["media_type"] = "ogg".into();
+    assert_eq!(v2(b).json(), serde_json::json!({"message": "media_type: ogg is not supported"}));
+    let mut b = full.clone();
+    b["text_split_method"] = "cut9".into();
+    assert_eq!(v2(b).json(), serde_json::json!({"message": "text_split_method:cut9 is not supported"}));
+    let mut b = full.clone();
+    b["streaming_mode"] = 7.into();
+    assert_eq!(v2(b).json(), serde_json::json!({"message": "the value of streaming_mode must be 0, 1, 2, 3(int) or true/false(bool)"}));
+    let mut b = full.clone();
+    b["ref_audio_path"] = short.to_str().unwrap().into();
+    let j = v2(b).json();
+    assert_eq!(j["message"], "tts failed", "{j}");
+    assert!(j.get("code").is_none());
+
+    let whole = v2(full.clone());
+    assert_eq!(whole.status, 200);
+    let n_whole = check_wav(&whole.body);
+
+    // streaming: header for unknown length, then PCM segment by segment; the first chunk arrives before the end
+    let mut b = full.clone();
+    b["streaming_mode"] = true.into();
+    let mut s = connect(srv.port);
+    let t0 = Instant::now();
+    send_request(&mut s, "POST", "/tts", &[], Some(b.to_string().as_bytes()));
+    let mut rd = BufReader::new(s);
+    let (status, headers) = read_head(&mut rd);
+    assert_eq!(status, 200);
+    assert!(headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")));
+    let first = read_chunk(&mut rd).expect("first chunk");
+    let t_first = t0.elapsed();
+    let mut body = first.clone();
+    let mut chunks = 1;
+    while let Some(c) = read_chunk(&mut rd) {
+        chunks += 1;
+        body.extend(c);
+    }
+    let t_end = t0.elapsed();
+    assert!(chunks >= 2, "one chunk per segment, got {chunks}");
+    assert!(t_first < t_end, "first audio {t_first:?} before the end {t_end:?}");
+    assert_eq!(&body[0..4], b"RIFF");
+    assert_eq!(u32_at(&body, 40), 0xFFFF_FFFF, "streaming header: unknown data size");
+    assert_eq!(u32_at(&body, 24), 32000);
+    assert_eq!((body.len() - 44) / 2, n_whole, "streamed PCM = the non-streaming response's PCM length");
+    assert_eq!(&body[44..], &whole.body[44..], "same seed: same audio streamed or not");
+
+    // raw media type: no header
+    let mut b = full.clone();
+    b["media_type"] = "raw".into();
+    let raw = v2(b);
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.body, whole.body[44..]);
+
+    // OpenAI-style
+    let o = srv.post("/v1/audio/speech", &serde_json::json!({"model": "tts-1", "input": TEXT, "voice": "default", "response_format": "wav", "seed": 5}).to_string());
+    assert_eq!(o.status, 200, "{}", o.text());
+    check_wav(&o.body);
+    let o = srv.post("/v1/audio/speech", &serde_json::json!({"model": "default", "input": TEXT, "voice": "default", "response_format": "pcm", "speed": 1.25}).to_string());
+    assert_eq!(o.status, 200);
+    assert_eq!(o.header("content-type"), Some("audio/pcm"));
+    assert!(o.chunks >= 1 && o.body.len().is_multiple_of(2) && !o.body.starts_with(b"RIFF"));
+    let e = srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "voice": "nobody"}).to_string());
+    assert_eq!(e.status, 400);
+    assert!(e.json()["error"]["message"].as_str().unwrap().contains("nobody"));
+    let e = srv.post("/v1/audio/speech", &serde_json::json!({"model": "other", "input": TEXT}).to_string());
+    assert_eq!(e.status, 404);
+    assert_eq!(e.json()["error"]["code"], "model_not_found");
+    assert_eq!(srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "response_format": "mp3"}).to_string()).status, 400);
+
+    // metrics count the requests
+    assert!(srv.metric("gsv_requests_total{route=\"/\",status=\"200\"}") >= 4.0);
+    assert!(srv.metric("gsv_requests_total{route=\"/\",status=\"400\"}") >= 9.0);
+    assert!(srv.metric("gsv_gpt_tokens_total") > 0.0);
+    let log = srv.stop();
+    assert!(log.contains("request"), "structured request log lines");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_default_reference_and_model_flags() {
+    // explicit -s: the bundle's demo reference is not a default -> the exact api2 400
+    let srv = Server::start(&["-s", "onnx/demo"]);
+    let r = srv.get(&format!("/?text={}&text_language=zh", enc(TEXT)));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("content-length"), Some("64"));
+    assert_eq!(r.body, "{\"code\":400,\"message\":\"未指定参考音频且接口无预设\"}".as_bytes());
+    let r = srv.post("/", &api2_json(TEXT, Some(("onnx/demo/ref.wav", REF_TEXT, "")), None));
+    assert_eq!(r.text(), "{\"code\":400,\"message\":\"未指定参考音频且接口无预设\"}");
+    // complete reference in the request works
+    let r = srv.post("/", &api2_json(TEXT, Some(("onnx/demo/ref.wav", REF_TEXT, "zh")), None));
+    assert_eq!(r.status, 200);
+    check_wav(&r.body);
+    // /change_refer sets a default, after which the short form works
+    let e = srv.post("/change_refer", "{}");
+    assert_eq!(e.status, 400);
+    assert_eq!(e.json()["message"], r#"缺少任意一项以下参数: "path", "text", "language""#);
+    let c = srv.get(&format!("/change_refer?refer_wav_path=onnx/demo/ref.wav&prompt_text={}&prompt_language=zh", enc(REF_TEXT)));
+    assert_eq!(c.json(), serde_json::json!({"code": 0, "message": "Success"}));
+    assert_eq!(srv.post("/", &api2_json(TEXT, None, None)).status, 200);
+    drop(srv);
+
+    // start-up errors: checkpoints print the convert command; -s and -g must name the same bundle
+    let out = Command::new(env!("CARGO_BIN_EXE_gsv")).args(["-s", "SoVITS_weights/voice_e8.pth", "-g", "GPT_weights/voice-e15.ckpt", "-p", "0"]).current_dir(repo()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("python -m export convert --gpt GPT_weights/voice-e15.ckpt --sovits SoVITS_weights/voice_e8.pth"), "{err}");
+    let d = tmp_dir("otherbundle");
+    std::fs::write(d.join("manifest.json"), "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gsv")).args(["-s", "onnx/demo", "-g", d.to_str().unwrap(), "-p", "0"]).current_dir(repo()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("different bundles"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Runs one api2 request on its own connection; returns (status, body).
+fn synth(port: u16, body: &str) -> (u16, Vec<u8>) {
+    let r = request(port, "POST", "/", &[], Some(body.as_bytes()));
+    (r.status, r.body)
+}
+
+#[test]
+fn concurrent_requests_keep_their_voice() {
+    let dir = tmp_dir("conc");
+    let ref2 = write_second_ref(&dir);
+    let ref2 = ref2.to_str().unwrap().to_string();
+    let srv = Server::start(&["--workers", "2", "--max-queue", "32"]);
+    let jobs: Vec<String> = (0..16)
+        .map(|i| {
+            let r = if i % 2 == 0 { "onnx/demo/ref.wav" } else { ref2.as_str() };
+            api2_json("你好，世界。今天天气很好。", Some((r, REF_TEXT, "zh")), Some(100 + (i / 4) as u64))
+        })
+        .collect();
+    // one at a time
+    let sequential: Vec<Vec<u8>> = jobs.iter().map(|j| {
+        let (s, b) = synth(srv.port, j);
+        assert_eq!(s, 200);
+        b
+    }).collect();
+    // all at once
+    let port = srv.port;
+    let handles: Vec<_> = jobs.iter().cloned().map(|j| std::thread::spawn(move || synth(port, &j))).collect();
+    let concurrent: Vec<(u16, Vec<u8>)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    for (i, ((s, b), seq)) in concurrent.iter().zip(&sequential).enumerate() {
+        assert_eq!(*s, 200, "job {i}");
+        check_wav(b);
+        assert!(b == seq, "job {i}: concurrent output differs from the same request run alone");
+    }
+    // the two references give different voices (same text and seed)
+    assert_ne!(sequential[0], sequential[1], "reference 1 and 2 with seed 100 must differ");
+    assert_eq!(sequential[0], sequential[2], "same reference, same seed: same audio");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn overload_disconnect_and_model_swap() {
+    let srv = Server::start(&["--workers", "1", "--max-queue", "1"]);
+    let port = srv.port;
+    let long = serde_json::json!({"text": "今天天气很好，我们去公园散步。".repeat(20), "text_language": "zh", "seed": 1}).to_string();
+    // fill the worker and the one queue place, then a third request is refused with 429
+    let mut a = connect(port);
+    send_request(&mut a, "POST", "/", &[], Some(long.as_bytes()));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = connect(port);
+    send_request(&mut b, "POST", "/", &[], Some(long.as_bytes()));
+    let t0 = Instant::now();
+    while srv.metric("gsv_queue_size") < 1.0 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = srv.post("/", &long);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["code"], 429);
+    assert_eq!(srv.metric("gsv_rejected_total"), 1.0);
+
+    // both clients hang up: the running request stops within a step, the queued one never runs
+    drop(a);
+    drop(b);
+    let t0 = Instant::now();
+    while (srv.metric("gsv_cancelled_total") < 2.0 || srv.metric("gsv_in_flight") > 0.0) && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(srv.metric("gsv_cancelled_total"), 2.0, "both disconnected requests counted");
+    assert_eq!(srv.metric("gsv_in_flight"), 0.0);
+    assert!(t0.elapsed() < Duration::from_secs(10), "work stopped promptly ({:?})", t0.elapsed());
+
+    // /set_model while requests run: they finish, the generation changes, new requests work
+    let body = api2_json("你好，世界。今天天气很好。", None, Some(7));
+    let before = srv.post("/", &body);
+    assert_eq!(before.status, 200);
+    let runners: Vec<_> = (0..2).map(|_| {
+        let b = body.clone();
+        std::thread::spawn(move || synth(port, &b))
+    }).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let gen0 = srv.get("/health").json()["generation"].as_u64().unwrap();
+    let s = srv.post("/set_model", r#"{"gpt_model_path": "onnx/demo", "sovits_model_path": "onnx/demo"}"#);
+    assert_eq!(s.json(), serde_json::json!({"code": 0, "message": "Success"}));
+    for h in runners {
+        let (st, b) = h.join().unwrap();
+        assert_eq!(st, 200);
+        assert_eq!(b, before.body, "a request running across the swap is not disturbed");
+    }
+    assert!(srv.get("/health").json()["generation"].as_u64().unwrap() > gen0);
+    let after = srv.post("/", &body);
+    assert_eq!(after.status, 200);
+    assert_eq!(after.body, before.body, "same bundle reloaded: same audio");
+    let v2 = srv.get("/set_gpt_weights?weights_path=onnx/demo");
+    assert_eq!(v2.json(), serde_json::json!({"message": "success"}));
+    let bad = srv.get("/set_sovits_weights?weights_path=SoVITS_weights/x.pth");
+    assert_eq!(bad.status, 400);
+    let j = bad.json();
+    assert_eq!(j["message"], "change sovits weight failed");
+    assert!(j["Exception"].as_str().unwrap().contains("python -m export convert"));
+    let bad = srv.post("/set_model", r#"{"gpt_model_path": "/nonexistent/bundle"}"#);
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["code"], 400);
+    assert_eq!(srv.metric("gsv_model_swaps_total"), 2.0);
+}
+
+#[test]
+fn reference_roots_and_api_key() {
+    let dir = tmp_dir("roots");
+    let root = dir.join("refs");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::copy(repo().join("onnx/demo/ref.wav"), root.join("a.wav")).unwrap();
+    std::fs::copy(repo().join("onnx/demo/ref.wav"), dir.join("outside.wav")).unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.join("outside.wav"), root.join("link.wav")).unwrap();
+    let srv = Server::start(&["--ref-root", root.to_str().unwrap(), "--api-key", "sekrit"]);
+    let auth = [("Authorization", "Bearer sekrit")];
+    let post = |body: String| request(srv.port, "POST", "/", &auth, Some(body.as_bytes()));
+
+    // the key is required everywhere but /health
+    assert_eq!(srv.get("/health").status, 200);
+    let r = srv.post("/", &api2_json(TEXT, None, None));
+    assert_eq!(r.status, 401);
+    assert_eq!(srv.get("/metrics").status, 401);
+    assert_eq!(request(srv.port, "POST", "/", &[("Authorization", "Bearer wrong")], Some(api2_json(TEXT, None, None).as_bytes())).status, 401);
+
+    let ok = post(api2_json(TEXT, Some(("a.wav", REF_TEXT, "zh")), Some(1)));
+    assert_eq!(ok.status, 200, "a file inside the root, by relative name: {}", ok.text());
+    let ok = post(api2_json(TEXT, Some((root.join("a.wav").to_str().unwrap(), REF_TEXT, "zh")), Some(1)));
+    assert_eq!(ok.status, 200);
+    let outside = dir.join("outside.wav");
+    let escapes = [
+        "../outside.wav".to_string(),
+        format!("{}/../outside.wav", root.display()),
+        outside.display().to_string(),
+        "link.wav".to_string(),
+        "/etc/passwd".to_string(),
+    ];
+    for e in &escapes {
+        let r = post(api2_json(TEXT, Some((e, REF_TEXT, "zh")), None));
+        assert_eq!(r.status, 403, "{e}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert!(!r.text().contains(&dir.display().to_string()) || r.text().contains(e.as_str()), "no internal paths beyond what was sent");
+    }
+    // api_v2 and change_refer are confined too
+    let r = request(srv.port, "POST", "/tts", &auth, Some(serde_json::json!({"text": TEXT, "text_lang": "zh", "ref_audio_path": "../outside.wav", "prompt_text": REF_TEXT, "prompt_lang": "zh"}).to_string().as_bytes()));
+    assert_eq!(r.status, 403);
+    let r = request(srv.port, "GET", "/change_refer?refer_wav_path=/etc/passwd&prompt_text=x&prompt_language=zh", &auth, None);
+    assert_eq!(r.status, 403);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn timeout_and_graceful_shutdown() {
+    let srv = Server::start(&["--timeout-s", "2"]);
+    let long = serde_json::json!({"text": "今天天气很好，我们去公园散步。".repeat(30), "text_language": "zh"}).to_string();
+    let t0 = Instant::now();
+    let r = srv.post("/", &long);
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert_eq!(r.json()["code"], 504);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let t0 = Instant::now();
+    while srv.metric("gsv_in_flight") > 0.0 && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(srv.metric("gsv_timeouts_total") >= 1.0);
+
+    // SIGTERM while a request runs: it still gets its whole answer, then the process exits 0
+    let port = srv.port;
+    let body = api2_json("你好，世界。今天天气很好。我们去公园散步吧。", None, Some(1));
+    let h = std::thread::spawn(move || synth(port, &body));
+    let t0 = Instant::now();
+    while srv.metric("gsv_in_flight") < 1.0 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let (status, wav) = h.join().unwrap();
+    assert_eq!(status, 200);
+    check_wav(&wav);
+    let mut srv = srv;
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(c) = srv.child.try_wait().unwrap() {
+            break c;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(code.success(), "{code:?}");
+}
