@@ -191,6 +191,7 @@ impl JaFrontend {
         let normalized = jpreprocess::normalize_text_for_naist_jdic(text);
         let morphs = self.mecab.parse(&normalized)?;
         let mut nodes = Vec::with_capacity(morphs.len());
+        let mut prev_pos = "";
         for (surface, feat) in &morphs {
             // naist-jdic features: pos, 3 pos groups, ctype, cform, orig, read, pron, acc/mora, chain rule
             // (+ chain flag in NJD strings); absent trailing columns are empty, as in jpreprocess's csv loader.
@@ -202,6 +203,11 @@ impl JaFrontend {
             if cols[10] == "-1" {
                 cols[10] = "*";
             }
+            let patched = interjection_chain_rule(prev_pos, cols[10]);
+            if let Some(r) = patched.as_deref() {
+                cols[10] = r;
+            }
+            prev_pos = feat.split(',').next().unwrap_or("");
             let entry = WordEntry::load(&cols)
                 .map_err(|e| TextError::Data(format!("NJD entry for {surface:?} ({feat}): {e}")))?;
             nodes.extend(NJDNode::load(surface, &entry));
@@ -214,6 +220,18 @@ impl JaFrontend {
         }))
         .map_err(|_| TextError::Data(format!("OpenJTalk front end failed on {text:?}")))
     }
+}
+
+/// OpenJTalk picks a word's accent-combination rule by the previous word's POS with a substring test
+/// (`strstr(prev_pos, rule_pos)`), so after 感動詞 (お疲れ様でした) the `動詞%` rules apply; jpreprocess matches
+/// POS exactly and finds none. For that case the first `動詞%` rule (OpenJTalk takes the first match) is
+/// appended as the default rule, which jpreprocess uses when no POS rule matches.
+fn interjection_chain_rule(prev_pos: &str, rules: &str) -> Option<String> {
+    if prev_pos != "感動詞" || rules.split('/').any(|r| !r.contains('%')) {
+        return None;
+    }
+    let first = rules.split('/').find_map(|r| r.strip_prefix("動詞%"))?;
+    Some(format!("{rules}/{first}"))
 }
 
 /// Loads (once per [`FrontendData`]) the Japanese frontend.
@@ -373,6 +391,15 @@ mod tests {
             Err(e) => panic!("wrong error {e}"),
             Ok(_) => panic!("loaded a dictionary from nowhere"),
         }
+    }
+
+    #[test]
+    fn interjection_rules() {
+        let r = "形容詞%F2@-1/動詞%F2@0/動詞%F2@1";
+        assert_eq!(interjection_chain_rule("感動詞", r).as_deref(), Some("形容詞%F2@-1/動詞%F2@0/動詞%F2@1/F2@0"));
+        assert_eq!(interjection_chain_rule("名詞", r), None);
+        assert_eq!(interjection_chain_rule("感動詞", "C1"), None);
+        assert_eq!(interjection_chain_rule("感動詞", "名詞%F1"), None);
     }
 
     #[test]
