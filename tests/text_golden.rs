@@ -29,7 +29,6 @@ const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
 /// Whole languages whose g2p is not implemented yet: (golden language, reason).
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ("en", "English g2p (cmudict + g2p_en GRU) not finished"),
-    ("ja", "Japanese g2p (jpreprocess + MeCab) not started"),
     ("zh_mixed", "needs the English g2p"),
 ];
 
@@ -162,6 +161,7 @@ fn own_fixtures() {
     let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/frontend");
     let mut n = 0;
+    let mut failures = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("fixtures dir") {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
@@ -170,16 +170,44 @@ fn own_fixtures() {
         for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
             let c: Value = serde_json::from_str(line).expect("fixture line");
             let v = SymbolVersion::parse(c["version"].as_str().unwrap_or("v2")).unwrap();
-            let p = text::phonemize_with(&data, c["text"].as_str().unwrap(), c["lang"].as_str().unwrap(), v)
-                .unwrap_or_else(|e| panic!("{line}: {e}"));
-            assert_eq!(p.phones, strs(&c["phones"]), "{line}");
-            if let Some(ids) = c["phone_ids"].as_array() {
-                assert_eq!(p.phone_ids, ids.iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>(), "{line}");
+            let text = c["text"].as_str().unwrap();
+            let lang = c["lang"].as_str().unwrap();
+            // "clean_text": true -> one `clean_text(text, lang)` call (no language split), else the full route.
+            let got = if c["clean_text"].as_bool() == Some(true) {
+                let l = match lang {
+                    "zh" => Lang::Zh,
+                    "en" => Lang::En,
+                    _ => Lang::Ja,
+                };
+                text::clean_text(&data, text, l, v)
+                    .and_then(|r| Ok((SymbolTable::builtin(v).ids(&r.phones)?, r.phones, r.norm_text)))
+            } else {
+                text::phonemize_with(&data, text, lang, v).map(|p| (p.phone_ids, p.phones, p.norm_text))
+            };
+            let ok = match &got {
+                Ok((ids, phones, norm)) => {
+                    *phones == strs(&c["phones"])
+                        && c["phone_ids"].as_array().is_none_or(|a| a.iter().map(|x| x.as_i64().unwrap()).collect::<Vec<_>>() == *ids)
+                        && c["norm_text"].as_str().is_none_or(|w| w == norm)
+                }
+                Err(_) => false,
+            };
+            if ok {
+                n += 1;
+            } else {
+                let got = match &got {
+                    Ok((_, phones, norm)) => format!("{} (norm {norm:?})", phones.join(" ")),
+                    Err(e) => format!("error {e}"),
+                };
+                failures.push(format!("{}: {line}\n  got {got}", path.display()));
             }
-            n += 1;
         }
     }
     println!("own fixtures: {n} passed");
+    for f in &failures {
+        println!("FAIL {f}");
+    }
+    assert!(failures.is_empty(), "{} own fixtures failed", failures.len());
 }
 
 #[test]

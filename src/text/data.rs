@@ -40,6 +40,8 @@ pub struct FrontendData {
     pub g2pw_chars: HashSet<char>,
     pub jieba: jieba_rs::Jieba,
     pub en: EnDict,
+    /// The Japanese frontend (MeCab + dictionaries), opened on first use (see [`super::ja::frontend`]).
+    pub ja: OnceLock<Result<super::ja::JaFrontend, String>>,
 }
 
 fn read(dir: &Path, name: &str) -> Result<String, TextError> {
@@ -132,6 +134,7 @@ impl FrontendData {
             g2pw_chars,
             jieba: jieba_rs::Jieba::new(),
             en,
+            ja: OnceLock::new(),
         })
     }
 }

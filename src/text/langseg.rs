@@ -19,10 +19,12 @@ fn is_kana(c: char) -> bool {
 pub fn split(text: &str, lang: &str) -> Result<Vec<(Lang, String)>, TextError> {
     let base = match lang {
         "all_zh" => return Ok(vec![(Lang::Zh, text.to_string())]),
-        "all_ja" => return Ok(vec![(Lang::Ja, text.to_string())]),
         "en" => return Ok(vec![(Lang::En, text.to_string())]),
         "zh" => Lang::Zh,
-        "ja" => Lang::Ja,
+        // Upstream's all_ja is `LangSegmenter.getTexts(text, "ja")`: all-Latin runs are still English, the
+        // rest Japanese, which is what "ja" gives here too. (pyopenjtalk would read Latin letters itself, but
+        // api_v2 never hands it those runs.)
+        "ja" | "all_ja" => Lang::Ja,
         "auto" => Lang::Zh,
         "auto_yue" | "all_yue" | "yue" | "ko" | "all_ko" => return Err(TextError::Unsupported(lang.to_string())),
         other => return Err(TextError::UnknownLanguage(other.to_string())),

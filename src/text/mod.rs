@@ -11,6 +11,7 @@ pub mod bert;
 pub mod cut;
 pub mod data;
 pub mod en;
+pub mod ja;
 pub mod langseg;
 pub mod pinyin;
 pub mod symbols;
@@ -108,7 +109,7 @@ pub fn clean_text(data: &FrontendData, text: &str, lang: Lang, version: SymbolVe
     let mut c = match lang {
         Lang::Zh => zh::clean(data, text, version)?,
         Lang::En => en::clean(data, text)?,
-        Lang::Ja => return Err(TextError::Unsupported("ja (Japanese g2p is not implemented yet)".into())),
+        Lang::Ja => ja::clean(data, text)?,
     };
     c.phones = table.map_unknown(std::mem::take(&mut c.phones));
     Ok(c)
