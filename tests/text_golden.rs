@@ -28,9 +28,7 @@ const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
 
 /// Whole languages whose g2p is not implemented yet: (golden language, reason).
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("en", "English g2p (cmudict + g2p_en GRU) not finished"),
     ("ja", "Japanese g2p (jpreprocess + MeCab) not started"),
-    ("zh_mixed", "needs the English g2p"),
 ];
 
 fn strs(v: &Value) -> Vec<String> {
