@@ -28,8 +28,6 @@ const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
 
 /// Whole languages whose g2p is not implemented yet: (golden language, reason).
 const NOT_IMPLEMENTED: &[(&str, &str)] = &[
-    ("en", "English g2p (cmudict + g2p_en GRU) not finished"),
-    ("zh_mixed", "needs the English g2p"),
 ];
 
 fn strs(v: &Value) -> Vec<String> {
@@ -242,7 +240,12 @@ fn read_npy_i64(path: &std::path::Path) -> Vec<i64> {
 fn never_panics_on_odd_input() {
     let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
     let long: String = "你好，世界。".repeat(3000);
-    for t in ["", "，。！？", "\u{0}\u{7}\n\t", "!!!", "abc", "１２３", "𠀀𠀁", long.as_str()] {
+    let long_en: String = "blorp".repeat(700);
+    let big_num: String = "9".repeat(80);
+    for t in [
+        "", "，。！？", "\u{0}\u{7}\n\t", "!!!", "abc", "１２３", "𠀀𠀁", long.as_str(), long_en.as_str(), big_num.as_str(),
+        "$.5 £,5 (5$ 1/0 25:99 -0 3 - - 4", "😀 Ⅻ ǅ ﬁ '''' ---- ....", "我有3个iPhone 15和2.5kg的apple！", "x=1+2=3",
+    ] {
         for l in ["zh", "all_zh", "en", "ja", "auto", "xx", "ko"] {
             let _ = text::phonemize_with(&data, t, l, SymbolVersion::V2);
             let _ = text::phonemize_with(&data, t, l, SymbolVersion::V1);

@@ -116,7 +116,23 @@ pub fn clean_text(data: &FrontendData, text: &str, lang: Lang, version: SymbolVe
 }
 
 /// `get_phones_and_bert` minus BERT: segment by language, clean each segment, concatenate.
-pub fn phonemize_with(data: &FrontendData, text: &str, lang: &str, version: SymbolVersion) -> Result<Phonemized, TextError> {
+/// As upstream: runs of 2+ spaces become one, and a result with fewer than 6 phones is redone once
+/// with "." in front of the text.
+pub fn phonemize_with(data: &FrontendData, text_in: &str, lang: &str, version: SymbolVersion) -> Result<Phonemized, TextError> {
+    let mut text = String::with_capacity(text_in.len());
+    for c in text_in.chars() {
+        if !(c == ' ' && text.ends_with(' ')) {
+            text.push(c);
+        }
+    }
+    let out = phonemize_once(data, &text, lang, version)?;
+    if out.phones.len() < 6 {
+        return phonemize_once(data, &format!(".{text}"), lang, version);
+    }
+    Ok(out)
+}
+
+fn phonemize_once(data: &FrontendData, text: &str, lang: &str, version: SymbolVersion) -> Result<Phonemized, TextError> {
     let table = SymbolTable::builtin(version);
     let pieces = langseg::split(text, lang)?;
     let mut out = Phonemized { norm_text: String::new(), phones: vec![], phone_ids: vec![], word2ph: vec![], segments: vec![] };
