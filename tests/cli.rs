@@ -121,10 +121,15 @@ fn batch_reports_each_job_and_fails_if_any_failed() {
 
 #[test]
 fn phonemize_prints_json() {
-    let o = gsv(&["phonemize", "--lang", "zh", "你好。"]);
+    let o = gsv(&["phonemize", "--lang", "zh", "你好，世界。"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["phones"], serde_json::json!(["n", "i2", "h", "ao3", "."]));
-    assert_eq!(v["phone_ids"].as_array().unwrap().len(), 5);
+    assert_eq!(v["phones"], serde_json::json!(["n", "i2", "h", "ao3", ",", "sh", "ir4", "j", "ie4", "."]));
+    assert_eq!(v["phone_ids"].as_array().unwrap().len(), 10);
+    assert_eq!(v["norm_text"], "你好,世界.");
+    // fewer than 6 phones: upstream's get_phones_and_bert runs again with "." in front
+    let o = gsv(&["phonemize", "--lang", "zh", "你好。"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["phones"], serde_json::json!([".", "n", "i2", "h", "ao3", "."]));
     assert_clean_failure(&gsv(&["phonemize", "--lang", "zz", "你好"]), "zz");
 }

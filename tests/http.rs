@@ -400,6 +400,24 @@ fn api2_api_v2_and_openai_routes() {
     assert_eq!((body.len() - 44) / 2, n_whole, "streamed PCM = the non-streaming response's PCM length");
     assert_eq!(&body[44..], &whole.body[44..], "same seed: same audio streamed or not");
 
+    // streaming_mode 2: token-chunk streaming (decode while generating): more chunks than segments, same length
+    let mut b = full.clone();
+    b["streaming_mode"] = 2.into();
+    b["min_chunk_length"] = 8.into();
+    let mut s = connect(srv.port);
+    send_request(&mut s, "POST", "/tts", &[], Some(b.to_string().as_bytes()));
+    let mut rd = BufReader::new(s);
+    let (status, _) = read_head(&mut rd);
+    assert_eq!(status, 200);
+    let mut tbody = Vec::new();
+    let mut tchunks = 0;
+    while let Some(c) = read_chunk(&mut rd) {
+        tchunks += 1;
+        tbody.extend(c);
+    }
+    assert!(tchunks > chunks, "token streaming sends more pieces ({tchunks}) than segment streaming ({chunks})");
+    assert_eq!((tbody.len() - 44) / 2, n_whole, "same PCM length as whole-segment decoding");
+
     // raw media type: no header
     let mut b = full.clone();
     b["media_type"] = "raw".into();

@@ -222,7 +222,8 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         Some(l) if !langs.contains(&l.to_lowercase().as_str()) => return bad(format!("prompt_lang: {l} is not supported in version {}", model.version)),
         Some(l) => l.to_lowercase(),
     };
-    let streaming = p.streaming_mode("streaming_mode")? > 0 || p.bool("return_fragment")?.unwrap_or(false);
+    let mode = p.streaming_mode("streaming_mode")?;
+    let streaming = mode > 0 || p.bool("return_fragment")?.unwrap_or(false);
     let media = p.str("media_type").unwrap_or_else(|| "wav".into());
     let (wav, content_type) = match media.as_str() {
         "wav" => (true, "audio/wav"),
@@ -238,6 +239,17 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let mut r = TtsRequest::new(&text, &text_lang, reference(state, &ref_path)?, &prompt_text, &prompt_lang);
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, "speed_factor")?;
+    // streaming_mode 2 (token streaming) and 3 (fixed chunks): decode while generating, by token chunks
+    // (min_chunk_length tokens, api_v2's default 16); mode 1 streams whole fragments (segments)
+    if mode >= 2 {
+        let chunk = p.i64("min_chunk_length")?.unwrap_or(16).clamp(4, 200) as usize;
+        let sp = if mode == 2 {
+            crate::vocoder::stream::StreamParams { chunk, ..Default::default() }
+        } else {
+            crate::vocoder::stream::StreamParams { chunk, lookahead: 2, left: 8, crossfade: 320 }
+        };
+        r.stream = Some(sp);
+    }
     for a in p.list("aux_ref_audio_paths")? {
         r.aux_refs.push(reference(state, &a)?);
     }
