@@ -106,7 +106,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "hubert": {"file": os.path.basename(os.path.normpath(hubert)), "sha256": _dir_hash(hubert)},
         "bert": {"file": os.path.basename(os.path.normpath(bert)), "sha256": _dir_hash(bert)},
     }
-    options = {"fp16": bool(fp16)}
+    options = {"fp16": bool(fp16), "exporter_code": exporter_code_hash()}
     os.makedirs(out, exist_ok=True)
     old = _read_manifest(out)
     reuse = old is not None and old.get("sources") == sources and old.get("options") == options \
@@ -190,6 +190,19 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     os.replace(tmp, os.path.join(out, "manifest.json"))
     log(f"done in {time.time() - t0:.0f}s: {out}")
     return manifest
+
+
+def exporter_code_hash() -> str:
+    """sha256 over the export package's Python sources: a bundle exported by other code is not reused."""
+    h = hashlib.sha256()
+    for sub in ("", "models"):
+        d = os.path.join(HERE, sub)
+        for n in sorted(os.listdir(d)):
+            if n.endswith(".py"):
+                h.update(f"{sub}/{n}".encode())
+                with open(os.path.join(d, n), "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
 
 
 def _dir_hash(d: str) -> str:

@@ -64,6 +64,28 @@ class Block(nn.Module):
         return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
 
 
+    def attend_step(self, x, q, k_new, v_new, k_past, v_past):
+        """One query row against the cache, without copying the cache: the per-head products are taken with a
+        block-diagonal selector E [D,H] (E[j,h] = 1 when channel j belongs to head h), so K and V [T,D] are read once
+        by a plain MatMul, never transposed or concatenated (that copy dominated long steps). Equal to `attend`
+        up to float summation order."""
+        d, h = self.d, self.heads
+        dh = d // h
+        e = (torch.arange(d).unsqueeze(1) // dh == torch.arange(h).unsqueeze(0)).to(x.dtype)  # [D,H]
+        qb = e.transpose(0, 1) * q.reshape(1, d)  # [H,D]: head h's query in its own channels, zeros elsewhere
+        # keep the batch axis (indexing [0] would export as a Gather copying the cache); K^T folds into the GEMM
+        s_past = torch.matmul(qb, k_past.transpose(1, 2))  # [1,H,T]
+        s_new = (qb * k_new).sum(dim=-1, keepdim=True)  # [1,H,1]
+        s = torch.cat([s_past, s_new], dim=2) / math.sqrt(dh)
+        p = torch.softmax(s, dim=2)  # over positions, per head
+        t = k_past.shape[1]
+        o_full = torch.matmul(p.narrow(2, 0, t), v_past) + p.narrow(2, t, 1) * v_new  # [1,H,D]
+        o = (o_full * e.transpose(0, 1)).sum(dim=1)  # [1,D]: head h's output in its own channels
+        att = o.view(1, 1, d)
+        x = self.norm1(x + self.self_attn.out_proj(att))
+        return self.norm2(x + self.linear2(F.relu(self.linear1(x))))
+
+
 class T2S(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
@@ -125,9 +147,7 @@ class T2S(nn.Module):
             q, k, v = blk.qkv(x)
             nks.append(k)
             nvs.append(v)
-            kk = torch.cat([pk[i], k], dim=1)
-            vv = torch.cat([pv[i], v], dim=1)
-            x = blk.attend(x, q, kk, vv, None)
+            x = blk.attend_step(x, q, k, v, pk[i], pv[i])
         logits = self.ar_predict_layer(x[:, -1])
         return (logits, *nks, *nvs)
 
