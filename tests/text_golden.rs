@@ -22,8 +22,6 @@ fn load(path: PathBuf) -> Value {
 
 /// Cases that fail for a documented reason: (version, text, reason).
 const KNOWN_FAILURES: &[(&str, &str, &str)] = &[
-    ("v2", "小明在胡同儿里玩儿，买了一朵花儿。", "jieba-rs HMM cuts 胡同/儿里 where jieba_fast cuts 胡同/儿/里 (segmenter divergence, not yet fixed)"),
-    ("v1", "小明在胡同儿里玩儿，买了一朵花儿。", "jieba-rs HMM cuts 胡同/儿里 where jieba_fast cuts 胡同/儿/里 (segmenter divergence, not yet fixed)"),
 ];
 
 /// Whole languages whose g2p is not implemented yet: (golden language, reason).
@@ -253,4 +251,24 @@ fn never_panics_on_odd_input() {
     }
     assert!(matches!(text::phonemize_with(&data, "你好", "ko", SymbolVersion::V2), Err(text::TextError::Unsupported(_))));
     assert!(matches!(text::phonemize_with(&data, "你好", "xx", SymbolVersion::V2), Err(text::TextError::UnknownLanguage(_))));
+}
+
+/// The POS cut against Python `jieba.posseg.lcut` (jieba 0.42.1, which upstream's `jieba_fast.posseg`
+/// matches): sentences where jieba-rs's `tag` cuts differently.
+#[test]
+fn posseg_matches_jieba() {
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
+    let p = data.posseg().expect("jieba posseg data (run scripts/setup)");
+    for (text, want) in [
+        ("小明在胡同儿里玩儿，买了一朵花儿。", "小明/nr 在/p 胡同/nr 儿/n 里/f 玩儿/n ，/x 买/v 了/ul 一朵/m 花儿/n 。/x"),
+        ("气温从零下5度升到了12度。", "气温/n 从/p 零下/m 5/m 度/q 升到/v 了/ul 12/m 度/q 。/x"),
+        ("第3季度的营收增长了15%。", "第/m 3/m 季度/n 的/uj 营收/n 增长/v 了/ul 15/m %/x 。/x"),
+        ("我用iPhone拍了一张照片。", "我/r 用/p iPhone/eng 拍/v 了/ul 一张/m 照片/n 。/x"),
+        ("春眠不觉晓，处处闻啼鸟。", "春眠/t 不觉/d 晓/nr ，/x 处处/v 闻/v 啼/v 鸟/n 。/x"),
+        ("他说的确实在理。", "他/r 说/v 的/uj 确实/ad 在/p 理/n 。/x"),
+        ("𠀀这个字很少见。", "𠀀/x 这个/r 字/n 很少/m 见/v 。/x"),
+    ] {
+        let got: Vec<String> = p.cut(text).into_iter().map(|(w, f)| format!("{w}/{f}")).collect();
+        assert_eq!(got.join(" "), want, "{text}");
+    }
 }

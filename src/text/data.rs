@@ -38,7 +38,10 @@ pub struct FrontendData {
     pub t2s: HashMap<char, char>,
     /// Characters g2pW knows (MONOPHONIC_CHARS.txt + POLYPHONIC_CHARS.txt, traditional forms).
     pub g2pw_chars: HashSet<char>,
+    /// jieba-rs, for `cut_for_search` (tone sandhi's `_split_word`).
     pub jieba: jieba_rs::Jieba,
+    /// jieba's POS segmenter (`jieba_fast.posseg` upstream), loaded on first use (see [`Self::posseg`]).
+    pub posseg: OnceLock<Result<super::posseg::PosSeg, String>>,
     pub en: EnDict,
     /// The Japanese frontend (MeCab + dictionaries), opened on first use (see [`super::ja::frontend`]).
     pub ja: OnceLock<Result<super::ja::JaFrontend, String>>,
@@ -88,6 +91,14 @@ impl FrontendData {
         }
     }
 
+    /// The POS segmenter, read from this data dir on first use.
+    pub fn posseg(&self) -> Result<&super::posseg::PosSeg, TextError> {
+        match self.posseg.get_or_init(|| super::posseg::PosSeg::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(p) => Ok(p),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self, TextError> {
         let pinyin = PinyinDict::from_json(&read(dir, "pinyin_dict.json")?, &read(dir, "phrases_dict.json")?)
             .map_err(TextError::Data)?;
@@ -133,6 +144,7 @@ impl FrontendData {
             t2s,
             g2pw_chars,
             jieba: jieba_rs::Jieba::new(),
+            posseg: OnceLock::new(),
             en,
             ja: OnceLock::new(),
         })

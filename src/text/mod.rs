@@ -14,6 +14,7 @@ pub mod en;
 pub mod ja;
 pub mod langseg;
 pub mod pinyin;
+pub mod posseg;
 pub mod symbols;
 pub mod zh;
 pub mod zh_norm;

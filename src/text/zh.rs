@@ -1,7 +1,7 @@
 //! Chinese g2p (GPT-SoVITS `chinese2` for v2, `chinese` for v1).
 //!
 //! In: raw Chinese text. Out: [`Cleaned`] with opencpop phones (`zh`, `ang1`, punctuation), word2ph per
-//! character of the normalised text. Pipeline: [`zh_norm::text_normalize`] → clauses → jieba POS cut →
+//! character of the normalised text. Pipeline: [`zh_norm::text_normalize`] → clauses → jieba POS cut ([`super::posseg`]) →
 //! tone-sandhi pre-merge → per word: readings (v2: clause-level pypinyin reading standing in for g2pW's
 //! neural polyphone model, then polyphonic.rep corrections; v1: pypinyin per word) → tone sandhi → erhua
 //! (v2) → opencpop symbols.
@@ -449,7 +449,7 @@ pub fn g2p(data: &FrontendData, norm: &str, version: SymbolVersion) -> Result<(V
     for clause in clauses.iter().filter(|s| !s.trim().is_empty()) {
         let seg: String = clause.chars().filter(|c| !c.is_ascii_alphabetic()).collect();
         let readings = if version == SymbolVersion::V2 { clause_readings(data, &seg) } else { Vec::new() };
-        let tags: Seg = data.jieba.tag(&seg, true).into_iter().map(|t| (t.word.to_string(), t.tag.to_string())).collect();
+        let tags: Seg = data.posseg()?.cut(&seg);
         let tags = sandhi.pre_merge(tags);
         let mut pos_chars = 0usize;
         let mut initials = Vec::new();
