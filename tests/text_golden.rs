@@ -272,3 +272,20 @@ fn posseg_matches_jieba() {
         assert_eq!(got.join(" "), want, "{text}");
     }
 }
+
+/// 100k characters: a defined result (every character phonemised; api2 cutting yields many segments), no panic.
+#[test]
+fn hundred_thousand_characters() {
+    use gsv::text::{cut, phonemize_with};
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
+    let text = "今天天气很好，我们去公园散步。".repeat(6700);
+    assert!(text.chars().count() > 100_000);
+    let segs = cut::api2_segments(&text, "zh", 5).expect("cut");
+    assert!(segs.len() >= 6700, "{} segments", segs.len());
+    let p = phonemize_with(&data, &text, "zh", SymbolVersion::V2).expect("phonemize");
+    assert_eq!(p.word2ph.iter().sum::<usize>(), p.phones.len());
+    let one = phonemize_with(&data, "今天天气很好，我们去公园散步。", "zh", SymbolVersion::V2).expect("one");
+    assert_eq!(p.phones.len(), 6700 * one.phones.len(), "the long text reads as 6700 times the sentence");
+    let mixed = "Hello 世界 123 ".repeat(8000);
+    let _ = phonemize_with(&data, &mixed, "auto", SymbolVersion::V2); // Ok or a TextError: reaching here means no panic
+}
