@@ -435,6 +435,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(gsv::http::args::route_argv(std::env::args().collect()));
+    // Command-line tools die quietly on a closed stdout (`gsv phonemize ... | head`) instead of panicking inside
+    // println!. Not the server: there a peer that hangs up must be an EPIPE error, never a signal.
+    #[cfg(unix)]
+    if !matches!(cli.cmd, Cmd::Serve(_)) {
+        // SAFETY: called before any thread is spawned; SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     // the server logs one line per request by default; the other commands only warnings
     // symphonia logs probe failures as errors; they become our own typed errors instead
     const QUIET: &str = "symphonia_core=off,symphonia=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off";
