@@ -1,4 +1,4 @@
-//! Parity against the golden data (`/work/shared/golden`): manifest-driven (its `arrays` and `inputs`).
+//! Parity against a golden folder (`../shared/golden` and sets of its layout): manifest-driven (its `arrays` and `inputs`).
 //!
 //! Each check yields one [`Check`]: `PASS|FAIL name max_err=.. tol=..`. Float checks report the max
 //! absolute difference with a tolerance `atol + rtol * max|ref|`; id checks count mismatches (tol 0).

@@ -28,3 +28,27 @@ def golden_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden_v1_dir() -> Path:
     return _golden("GSV_GOLDEN_V1_DIR", "golden-v1")
+
+
+@pytest.fixture(scope="session")
+def golden_bundle(golden_dir) -> Path:
+    """onnx/golden, exported from the golden checkpoints if it is not there yet (test_bundle_golden.py checks
+    the export itself; tests that only need the bundle use this, whatever order pytest runs them in)."""
+    import json
+    import subprocess
+    import sys
+
+    out = REPO_ROOT / "onnx" / "golden"
+    if not (out / "manifest.json").is_file():
+        m = json.loads((golden_dir / "manifest.json").read_text())
+        names = list(m["models"])
+        pick = lambda pred: golden_dir / "models" / next(n for n in names if pred(n))
+        r = subprocess.run([sys.executable, "-m", "export", "convert",
+                            "--gpt", str(pick(lambda n: n.endswith(".ckpt"))),
+                            "--sovits", str(pick(lambda n: n.endswith(".pth"))),
+                            "--hubert", str(pick(lambda n: "hubert" in n)),
+                            "--bert", str(pick(lambda n: "roberta" in n)),
+                            "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"exporting {out} failed: {r.stderr[-2000:]}")
+    return out

@@ -9,10 +9,8 @@ import pytest
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
 
-def test_bench_json_shape(repo_root, golden_dir):
-    bundle = repo_root / "onnx" / "golden"
-    if not (bundle / "manifest.json").is_file():
-        pytest.fail("onnx/golden is missing: test_bundle_golden.py exports it (run the whole tests/python folder)")
+def test_bench_json_shape(repo_root, golden_dir, golden_bundle):
+    bundle = golden_bundle
     env = dict(os.environ, PYTHONPATH=str(repo_root), GSV_GOLDEN_DIR=str(golden_dir))
     cmd = [sys.executable, "-m", "bench", "--bundle", str(bundle), "--tokens", "4", "--threads", "1", "--json",
            "--systems", "gsv,pytorch,genie-tts,onnxruntime-python", "--bandwidth-mb", "16",

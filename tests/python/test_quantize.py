@@ -9,9 +9,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_quantize_gate_and_variant(tmp_path, golden_dir):
-    src = REPO / "onnx" / "golden"
-    assert (src / "manifest.json").is_file(), "onnx/golden is exported by test_bundle_golden.py first"
+def test_quantize_gate_and_variant(tmp_path, golden_dir, golden_bundle):
+    src = golden_bundle
     b = tmp_path / "b"
     shutil.copytree(src, b)
     run = lambda *a: subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), *a],
