@@ -64,6 +64,7 @@ def export_graph(spec: GraphSpec, folder: str, metadata: dict, fp16: bool = Fals
                 dynamic_shapes=_dynamic_shapes(spec), optimize=True, verbose=False,
             )
     model = prog.model_proto
+    _strip_provenance(model)
     if fp16:
         model = _to_fp16(model)
     del model.metadata_props[:]
@@ -76,6 +77,35 @@ def export_graph(spec: GraphSpec, folder: str, metadata: dict, fp16: bool = Fals
     log(f"  {spec.name}.onnx: exported in {time.time() - t0:.1f}s, max |onnx - torch| "
         + ", ".join(f"{e:.2e}" for e in errs))
     return {"file": f"{spec.name}.onnx", "inputs": spec.input_names, "outputs": spec.output_names}
+
+
+def _strip_provenance(model):
+    """Drop the exporter's per-node metadata (stack traces with this machine's source paths, scope names) and doc
+    strings: a bundle must not depend on where it was exported, nor leak local paths."""
+    def clean(graph):
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.g is not None and attr.g.ByteSize():
+                    clean(attr.g)
+                for g in attr.graphs:
+                    clean(g)
+        del graph.metadata_props[:]
+        graph.doc_string = ""
+        for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
+            del vi.metadata_props[:]
+            vi.doc_string = ""
+        for init in graph.initializer:
+            del init.metadata_props[:]
+            init.doc_string = ""
+
+    clean(model.graph)
+    for f in model.functions:
+        for node in f.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    model.doc_string = ""
 
 
 def check_graph(spec: GraphSpec, path: str, atol: float) -> list:
