@@ -160,11 +160,7 @@ fn session_options(rt: &RtArgs) -> Result<SessionOptions> {
         intra_threads: rt.intra_threads,
         inter_threads: rt.inter_threads,
         opt_level: OptLevel::parse(&rt.opt_level)?,
-        gpt_variant: match rt.gpt_precision.as_str() {
-            "fp32" => None,
-            "int8" => Some("int8".to_string()),
-            other => bail!("--gpt-precision must be fp32 or int8, not {other:?}"),
-        },
+        gpt_variant: gsv::runtime::parse_gpt_precision(&rt.gpt_precision)?,
     })
 }
 

@@ -364,11 +364,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             intra_threads: a.intra_threads,
             inter_threads: a.inter_threads,
             opt_level: OptLevel::parse(&a.opt_level)?,
-            gpt_variant: match a.gpt_precision.as_str() {
-                "fp32" => None,
-                "int8" => Some("int8".to_string()),
-                other => return Err(anyhow!("--gpt-precision must be fp32 or int8, not {other:?}")),
-            },
+            gpt_variant: crate::runtime::parse_gpt_precision(&a.gpt_precision)?,
         },
         workers: a.workers.max(1),
         max_queue: a.max_queue,

@@ -36,6 +36,8 @@ pub enum RuntimeError {
     UnknownProvider(String),
     #[error("unknown graph optimisation level `{0}` (expected disable, basic, extended, all)")]
     UnknownOptLevel(String),
+    #[error("GPT precision must be fp32 or int8, not {0:?}")]
+    UnknownGptPrecision(String),
     #[error("execution provider {provider} could not start: {msg}")]
     Provider { provider: String, msg: String },
     #[error("cannot load graph {graph} from {path}: {msg}")]
@@ -282,6 +284,15 @@ pub struct SessionOptions {
     pub opt_level: OptLevel,
     /// GPT graph precision variant: `None` = the bundle's main (fp32) graphs, `Some("int8")` = the quantized ones.
     pub gpt_variant: Option<String>,
+}
+
+/// `--gpt-precision`: `fp32` (the bundle's main GPT graphs) or `int8` (its quantized variant).
+pub fn parse_gpt_precision(s: &str) -> Result<Option<String>> {
+    match s {
+        "fp32" => Ok(None),
+        "int8" => Ok(Some("int8".to_string())),
+        other => Err(RuntimeError::UnknownGptPrecision(other.into())),
+    }
 }
 
 impl Default for SessionOptions {
