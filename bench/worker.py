@@ -6,7 +6,8 @@ Systems:
   pytorch  the export's own PyTorch modules (proven equal to GPT-SoVITS by the golden parity tests), eager, with
            GPT-SoVITS's `infer_panel_naive` loop: per step and per layer the K/V cache is `torch.cat`-ed with the new
            row, as upstream does.
-  ort      the bundle's graphs through Python onnxruntime, the same loop with numpy concatenation of the cache.
+  ort      the bundle's graphs through Python onnxruntime, the same loop, with the K/V cache bound in place as gsv
+           does (export.stepper.GptRunner).
   genie    Genie-TTS's converted graphs (see bench/genie.py).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import numpy as np
 
 from export.infer import SamplingParams, generate
+from export.stepper import GptRunner
 
 from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, synthetic_request
 
@@ -152,8 +154,6 @@ def run_ort(a, man):
     c = Clock()
     s = {name: ort_session(os.path.join(a.bundle, g["file"]), a.threads) for name, g in man["graphs"].items()}
     load_ms = c.ms()
-    L = int(man["gpt"]["n_layer"])
-    kn = [f"k_{i}" for i in range(L)] + [f"v_{i}" for i in range(L)]
 
     w16, spec = reference_inputs(a.ref, man)
     c = Clock()
@@ -162,17 +162,8 @@ def run_ort(a, man):
     (ge,) = s["ref_enc"].run(["ge"], {"spec": spec})
     ref_ms = c.ms()
 
-    def prefill(ids, b, p):
-        o = s["gpt_prefill"].run(["logits", *kn], {"phone_ids": ids, "bert": b, "prompt": p})
-        return o[0], list(o[1:1 + L]), list(o[1 + L:])
-
-    def step(tok, pos, ks, vs):
-        feeds = {"token": tok, "position": pos}
-        feeds.update({f"past_k_{i}": ks[i] for i in range(L)})
-        feeds.update({f"past_v_{i}": vs[i] for i in range(L)})
-        o = s["gpt_step"].run(None, feeds)
-        return (o[0], [np.concatenate([x, y], 1) for x, y in zip(ks, o[1:1 + L])],
-                [np.concatenate([x, y], 1) for x, y in zip(vs, o[1 + L:])])
+    runner = GptRunner(s["gpt_prefill"], s["gpt_step"], man, capacity=2048)
+    prefill, step = runner.prefill_fn, runner.step_fn
 
     def vocode(codes, text):
         (audio,) = s["sovits_decode"].run(["audio"], {

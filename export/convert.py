@@ -14,7 +14,7 @@ import time
 
 from .ckpt import Checkpoint, CheckpointError, HEAD_VERSIONS, load_checkpoint, read_head, sha256_file
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 EXPORTER_VERSION = "0.1.0"
 GRAPHS = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"]
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -72,6 +72,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     import torch
 
     from .models.gpt import build_gpt, onnx_specs as gpt_specs
+    from .models.gpt_step import kv_head_dim
     from .models.hf import build_bert, build_hubert
     from .models.sovits import build_sovits
     from .onnx_export import export_graph
@@ -166,6 +167,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "ssl_dim": int(hub.hidden_size),
         "gpt": {
             "n_layer": t2s.n_layer, "n_head": t2s.heads, "hidden_dim": t2s.d, "vocab_size": t2s.vocab,
+            "kv_head_dim": kv_head_dim(t2s.d, t2s.heads),
             "eos": t2s.eos, "phoneme_vocab_size": t2s.phoneme_vocab,
             "max_sec": int(gpt_ck.config.get("data", {}).get("max_sec", 54)), "top_k": int(top_k),
         },

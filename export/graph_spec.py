@@ -1,7 +1,8 @@
 """What an exportable graph declares: example inputs (two sizes or more), names and dynamic axes.
 
-Model files return `GraphSpec`s; `export.onnx_export` turns each into an .onnx file and checks it with
-onnxruntime against the PyTorch module at every example size."""
+Model files return `GraphSpec`s; `export.onnx_export` turns each into an .onnx file (traced by the dynamo exporter,
+or built node by node when `build` is set) and checks it with onnxruntime against the PyTorch module at every
+example size."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -17,3 +18,4 @@ class GraphSpec:
     dynamic_axes: dict             # input name -> {axis index: dim name}
     check_outputs: list = field(default_factory=list)  # outputs compared in the check (default: all)
     atol: float = 1e-4
+    build: object = None           # optional () -> onnx.ModelProto written by hand; `module` is then only the reference

@@ -55,15 +55,18 @@ def export_graph(spec: GraphSpec, folder: str, metadata: dict, fp16: bool = Fals
     path = os.path.join(folder, f"{spec.name}.onnx")
     tmp = path + ".tmp"
     t0 = time.time()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.no_grad():
-            prog = torch.onnx.export(
-                spec.module, spec.examples[0], dynamo=True, opset_version=OPSET,
-                input_names=spec.input_names, output_names=spec.output_names,
-                dynamic_shapes=_dynamic_shapes(spec), optimize=True, verbose=False,
-            )
-    model = prog.model_proto
+    if spec.build is not None:
+        model = spec.build()
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                prog = torch.onnx.export(
+                    spec.module, spec.examples[0], dynamo=True, opset_version=OPSET,
+                    input_names=spec.input_names, output_names=spec.output_names,
+                    dynamic_shapes=_dynamic_shapes(spec), optimize=True, verbose=False,
+                )
+        model = prog.model_proto
     _strip_provenance(model)
     if fp16:
         model = _to_fp16(model)

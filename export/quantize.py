@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .ckpt import sha256_file
+from .stepper import GptRunner
 
 GPT_GRAPHS = ("gpt_prefill", "gpt_step")
 
@@ -32,7 +33,6 @@ def _session(path):
 
 def teacher_forced_agreement(bundle: str, man: dict, files: dict, tokens: int, seed: int = 0) -> float:
     """Run fp32 greedily for `tokens` steps (EOS ignored); feed the same tokens to int8; fraction of equal argmax."""
-    L = man["gpt"]["n_layer"]
     rng = np.random.default_rng(seed)
     n, p = 40, 100
     ids = rng.integers(1, man["gpt"]["phoneme_vocab_size"] - 1, size=(1, n)).astype(np.int64)
@@ -43,20 +43,14 @@ def teacher_forced_agreement(bundle: str, man: dict, files: dict, tokens: int, s
     for variant in ("fp32", "int8"):
         pre = _session(os.path.join(bundle, files[variant]["gpt_prefill"]))
         stp = _session(os.path.join(bundle, files[variant]["gpt_step"]))
-        o = pre.run(None, {"phone_ids": ids, "bert": bert, "prompt": prompt})
-        logits, ks, vs = o[0], list(o[1:1 + L]), list(o[1 + L:])
+        r = GptRunner(pre, stp, man, capacity=n + p + tokens + 1)
+        logits = r.prefill(ids, bert, prompt)
         picks = []
         for k in range(tokens):
             tok = int(np.argmax(logits[0, :-1]))
             picks.append(tok)
             fed = forced[k] if forced is not None else tok
-            feeds = {"token": np.array([[fed]], dtype=np.int64), "position": np.array([p + k], dtype=np.int64)}
-            feeds.update({f"past_k_{i}": ks[i] for i in range(L)})
-            feeds.update({f"past_v_{i}": vs[i] for i in range(L)})
-            o = stp.run(None, feeds)
-            logits = o[0]
-            ks = [np.concatenate([a, b], 1) for a, b in zip(ks, o[1:1 + L])]
-            vs = [np.concatenate([a, b], 1) for a, b in zip(vs, o[1 + L:])]
+            logits = r.step(fed, p + k)
         runs[variant] = picks
         if forced is None:
             forced = picks

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from .infer import SamplingParams, generate
+from .stepper import GptRunner
 
 FEAT_ATOL, FEAT_RTOL, AUDIO_ATOL = 1e-4, 1e-3, 1e-3
 
@@ -136,23 +137,11 @@ def verify(bundle: str, golden: str, out=print) -> Checks:
         ids = g["gpt_all_phoneme_ids"].reshape(1, -1).astype(np.int64)
         bert = g["gpt_bert"].reshape(1, man["bert"]["hidden"], -1).astype(np.float32)
         prompt = g["gpt_prompt_semantic"].reshape(1, -1).astype(np.int64)
-        kn = [f"k_{i}" for i in range(L)] + [f"v_{i}" for i in range(L)]
-
-        def prefill(a, b, p):
-            o = pre.run(["logits", *kn], {"phone_ids": a, "bert": b, "prompt": p})
-            return o[0], list(o[1:1 + L]), list(o[1 + L:])
-
-        def step(tok, pos, ks, vs):
-            feeds = {"token": tok, "position": pos}
-            feeds.update({f"past_k_{i}": ks[i] for i in range(L)})
-            feeds.update({f"past_v_{i}": vs[i] for i in range(L)})
-            o = stp.run(None, feeds)
-            nk, nv = o[1:1 + L], o[1 + L:]
-            return o[0], [np.concatenate([a, b], 1) for a, b in zip(ks, nk)], \
-                [np.concatenate([a, b], 1) for a, b in zip(vs, nv)]
+        def runner():
+            return GptRunner(pre, stp, man, capacity=ids.shape[1] + prompt.shape[1] + 1501)
 
         if g.has("gpt_first_step_logits"):
-            first, _, _ = prefill(ids, bert, prompt)
+            first = runner().prefill(ids, bert, prompt)
             c.close("gpt first-step logits", first, g["gpt_first_step_logits"])
         inp = g.inputs
         rps = inp.get("repetition_penalty", [1.35, 1.0])
@@ -167,7 +156,8 @@ def verify(bundle: str, golden: str, out=print) -> Checks:
             params = SamplingParams(top_k=int(inp.get("top_k", 1)), top_p=float(inp.get("top_p", 1)),
                                     temperature=float(inp.get("temperature", 1)), repetition_penalty=float(rp),
                                     early_stop_num=int(inp.get("early_stop_num", -1)))
-            res = generate(prefill, step, ids, bert, prompt, params, eos)
+            r = runner()
+            res = generate(r.prefill_fn, r.step_fn, ids, bert, prompt, params, eos)
             y_full = g[f"gpt_{tag}_y_full"].reshape(-1)
             c.exact(f"gpt tokens rp={rp} (greedy, {res.stopped_by})", res.tokens, y_full[prompt.shape[1]:])
             if g.has(f"gpt_{tag}_idx"):

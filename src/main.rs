@@ -148,6 +148,20 @@ enum Cmd {
         tokens: usize,
         #[arg(long)]
         json: bool,
+        /// Also time a real request for this text through the whole pipeline (frontend, BERT, GPT, streaming
+        /// decode by the default chunks): `ttfa_text_stream_ms` is the time to its first audio, reference and
+        /// prompt transcript already cached (as in a server after the voice's first request)
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value = "zh")]
+        lang: String,
+        /// Reference for --text (default: the bundle's, else onnx/demo's)
+        #[arg(long = "ref")]
+        reference: Option<PathBuf>,
+        #[arg(long)]
+        ref_text: Option<String>,
+        #[arg(long)]
+        ref_lang: Option<String>,
         #[command(flatten)]
         rt: RtArgs,
     },
@@ -340,7 +354,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{passed} passed, {failed} failed");
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Bench { bundle, tokens, json, rt } => {
+        Cmd::Bench { bundle, tokens, json, text: req_text, lang, reference, ref_text, ref_lang, rt } => {
             if tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
@@ -397,6 +411,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?;
                 first.unwrap_or(f64::NAN)
             };
+            let text_run = match &req_text {
+                Some(t) => Some(bench_text(&mut engine, t, &lang, reference.as_deref(), ref_text.as_deref(), ref_lang.as_deref())?),
+                None => None,
+            };
             let ttfa_ms = gpt_ms + voc_ms;
             let tps = g.tokens.len() as f64 / (gpt_ms / 1e3);
             let rtf = (gpt_ms + voc_ms) / 1e3 / audio_s;
@@ -410,6 +428,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "tokens_per_s": tps, "vocoder_ms": voc_ms, "audio_s": audio_s,
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
                         "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
+                        "text": text_run.as_ref().map(|r| serde_json::json!({
+                            "text": req_text, "lang": lang, "chars": req_text.as_deref().map(|t| t.chars().count()),
+                            "ttfa_text_stream_ms": r.first_audio_ms, "frontend_ms": r.frontend_ms,
+                            "prefill_ms": r.prefill_ms, "tokens": r.tokens, "total_ms": r.total_ms,
+                        })),
                         "device": engine.gpt_step.device.name()
                     })
                 );
@@ -421,12 +444,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
                 println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, gsv::vocoder::stream::StreamParams::default().chunk);
+                if let Some(r) = &text_run {
+                    println!("text request        first audio {:.1} ms streaming (frontend {:.1} ms, prefill {:.1} ms; {} tokens in {:.0} ms)", r.first_audio_ms, r.frontend_ms, r.prefill_ms, r.tokens, r.total_ms);
+                }
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
                 println!("device              {}", engine.gpt_step.device.name());
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
+/// reference and prompt caches, the second is measured. Tokens are capped at 50 (the random benchmark models
+/// rarely stop by themselves); the time to first audio does not depend on the cap.
+fn bench_text(engine: &mut Engine, text: &str, lang: &str, reference: Option<&Path>, ref_text: Option<&str>, ref_lang: Option<&str>) -> Result<pipeline::TtsStats> {
+    let data = FrontendData::global()?;
+    let demo = pipeline::demo_reference(&engine.bundle.dir, &engine.bundle.manifest)
+        .or_else(|| gsv::bundle::Bundle::open(Path::new("onnx/demo")).ok().and_then(|b| pipeline::demo_reference(&b.dir, &b.manifest)));
+    let (rpath, rtext, rlang) = match (reference, demo) {
+        (Some(p), _) => (
+            p.to_path_buf(),
+            ref_text.context("--ref-text is required with --ref")?.to_string(),
+            ref_lang.context("--ref-lang is required with --ref")?.to_string(),
+        ),
+        (None, Some((p, t, l))) => (p, ref_text.map(str::to_string).unwrap_or(t), ref_lang.map(str::to_string).unwrap_or(l)),
+        (None, None) => bail!("--ref is required for --text (no default reference found)"),
+    };
+    let mut r = TtsRequest::new(text, lang, RefAudio::Path(rpath), &rtext, &rlang);
+    r.stream = Some(gsv::vocoder::stream::StreamParams::default());
+    r.seed = Some(0);
+    r.early_stop_num = Some(50);
+    let mut run = || engine.tts(data, &r, &|| false, &mut |_| true);
+    run()?;
+    Ok(run()?)
 }
 
 fn main() -> ExitCode {

@@ -10,10 +10,10 @@ fn manifest_json(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
     let symbols: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
     let io = |i: &[&str], o: &[&str]| serde_json::json!({"file": "x.onnx", "inputs": i, "outputs": o, "sha256": "0"});
     let mut v = serde_json::json!({
-        "format": "gsv-bundle", "format_version": 1, "model_version": "v2",
+        "format": "gsv-bundle", "format_version": 2, "model_version": "v2",
         "sample_rate": 32000, "hop_length": 640, "filter_length": 2048, "win_length": 2048,
         "token_rate_hz": 25, "ssl_rate_hz": 50, "hubert_rate": 16000,
-        "gpt": {"n_layer": 2, "n_head": 4, "hidden_dim": 64, "vocab_size": 1025, "eos": 1024,
+        "gpt": {"n_layer": 2, "n_head": 4, "hidden_dim": 64, "kv_head_dim": 16, "vocab_size": 1025, "eos": 1024,
                 "phoneme_vocab_size": 5, "max_sec": 54, "top_k": 15},
         "sovits": {"inter_channels": 64, "hidden_channels": 192, "gin_channels": 512,
                    "upsample_rates": [10, 8, 2, 2, 2], "samples_per_frame": 640, "ref_enc_bins": 704,
@@ -24,7 +24,7 @@ fn manifest_json(mutate: impl FnOnce(&mut serde_json::Value)) -> String {
             "vq_encode": io(&["ssl"], &["codes", "ssl_proj"]),
             "bert": io(&["input_ids", "attention_mask", "token_type_ids"], &["hidden"]),
             "gpt_prefill": io(&["phone_ids", "bert", "prompt"], &["logits", "k_0", "k_1", "v_0", "v_1"]),
-            "gpt_step": io(&["token", "position", "past_k_0", "past_k_1", "past_v_0", "past_v_1"], &["logits", "new_k_0", "new_k_1", "new_v_0", "new_v_1"]),
+            "gpt_step": io(&["token", "position", "seqlens_k", "total_len", "past_k_0", "past_k_1", "past_v_0", "past_v_1"], &["logits", "present_k_0", "present_k_1", "present_v_0", "present_v_1"]),
             "ref_enc": io(&["spec"], &["ge"]),
             "sovits_decode": io(&["codes", "text", "ge", "noise_scale", "noise"], &["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"])
         }
@@ -45,10 +45,11 @@ fn manifest_valid_and_each_mismatch_names_its_field() {
     let ok = Manifest::from_json(&manifest_json(|_| {}), "t").unwrap();
     ok.validate().unwrap();
     let bad = |f: &dyn Fn(&mut serde_json::Value)| Manifest::from_json(&manifest_json(|v| f(v)), "t").unwrap().validate();
-    assert_eq!(field_of(bad(&|v| v["format_version"] = 2.into())), "format_version");
+    assert_eq!(field_of(bad(&|v| v["format_version"] = 1.into())), "format_version");
     assert_eq!(field_of(bad(&|v| v["symbols"]["sha256"] = "ab".into())), "symbols.sha256");
     assert_eq!(field_of(bad(&|v| v["symbols"]["count"] = 6.into())), "symbols.count");
     assert_eq!(field_of(bad(&|v| v["gpt"]["eos"] = 7.into())), "gpt.eos");
+    assert_eq!(field_of(bad(&|v| v["gpt"]["kv_head_dim"] = 12.into())), "gpt.kv_head_dim");
     assert_eq!(field_of(bad(&|v| v["gpt"]["n_layer"] = 3.into())), "graphs.gpt_prefill.outputs");
     assert_eq!(field_of(bad(&|v| v["hop_length"] = 320.into())), "sovits.upsample_rates");
     assert_eq!(field_of(bad(&|v| { v["graphs"].as_object_mut().unwrap().remove("ref_enc"); })), "graphs.ref_enc");
@@ -180,7 +181,7 @@ fn streaming_decode_close_to_whole() {
     let c = engine.bundle.manifest.sovits.inter_channels;
     let dp = DecodeParams { noise_scale: 0.0, speed: 1.0, seed: 0 };
     let whole = vocoder::decode(&mut engine.sovits_decode, c, &codes, &text, &ge, dp, None, false).unwrap().audio;
-    for sp in [StreamParams::default(), StreamParams { chunk: 10, lookahead: 2, left: 8, crossfade: 320 }] {
+    for sp in [StreamParams::default(), StreamParams { chunk: 10, first_chunk: 0, lookahead: 2, left: 8, crossfade: 320 }, StreamParams { chunk: 24, first_chunk: 4, lookahead: 2, left: 8, crossfade: 320 }] {
         let mut dec = StreamDecoder::new(sp, 1280, c, &text, &ge, dp);
         let mut streamed = Vec::new();
         let mut pieces = 0;
@@ -200,4 +201,71 @@ fn streaming_decode_close_to_whole() {
         eprintln!("streaming {sp:?}: {pieces} pieces, {} decode calls, SNR vs whole-segment decode {snr:.1} dB", dec.decode_calls);
         assert!(snr > 20.0, "SNR {snr:.1} dB");
     }
+}
+
+/// The step's in-place K/V cache: after prefill(prompt) + step(tok), the row the step wrote and its logits equal
+/// what a prefill of prompt+[tok] computes for that position (so layout, row index and position are right);
+/// write/read round trip; misuse is an error, not a panic.
+#[test]
+fn kv_cache_in_place_matches_prefill() {
+    use gsv::engine::{zero_bert, Engine};
+    use gsv::runtime::{Runtime, SessionOptions};
+    let (bundle, _) = golden_paths("golden");
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }).unwrap();
+    let m = engine.bundle.manifest.clone();
+    let (nl, nh, d) = (m.gpt.n_layer, m.gpt.n_head, m.gpt.hidden_dim);
+    let ids: Vec<i64> = (0..9).map(|i| 1 + i * 3).collect();
+    let bert = zero_bert(m.bert_hidden(), ids.len());
+    let prompt: Vec<i64> = (0..7).map(|i| i * 11).collect();
+    let tok = 42i64;
+    let rows = ids.len() + prompt.len();
+
+    let mut cache = engine.gpt_step.new_kv_cache(nl, nh, d, m.gpt.kv_head_dim, m.gpt.vocab_size, rows + 4).unwrap();
+    let mut err = None;
+    let _ = engine
+        .gpt_prefill
+        .gpt_prefill(nl, &ids, bert.view(), &prompt, &mut |l, is_v, data| {
+            if let Err(e) = cache.write_rows(l, is_v, 0, data) {
+                err = Some(e);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert!(err.is_none());
+    assert!(engine.gpt_step.gpt_step(&mut cache, tok, prompt.len() as i64).is_err(), "len 0: step refused");
+    cache.set_len(rows).unwrap();
+    let step_logits = engine.gpt_step.gpt_step(&mut cache, tok, prompt.len() as i64).unwrap();
+    assert_eq!(cache.len(), rows + 1);
+
+    let mut longer = prompt.clone();
+    longer.push(tok);
+    let mut want: Vec<(usize, bool, Vec<f32>)> = Vec::new();
+    let full_logits = engine
+        .gpt_prefill
+        .gpt_prefill(nl, &ids, bert.view(), &longer, &mut |l, is_v, data| {
+            want.push((l, is_v, data.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 + 1e-3 * y.abs());
+    assert!(close(&step_logits, &full_logits), "step logits differ from the prefill of prompt+[tok]");
+    for (l, is_v, data) in &want {
+        assert_eq!(data.len(), (rows + 1) * d);
+        let got = cache.row(*l, *is_v, rows);
+        assert!(close(&got, &data[rows * d..]), "layer {l} {} row {rows} differs", if *is_v { "V" } else { "K" });
+        let first = cache.row(*l, *is_v, 0);
+        assert!(close(&first, &data[..d]), "layer {l} row 0 (prefill scatter) differs");
+    }
+
+    // round trip and bounds
+    let row: Vec<f32> = (0..d).map(|i| i as f32).collect();
+    cache.write_rows(0, true, rows + 2, &row).unwrap();
+    assert_eq!(cache.row(0, true, rows + 2), row);
+    assert!(cache.write_rows(0, true, rows + 4, &row).is_err(), "past capacity");
+    assert!(cache.write_rows(0, true, 0, &row[..d - 1]).is_err(), "not a whole row");
+    assert!(cache.write_rows(nl, false, 0, &row).is_err(), "no such layer");
+    cache.set_len(rows + 4).unwrap();
+    assert!(engine.gpt_step.gpt_step(&mut cache, tok, 0).is_err(), "full cache: step refused");
+    assert!(cache.set_len(rows + 5).is_err());
 }

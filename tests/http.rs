@@ -640,8 +640,9 @@ fn reference_roots_and_api_key() {
 
 #[test]
 fn timeout_and_graceful_shutdown() {
+    // 9,000 characters (under --max-text): far more than 2 s of work on any machine
     let srv = Server::start(&["--timeout-s", "2"]);
-    let long = serde_json::json!({"text": "今天天气很好，我们去公园散步。".repeat(30), "text_language": "zh"}).to_string();
+    let long = serde_json::json!({"text": "今天天气很好，我们去公园散步。".repeat(600), "text_language": "zh"}).to_string();
     let t0 = Instant::now();
     let r = srv.post("/", &long);
     assert_eq!(r.status, 504, "{}", r.text());

@@ -2,8 +2,9 @@
 
 prefill: phone_ids i64 [1,N], bert f32 [1,1024,N], prompt i64 [1,P]
          -> logits f32 [1,V] (raw, last position), k_i / v_i f32 [1,N+P,D] for every layer i
-step:    token i64 [1,1], position i64 [1], past_k_i / past_v_i f32 [1,T,D]
-         -> logits f32 [1,V], new_k_i / new_v_i f32 [1,1,D]
+step:    token i64 [1,1], position i64 [1], past K/V [1,T,D] per layer -> logits f32 [1,V], new K/V rows [1,1,D]
+         (`T2S.step`, the reference; the exported `gpt_step` graph is built by models/gpt_step.py with a
+         head-major cache updated in place and is checked against this)
 
 Upstream facts reproduced here: post-LayerNorm blocks (eps 1e-5) with one fused in_proj split q,k,v; ReLU MLP of
 width 4*hidden_dim (config `linear_units` is ignored upstream too); text x = emb(phones) + bert_proj(bert) then
@@ -197,20 +198,18 @@ def onnx_specs(model: T2S) -> list:
         return (torch.randint(0, model.phoneme_vocab, (1, n), generator=g), torch.randn(1, model.bert_dim, n, generator=g),
                 torch.randint(0, model.vocab - 1, (1, p), generator=g))
 
-    def ex_step(t, pos):
-        past = tuple(torch.randn(1, t, D, generator=g) for _ in range(2 * L))
-        return (torch.randint(0, model.vocab - 1, (1, 1), generator=g), torch.tensor([pos], dtype=torch.int64), *past)
-
     prefill = GraphSpec(
         name="gpt_prefill", module=_Prefill(model).eval(), input_names=["phone_ids", "bert", "prompt"],
         output_names=["logits", *kn, *vn], examples=[ex_prefill(9, 7), ex_prefill(23, 15)],
         dynamic_axes={"phone_ids": {1: "N"}, "bert": {2: "N"}, "prompt": {1: "P"}},
     )
+    from . import gpt_step
+
+    # the step graph is built node by node (models/gpt_step.py); T2S.step stays the reference it is checked against
     step = GraphSpec(
-        name="gpt_step", module=_Step(model).eval(),
-        input_names=["token", "position", *[f"past_k_{i}" for i in range(L)], *[f"past_v_{i}" for i in range(L)]],
-        output_names=["logits", *[f"new_k_{i}" for i in range(L)], *[f"new_v_{i}" for i in range(L)]],
-        examples=[ex_step(17, 5), ex_step(40, 30)],
-        dynamic_axes={**{f"past_k_{i}": {1: "T"} for i in range(L)}, **{f"past_v_{i}": {1: "T"} for i in range(L)}},
+        name="gpt_step", module=gpt_step.ReferenceStep(model).eval(),
+        input_names=gpt_step.input_names(L), output_names=gpt_step.output_names(L),
+        examples=[gpt_step.example(model, 17, 24, 5, 1), gpt_step.example(model, 40, 41, 30, 2)],
+        dynamic_axes={}, build=lambda: gpt_step.build_step_model(model),
     )
     return [prefill, step]

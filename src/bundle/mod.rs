@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::runtime::IoSpec;
 
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The seven graphs, in pipeline order.
 pub const GRAPH_NAMES: [&str; 7] = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"];
@@ -46,6 +46,9 @@ pub struct GptInfo {
     pub n_layer: usize,
     pub n_head: usize,
     pub hidden_dim: usize,
+    /// Head size of the step graph's K/V cache: `hidden_dim / n_head` rounded up to a multiple of 8
+    /// (ONNX Runtime's GroupQueryAttention needs one; the extra channels are zeros).
+    pub kv_head_dim: usize,
     pub vocab_size: usize,
     pub eos: i64,
     pub phoneme_vocab_size: usize,
@@ -191,12 +194,13 @@ pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> 
             (vec![e("phone_ids", "int64", 2), e("bert", "float32", 3), e("prompt", "int64", 2)], o)
         }
         "gpt_step" => {
-            let mut i = vec![e("token", "int64", 2), e("position", "int64", 1)];
-            i.extend((0..n_layer).map(|l| e(&format!("past_k_{l}"), "float32", 3)));
-            i.extend((0..n_layer).map(|l| e(&format!("past_v_{l}"), "float32", 3)));
+            // head-major cache [1, H, C, Dh], updated in place (BUNDLE.md, format 2)
+            let mut i = vec![e("token", "int64", 2), e("position", "int64", 1), e("seqlens_k", "int32", 1), e("total_len", "int32", 0)];
+            i.extend((0..n_layer).map(|l| e(&format!("past_k_{l}"), "float32", 4)));
+            i.extend((0..n_layer).map(|l| e(&format!("past_v_{l}"), "float32", 4)));
             let mut o = vec![e("logits", "float32", 2)];
-            o.extend((0..n_layer).map(|l| e(&format!("new_k_{l}"), "float32", 3)));
-            o.extend((0..n_layer).map(|l| e(&format!("new_v_{l}"), "float32", 3)));
+            o.extend((0..n_layer).map(|l| e(&format!("present_k_{l}"), "float32", 4)));
+            o.extend((0..n_layer).map(|l| e(&format!("present_v_{l}"), "float32", 4)));
             (i, o)
         }
         "ref_enc" => (vec![e("spec", "float32", 3)], vec![e("ge", "float32", 3)]),
@@ -240,7 +244,8 @@ impl Manifest {
             return Err(field("format", format!("expected \"gsv-bundle\", got {:?}", self.format)));
         }
         if self.format_version != FORMAT_VERSION {
-            return Err(field("format_version", format!("this gsv reads version {FORMAT_VERSION}, the bundle is version {}", self.format_version)));
+            let hint = if self.format_version < FORMAT_VERSION { "; re-export it with this version's `python -m export convert` (same command, same checkpoints)" } else { "; use a newer gsv" };
+            return Err(field("format_version", format!("this gsv reads version {FORMAT_VERSION}, the bundle is version {}{hint}", self.format_version)));
         }
         if self.model_version != "v1" && self.model_version != "v2" {
             return Err(field("model_version", format!("expected v1 or v2, got {:?}", self.model_version)));
@@ -251,6 +256,10 @@ impl Manifest {
         }
         if g.n_layer == 0 || g.hidden_dim == 0 || g.n_head == 0 || !g.hidden_dim.is_multiple_of(g.n_head) {
             return Err(field("gpt.hidden_dim", format!("{} must be a positive multiple of n_head {}", g.hidden_dim, g.n_head)));
+        }
+        let want_dk = (g.hidden_dim / g.n_head).div_ceil(8) * 8;
+        if g.kv_head_dim != want_dk {
+            return Err(field("gpt.kv_head_dim", format!("must be hidden_dim/n_head rounded up to a multiple of 8 = {want_dk}, got {}", g.kv_head_dim)));
         }
         let s = &self.symbols;
         if s.count != s.list.len() {

@@ -101,10 +101,14 @@ pub struct Engine {
     pub gpt_step: Graph,
     pub ref_enc: Graph,
     pub sovits_decode: Graph,
-    pub cache: KvCache,
+    /// The GPT's K/V cache, allocated by the first request (see `gpt::generate`).
+    pub cache: Option<KvCache>,
     /// Prompt codes and speaker vectors of the references seen, by content hash (LRU).
     pub voices: crate::reference::ReferenceCache<pipeline::VoiceFeatures>,
-    tokenizer: Option<std::sync::Arc<Vec<u8>>>,
+    /// Phones + BERT features of reference transcripts, keyed by (text, language): the same voice sends the same
+    /// prompt text with every request, so its BERT runs once.
+    pub prompt_features: crate::reference::ReferenceCache<pipeline::TextFeatures, (String, String)>,
+    tokenizer: Option<std::sync::Arc<tokenizers::Tokenizer>>,
 }
 
 impl Engine {
@@ -119,8 +123,6 @@ impl Engine {
         }
         let mut it = gs.into_iter();
         let mut next = || it.next().expect("7 graphs");
-        let m = &bundle.manifest;
-        let cache = KvCache::new(m.gpt.n_layer, m.gpt.hidden_dim, 0);
         Ok(Engine {
             hubert: next(),
             vq_encode: next(),
@@ -129,8 +131,9 @@ impl Engine {
             gpt_step: next(),
             ref_enc: next(),
             sovits_decode: next(),
-            cache,
+            cache: None,
             voices: crate::reference::ReferenceCache::new(64),
+            prompt_features: crate::reference::ReferenceCache::new(64),
             tokenizer: None,
             bundle,
         })
@@ -138,7 +141,7 @@ impl Engine {
 
     pub fn gpt_dims(&self) -> GptDims {
         let g = &self.bundle.manifest.gpt;
-        GptDims { n_layer: g.n_layer, hidden: g.hidden_dim, vocab: g.vocab_size, eos: g.eos }
+        GptDims { n_layer: g.n_layer, n_head: g.n_head, hidden: g.hidden_dim, kv_head_dim: g.kv_head_dim, vocab: g.vocab_size, eos: g.eos }
     }
 
     pub fn sample_rate(&self) -> u32 {

@@ -162,13 +162,13 @@ impl Engine {
         }
     }
 
-    fn tokenizer_json(&mut self) -> Result<std::sync::Arc<Vec<u8>>> {
+    fn tokenizer(&mut self) -> Result<std::sync::Arc<tokenizers::Tokenizer>> {
         if let Some(t) = &self.tokenizer {
             return Ok(t.clone());
         }
         let p = self.bundle.dir.join("tokenizer.json");
         let bytes = std::fs::read(&p).map_err(|e| EngineError::Request(format!("cannot read {}: {e}", p.display())))?;
-        let t = std::sync::Arc::new(bytes);
+        let t = std::sync::Arc::new(text::bert::load_tokenizer(&bytes)?);
         self.tokenizer = Some(t.clone());
         Ok(t)
     }
@@ -185,8 +185,8 @@ impl Engine {
         for seg in &ph.segments {
             let n = seg.phone_ids.len();
             if seg.language == Lang::Zh && n > 0 {
-                let tok = self.tokenizer_json()?;
-                let (ids, mask, types) = text::bert::bert_inputs(&tok, &seg.norm_text)?;
+                let tok = self.tokenizer()?;
+                let (ids, mask, types) = text::bert::bert_inputs_with(&tok, &seg.norm_text)?;
                 let hidden = self.bert.bert(&ids, &mask, &types)?;
                 let feats = text::bert::expand_word2ph(hidden.view(), &seg.word2ph)?;
                 if feats.dim() != (h, n) {
@@ -264,7 +264,15 @@ impl Engine {
             TextSplit::Api2(_) => text::cut::api2_prompt(&req.prompt_text, &req.prompt_lang),
             TextSplit::V2(_) => req.prompt_text.trim_matches('\n').to_string(),
         };
-        let prompt = self.text_features(data, &prompt_text, &req.prompt_lang)?;
+        let key = (prompt_text.clone(), req.prompt_lang.clone());
+        let prompt = match self.prompt_features.get(&key) {
+            Some(f) => f.clone(),
+            None => {
+                let f = self.text_features(data, &prompt_text, &req.prompt_lang)?;
+                self.prompt_features.insert(key, f.clone());
+                f
+            }
+        };
         st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
 
         // reference

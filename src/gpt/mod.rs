@@ -14,8 +14,9 @@
 //! `y[:, -idx:]`, which drops the first token after an early stop), and an empty generation is an
 //! error instead of upstream's single zero token.
 //!
-//! [`KvCache`]: per layer, K and V buffers of `capacity x D` allocated once per request; the valid prefix
-//! is a contiguous slice handed to `gpt_step` without copying; each step appends one row.
+//! [`KvCache`] (in `runtime`, since it lives in ONNX Runtime tensors): per layer, K and V `[H, C, Dh]` allocated
+//! once (re-allocated only when a request needs more rows than any before) and bound in place to `gpt_step`,
+//! which appends one row per step; nothing is copied or allocated per token.
 
 pub mod sampler;
 
@@ -23,6 +24,7 @@ use std::time::Instant;
 
 use ndarray::ArrayView2;
 
+pub use crate::runtime::KvCache;
 use crate::runtime::{Graph, RuntimeError};
 pub use sampler::{Sampler, SamplingParams, Strategy};
 
@@ -54,87 +56,12 @@ pub type Result<T> = std::result::Result<T, GptError>;
 #[derive(Debug, Clone, Copy)]
 pub struct GptDims {
     pub n_layer: usize,
+    pub n_head: usize,
     pub hidden: usize,
+    /// head size of the step graph's K/V cache (`gpt.kv_head_dim`)
+    pub kv_head_dim: usize,
     pub vocab: usize,
     pub eos: i64,
-}
-
-/// Per-layer K/V buffers, `capacity x D` each, contiguous.
-#[derive(Debug)]
-pub struct KvCache {
-    d: usize,
-    capacity: usize,
-    len: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
-}
-
-impl KvCache {
-    pub fn new(n_layer: usize, d: usize, capacity: usize) -> KvCache {
-        KvCache { d, capacity, len: 0, k: vec![vec![0.0; capacity * d]; n_layer], v: vec![vec![0.0; capacity * d]; n_layer] }
-    }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-    pub fn n_layer(&self) -> usize {
-        self.k.len()
-    }
-    /// Forget the content (keeps the allocation).
-    pub fn reset(&mut self) {
-        self.len = 0;
-    }
-    /// Grow the capacity if needed (only between requests; reallocates).
-    pub fn ensure_capacity(&mut self, capacity: usize) {
-        if capacity > self.capacity {
-            for b in self.k.iter_mut().chain(self.v.iter_mut()) {
-                b.resize(capacity * self.d, 0.0);
-            }
-            self.capacity = capacity;
-        }
-    }
-    /// Write `rows.len()/D` rows at `start` into one layer's K (or V). Does not change `len`.
-    pub fn write(&mut self, layer: usize, is_v: bool, start: usize, rows: &[f32]) -> Result<()> {
-        let n = rows.len() / self.d;
-        if !rows.len().is_multiple_of(self.d) {
-            return Err(GptError::Shape { what: "K/V rows".into(), got: rows.len(), expected: self.d });
-        }
-        if start + n > self.capacity {
-            return Err(GptError::CacheFull { capacity: self.capacity });
-        }
-        let buf = if is_v { &mut self.v[layer] } else { &mut self.k[layer] };
-        buf[start * self.d..(start + n) * self.d].copy_from_slice(rows);
-        Ok(())
-    }
-    /// Mark `len` rows valid.
-    pub fn set_len(&mut self, len: usize) -> Result<()> {
-        if len > self.capacity {
-            return Err(GptError::CacheFull { capacity: self.capacity });
-        }
-        self.len = len;
-        Ok(())
-    }
-    /// Append one row to every layer's K and V (`k_rows[l]`, `v_rows[l]` of `D` values each).
-    pub fn append(&mut self, k_rows: &[&[f32]], v_rows: &[&[f32]]) -> Result<()> {
-        let at = self.len;
-        for l in 0..self.n_layer() {
-            self.write(l, false, at, k_rows[l])?;
-            self.write(l, true, at, v_rows[l])?;
-        }
-        self.set_len(at + 1)
-    }
-    /// The valid prefix of one layer, `[len, D]` row-major, no copy.
-    pub fn k_prefix(&self, layer: usize) -> &[f32] {
-        &self.k[layer][..self.len * self.d]
-    }
-    pub fn v_prefix(&self, layer: usize) -> &[f32] {
-        &self.v[layer][..self.len * self.d]
-    }
 }
 
 /// Why generation stopped.
@@ -208,7 +135,7 @@ pub fn generate(
     dims: GptDims,
     input: &GptInput<'_>,
     cfg: &GenerateConfig,
-    cache: &mut KvCache,
+    cache: &mut Option<KvCache>,
     on_token: &mut dyn FnMut(i64) -> bool,
 ) -> Result<GenerateOutput> {
     let n = input.phone_ids.len();
@@ -220,7 +147,17 @@ pub fn generate(
         return Err(GptError::Input(format!("bert has {} columns for {} phones", input.bert.ncols(), n)));
     }
     let max_steps = cfg.max_steps.max(1);
-    cache.ensure_capacity(n + p + max_steps);
+    if dims.n_head == 0 || !dims.hidden.is_multiple_of(dims.n_head) {
+        return Err(GptError::Input(format!("hidden {} is not a multiple of {} heads", dims.hidden, dims.n_head)));
+    }
+    let need = n + p + max_steps + 1;
+    if cache.as_ref().is_none_or(|c| c.capacity() < need || c.n_layer() != dims.n_layer || c.hidden() != dims.hidden) {
+        *cache = None; // free the old buffers before allocating the new ones
+        *cache = Some(step.new_kv_cache(dims.n_layer, dims.n_head, dims.hidden, dims.kv_head_dim, dims.vocab, need)?);
+    }
+    let Some(cache) = cache.as_mut() else {
+        return Err(GptError::Input("no K/V cache".into()));
+    };
     cache.reset();
     let d = dims.hidden;
     let mut sampler = Sampler::new(cfg.params, cfg.seed);
@@ -235,15 +172,13 @@ pub fn generate(
             if data.len() != rows * d {
                 return Err(RuntimeError::Output { graph: "gpt_prefill".into(), output: if is_v { "v" } else { "k" }.into(), msg: format!("{} values, expected {}", data.len(), rows * d) });
             }
-            cache.write(layer, is_v, 0, data).map_err(|e| RuntimeError::Output { graph: "gpt_prefill".into(), output: "kv".into(), msg: e.to_string() })
+            cache.write_rows(layer, is_v, 0, data)
         };
         prefill.gpt_prefill(dims.n_layer, input.phone_ids, input.bert, input.prompt, &mut sink)?
     };
     cache.set_len(rows)?;
     out.timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
 
-    // scratch for the new K/V rows of a step: [layer][k|v][D]
-    let mut scratch = vec![0.0f32; dims.n_layer * 2 * d];
     let mut steps_time = 0.0;
     for idx in 0..max_steps {
         if logits.len() != dims.vocab {
@@ -279,26 +214,7 @@ pub fn generate(
         }
         // feed the token at audio position P + idx
         let ts = Instant::now();
-        let t = cache.len();
-        {
-            let past_k: Vec<&[f32]> = (0..dims.n_layer).map(|l| cache.k_prefix(l)).collect();
-            let past_v: Vec<&[f32]> = (0..dims.n_layer).map(|l| cache.v_prefix(l)).collect();
-            let mut sink = |layer: usize, is_v: bool, data: &[f32]| -> std::result::Result<(), RuntimeError> {
-                if data.len() != d {
-                    return Err(RuntimeError::Output { graph: "gpt_step".into(), output: "new_kv".into(), msg: format!("{} values, expected {d}", data.len()) });
-                }
-                let off = (layer * 2 + is_v as usize) * d;
-                scratch[off..off + d].copy_from_slice(data);
-                Ok(())
-            };
-            logits = step.gpt_step(tok, (p + idx) as i64, t, d, &past_k, &past_v, &mut sink)?;
-        }
-        for l in 0..dims.n_layer {
-            let (k_off, v_off) = (l * 2 * d, (l * 2 + 1) * d);
-            cache.write(l, false, t, &scratch[k_off..k_off + d])?;
-            cache.write(l, true, t, &scratch[v_off..v_off + d])?;
-        }
-        cache.set_len(t + 1)?;
+        logits = step.gpt_step(cache, tok, (p + idx) as i64)?;
         steps_time += ts.elapsed().as_secs_f64() * 1e3;
         out.timings.steps += 1;
     }
@@ -309,27 +225,3 @@ pub fn generate(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kv_cache_prefix_and_append() {
-        let mut c = KvCache::new(2, 3, 4);
-        c.write(0, false, 0, &[1., 2., 3., 4., 5., 6.]).unwrap();
-        c.write(1, true, 0, &[9.; 6]).unwrap();
-        c.set_len(2).unwrap();
-        assert_eq!(c.k_prefix(0), &[1., 2., 3., 4., 5., 6.]);
-        assert_eq!(c.v_prefix(1).len(), 6);
-        let p0 = c.k_prefix(0).as_ptr();
-        c.append(&[&[7., 8., 9.], &[0.; 3]], &[&[0.; 3], &[1.; 3]]).unwrap();
-        assert_eq!(c.len(), 3);
-        assert_eq!(&c.k_prefix(0)[6..], &[7., 8., 9.]);
-        assert_eq!(c.k_prefix(0).as_ptr(), p0, "no reallocation");
-        c.append(&[&[0.; 3], &[0.; 3]], &[&[0.; 3], &[0.; 3]]).unwrap();
-        assert!(matches!(c.append(&[&[0.; 3], &[0.; 3]], &[&[0.; 3], &[0.; 3]]), Err(GptError::CacheFull { .. })));
-        c.reset();
-        assert!(c.is_empty());
-        assert!(c.write(0, false, 0, &[1.0; 4]).is_err());
-    }
-}

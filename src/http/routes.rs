@@ -246,7 +246,7 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         let sp = if mode == 2 {
             crate::vocoder::stream::StreamParams { chunk, ..Default::default() }
         } else {
-            crate::vocoder::stream::StreamParams { chunk, lookahead: 2, left: 8, crossfade: 320 }
+            crate::vocoder::stream::StreamParams { chunk, first_chunk: 0, lookahead: 2, left: 8, crossfade: 320 }
         };
         r.stream = Some(sp);
     }

@@ -6,7 +6,7 @@
 //! | [`Graph::vq_encode`] | ssl `[768, T50]` | codes `T25`, ssl_proj `[768, T25]` |
 //! | [`Graph::bert`] | input_ids, attention_mask, token_type_ids (`L`) | hidden `[L, 1024]` |
 //! | [`Graph::gpt_prefill`] | phone ids `N`, bert `[1024, N]`, prompt codes `P` | logits `V`; K/V rows `[N+P, D]` per layer via a sink |
-//! | [`Graph::gpt_step`] | token, position, past K/V prefixes `[T, D]` per layer | logits `V`; new K/V row `[D]` per layer via a sink |
+//! | [`Graph::gpt_step`] (`kv.rs`) | token, position, the [`super::KvCache`] bound in place | logits `V`; the new K/V row appended in the cache |
 //! | [`Graph::ref_enc`] | spectrogram `[1025, F]` | ge `G` |
 //! | [`Graph::sovits_decode`] | codes `T25`, target phones `N`, ge `G`, noise_scale, noise `[C, Ty]` | audio `Ty*hop` at 32 kHz (+ intermediates) |
 
@@ -105,45 +105,6 @@ impl Graph {
             }
         }
         let (_, logits) = extract(&outs, "gpt_prefill", "logits")?;
-        Ok(logits)
-    }
-
-    /// gpt_step: feed `token` at audio `position` with past K/V prefixes (each `t*d` values, `[T, D]`);
-    /// returns logits, `sink(layer, is_v, row)` receives the new `D`-value rows. No copy of the past.
-    #[allow(clippy::too_many_arguments)]
-    pub fn gpt_step(
-        &mut self,
-        token: i64,
-        position: i64,
-        t: usize,
-        d: usize,
-        past_k: &[&[f32]],
-        past_v: &[&[f32]],
-        sink: &mut KvSink<'_>,
-    ) -> Result<Vec<f32>> {
-        let n_layer = past_k.len();
-        if past_v.len() != n_layer || past_k.iter().chain(past_v.iter()).any(|s| s.len() != t * d) {
-            return Err(self.input_err(format!("past K/V must be {n_layer} layers of {t}x{d}")));
-        }
-        let tok = [token];
-        let pos = [position];
-        let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = Vec::with_capacity(2 + 2 * n_layer);
-        let mk = |e: ort::Error| RuntimeError::Input { graph: "gpt_step".into(), msg: e.to_string() };
-        inputs.push(("token".into(), TensorRef::from_array_view(([1usize, 1], &tok[..])).map_err(mk)?.into()));
-        inputs.push(("position".into(), TensorRef::from_array_view(([1usize], &pos[..])).map_err(mk)?.into()));
-        for i in 0..n_layer {
-            inputs.push((format!("past_k_{i}"), TensorRef::from_array_view(([1usize, t, d], past_k[i])).map_err(mk)?.into()));
-            inputs.push((format!("past_v_{i}"), TensorRef::from_array_view(([1usize, t, d], past_v[i])).map_err(mk)?.into()));
-        }
-        let outs = self.session.run(inputs).map_err(|e| RuntimeError::Run { graph: "gpt_step".into(), msg: e.to_string() })?;
-        for i in 0..n_layer {
-            for (is_v, name) in [(false, format!("new_k_{i}")), (true, format!("new_v_{i}"))] {
-                let v = outs.get(&name).ok_or_else(|| RuntimeError::Output { graph: "gpt_step".into(), output: name.clone(), msg: "missing".into() })?;
-                let (_, row) = v.try_extract_tensor::<f32>().map_err(|e| RuntimeError::Output { graph: "gpt_step".into(), output: name.clone(), msg: e.to_string() })?;
-                sink(i, is_v, row)?;
-            }
-        }
-        let (_, logits) = extract(&outs, "gpt_step", "logits")?;
         Ok(logits)
     }
 

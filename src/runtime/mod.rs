@@ -12,6 +12,9 @@
 //!   (names and shapes in `export/BUNDLE.md`). Inputs and outputs are plain `ndarray` arrays.
 
 pub mod graphs;
+pub mod kv;
+
+pub use kv::KvCache;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -9,7 +9,16 @@ use super::TextError;
 
 /// Token ids of `norm_text` (with special tokens), attention mask and token type ids.
 pub fn bert_inputs(tokenizer_json: &[u8], norm_text: &str) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), TextError> {
-    let tok = tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| TextError::Tokenizer(e.to_string()))?;
+    bert_inputs_with(&load_tokenizer(tokenizer_json)?, norm_text)
+}
+
+/// Parse a `tokenizer.json` once (tens of milliseconds for chinese-roberta's vocabulary; callers keep it).
+pub fn load_tokenizer(tokenizer_json: &[u8]) -> Result<tokenizers::Tokenizer, TextError> {
+    tokenizers::Tokenizer::from_bytes(tokenizer_json).map_err(|e| TextError::Tokenizer(e.to_string()))
+}
+
+/// [`bert_inputs`] with an already parsed tokenizer.
+pub fn bert_inputs_with(tok: &tokenizers::Tokenizer, norm_text: &str) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), TextError> {
     let enc = tok.encode(norm_text, true).map_err(|e| TextError::Tokenizer(e.to_string()))?;
     let ids = enc.get_ids().iter().map(|&x| x as i64).collect();
     let mask = enc.get_attention_mask().iter().map(|&x| x as i64).collect();

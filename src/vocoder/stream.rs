@@ -20,6 +20,10 @@ use super::{decode, DecodeParams, Result};
 pub struct StreamParams {
     /// Tokens per emitted chunk (25 tokens = 1 s of audio).
     pub chunk: usize,
+    /// Tokens of the first chunk (0: `chunk`). Small, so that the first audio comes after a few steps
+    /// (time to first audio = prefill + `first_chunk + lookahead` steps + one short decode); later chunks
+    /// are `chunk` long, which costs fewer decoder calls.
+    pub first_chunk: usize,
     /// Tokens of right context decoded with a chunk but emitted with the next one.
     pub lookahead: usize,
     /// Tokens of left context.
@@ -30,7 +34,7 @@ pub struct StreamParams {
 
 impl Default for StreamParams {
     fn default() -> Self {
-        StreamParams { chunk: 24, lookahead: 4, left: 16, crossfade: 640 }
+        StreamParams { chunk: 24, first_chunk: 8, lookahead: 4, left: 16, crossfade: 640 }
     }
 }
 
@@ -59,10 +63,11 @@ impl<'a> StreamDecoder<'a> {
 
     /// Call after every new token with all tokens so far; returns audio to emit (possibly empty).
     pub fn push(&mut self, graph: &mut Graph, tokens: &[i64]) -> Result<Vec<f32>> {
-        if tokens.len() < self.emitted + self.p.chunk + self.p.lookahead {
+        let chunk = if self.emitted == 0 && self.p.first_chunk > 0 { self.p.first_chunk } else { self.p.chunk };
+        if tokens.len() < self.emitted + chunk + self.p.lookahead {
             return Ok(Vec::new());
         }
-        let end = self.emitted + self.p.chunk;
+        let end = self.emitted + chunk;
         self.window(graph, tokens, end, tokens.len().min(end + self.p.lookahead))
     }
 

@@ -17,7 +17,7 @@ def test_demo_is_small_and_consistent():
     files = list(DEMO.iterdir())
     assert sum(f.stat().st_size for f in files) <= 5 * 1024 * 1024
     man = json.loads((DEMO / "manifest.json").read_text())
-    assert man["format_version"] == 1 and man["demo"]["reference"]["file"] == "ref.wav"
+    assert man["format_version"] == 2 and man["demo"]["reference"]["file"] == "ref.wav"
     for name, g in man["graphs"].items():
         assert sha(DEMO / g["file"]) == g["sha256"], name
     assert man["symbols"]["count"] == len(man["symbols"]["list"])
