@@ -36,11 +36,13 @@ def main(argv=None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--full-size", action="store_true", help="the real production dimensions (default: tiny)")
     r.add_argument("--seed", type=int, default=1)
-    q = sub.add_parser("quantize", help="add an int8 GPT variant to a bundle, if it keeps the tokens")
+    q = sub.add_parser("quantize", help="add an int8 GPT variant to a bundle, if it keeps the tokens (--bert: an int8 BERT)")
     q.add_argument("--bundle", required=True)
     q.add_argument("--golden", help="also require exact greedy tokens on this golden set")
     q.add_argument("--tokens", type=int, default=500, help="teacher-forced tokens compared with fp32 (need >= 99%% agreement)")
     q.add_argument("--force", action="store_true", help="register the variant even if the gate fails")
+    q.add_argument("--bert", action="store_true", help="quantize BERT instead of the GPT (gate: features within "
+                   "5%% relative L2 of fp32)")
     args = ap.parse_args(argv)
     _quiet()
 
@@ -59,7 +61,9 @@ def main(argv=None) -> int:
             make_demo(args.out, seed=args.seed)
             return 0
         if args.cmd == "quantize":
-            from .quantize import quantize
+            from .quantize import quantize, quantize_bert
+            if args.bert:
+                return quantize_bert(args.bundle, golden=args.golden, force=args.force)
             return quantize(args.bundle, golden=args.golden, tokens=args.tokens, force=args.force)
         if args.cmd == "random-checkpoint":
             from .random_ckpt import write_random_checkpoints

@@ -58,6 +58,9 @@ struct RtArgs {
     /// GPT precision: fp32, or int8 when the bundle has the variant (python -m export quantize)
     #[arg(long, default_value = "fp32", global = true)]
     gpt_precision: String,
+    /// BERT precision: fp32, or int8 when the bundle has the variant (python -m export quantize --bert)
+    #[arg(long, default_value = "fp32", global = true)]
+    bert_precision: String,
 }
 
 #[derive(Args)]
@@ -174,7 +177,8 @@ fn session_options(rt: &RtArgs) -> Result<SessionOptions> {
         intra_threads: rt.intra_threads,
         inter_threads: rt.inter_threads,
         opt_level: OptLevel::parse(&rt.opt_level)?,
-        gpt_variant: gsv::runtime::parse_gpt_precision(&rt.gpt_precision)?,
+        gpt_variant: gsv::runtime::parse_precision(&rt.gpt_precision)?,
+        bert_variant: gsv::runtime::parse_precision(&rt.bert_precision)?,
     })
 }
 

@@ -116,7 +116,13 @@ impl Engine {
         let bundle = Bundle::open(dir)?;
         let mut gs = Vec::with_capacity(7);
         for name in GRAPH_NAMES {
-            let variant = if name.starts_with("gpt_") { opts.gpt_variant.as_deref() } else { None };
+            let variant = if name.starts_with("gpt_") {
+                opts.gpt_variant.as_deref()
+            } else if name == "bert" {
+                opts.bert_variant.as_deref()
+            } else {
+                None
+            };
             let g = rt.load(name, &bundle.graph_variant_path(name, variant)?, opts)?;
             bundle.check_graph(name, &g.inputs, &g.outputs, &g.metadata)?;
             gs.push(g);

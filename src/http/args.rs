@@ -141,6 +141,9 @@ pub struct ServeArgs {
     /// GPT precision: fp32, or int8 when the bundle has that variant (python -m export quantize)
     #[arg(long, default_value = "fp32")]
     pub gpt_precision: String,
+    /// BERT precision: fp32, or int8 when the bundle has that variant (python -m export quantize --bert)
+    #[arg(long, default_value = "fp32")]
+    pub bert_precision: String,
     #[arg(long, default_value_t = 0)]
     pub intra_threads: usize,
     #[arg(long, default_value_t = 0)]

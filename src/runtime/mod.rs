@@ -39,8 +39,8 @@ pub enum RuntimeError {
     UnknownProvider(String),
     #[error("unknown graph optimisation level `{0}` (expected disable, basic, extended, all)")]
     UnknownOptLevel(String),
-    #[error("GPT precision must be fp32 or int8, not {0:?}")]
-    UnknownGptPrecision(String),
+    #[error("precision must be fp32 or int8, not {0:?}")]
+    UnknownPrecision(String),
     #[error("execution provider {provider} could not start: {msg}")]
     Provider { provider: String, msg: String },
     #[error("cannot load graph {graph} from {path}: {msg}")]
@@ -287,20 +287,22 @@ pub struct SessionOptions {
     pub opt_level: OptLevel,
     /// GPT graph precision variant: `None` = the bundle's main (fp32) graphs, `Some("int8")` = the quantized ones.
     pub gpt_variant: Option<String>,
+    /// BERT graph precision variant, likewise (`python -m export quantize --bert`).
+    pub bert_variant: Option<String>,
 }
 
-/// `--gpt-precision`: `fp32` (the bundle's main GPT graphs) or `int8` (its quantized variant).
-pub fn parse_gpt_precision(s: &str) -> Result<Option<String>> {
+/// `--gpt-precision` / `--bert-precision`: `fp32` (the bundle's main graphs) or `int8` (their quantized variant).
+pub fn parse_precision(s: &str) -> Result<Option<String>> {
     match s {
         "fp32" => Ok(None),
         "int8" => Ok(Some("int8".to_string())),
-        other => Err(RuntimeError::UnknownGptPrecision(other.into())),
+        other => Err(RuntimeError::UnknownPrecision(other.into())),
     }
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None, bert_variant: None }
     }
 }
 

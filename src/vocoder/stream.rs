@@ -34,7 +34,7 @@ pub struct StreamParams {
 
 impl Default for StreamParams {
     fn default() -> Self {
-        StreamParams { chunk: 24, first_chunk: 8, lookahead: 4, left: 16, crossfade: 640 }
+        StreamParams { chunk: 24, first_chunk: 4, lookahead: 2, left: 16, crossfade: 640 }
     }
 }
 

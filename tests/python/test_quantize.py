@@ -32,3 +32,36 @@ def test_quantize_gate_and_variant(tmp_path, golden_dir, golden_bundle):
         p = subprocess.run([str(gsv), "bench", "--bundle", str(src), "--tokens", "5", "--gpt-precision", "int8"],
                            cwd=REPO, capture_output=True, text=True)
         assert p.returncode != 0 and "variants.int8" in p.stderr, p.stderr
+
+
+def test_quantize_bert_variant(tmp_path, golden_dir, golden_bundle):
+    """int8 BERT: its error against fp32 is measured and stored; the variant is registered only within the bound,
+    and gsv loads it with --bert-precision int8 (and refuses the flag on a bundle without it)."""
+    b = tmp_path / "b"
+    shutil.copytree(golden_bundle, b)
+    r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--bert", "--golden",
+                        str(golden_dir)], cwd=REPO, capture_output=True, text=True)
+    man = json.loads((b / "manifest.json").read_text())
+    if r.returncode == 0:
+        v = man["graphs"]["bert"]["variants"]["int8"]
+        assert (b / v["file"]).is_file() and 0.0 <= v["rel_l2_error"] <= 0.05, v
+        assert "relative L2" in r.stdout
+    else:
+        assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
+        assert "variants" not in man["graphs"]["bert"] and not (b / "bert.int8.onnx").exists()
+        r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--bert", "--force"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    gsv = REPO / "target" / "debug" / "gsv"
+    if gsv.exists():
+        p = subprocess.run([str(gsv), "synth", "--bundle", str(b), "--ref", str(b.parent.parent / "x.wav"),
+                            "--text", "x", "--out", str(tmp_path / "o.wav"), "--bert-precision", "int9"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert p.returncode != 0 and "int9" in p.stderr, p.stderr
+        p = subprocess.run([str(gsv), "bench", "--bundle", str(b), "--tokens", "5", "--bert-precision", "int8",
+                            "--text", "今天天气很好。"], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        assert "text request" in p.stdout
+        p = subprocess.run([str(gsv), "bench", "--bundle", str(golden_bundle), "--tokens", "5", "--bert-precision",
+                            "int8"], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode != 0 and "variants.int8" in p.stderr, p.stderr
