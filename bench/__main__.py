@@ -7,8 +7,8 @@ Systems (each in its own subprocess, one after the other, same bundle/checkpoint
                       torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
                       golden parity tests
   genie-tts           Genie-TTS (PyPI `genie-tts`) converted graphs, when its converter works offline on the checkpoint
-  onnxruntime-python  this bundle's graphs from Python onnxruntime, same loop with numpy K/V concatenation: graph
-                      cost without the Rust runtime
+  onnxruntime-python  this bundle's graphs from Python onnxruntime, same loop, K/V cache bound in place as gsv does
+                      (export.stepper): graph cost without the Rust runtime
 A system that cannot run is listed with "skipped": "<reason>".
 
 Request: the synthetic one of `gsv bench` (40 phones, zero BERT features, 100 prompt codes, decoder text of 20
@@ -29,6 +29,13 @@ Definitions (every figure is one measured run after one warm-up of 2 tokens + a 
   rtf                     (GPT + decode wall time) / audio duration (below 1 = faster than real time)
   peak_rss_mb             VmHWM of the system's process (gsv: its own peak RSS report): models, sessions, run
   vs_gsv                  this system's rtf / gsv's rtf (how many times slower than gsv)
+gsv also reports, outside the side-by-side table (no other system streams or runs the text frontend here):
+  ttfa_stream_ms          the synthetic request decoded by the default streaming chunks (first chunk 4 tokens + 2
+                          of lookahead): prefill + 6 steps + one short decode
+  text request            a real request for --text (default a 10-character Chinese sentence) through Engine::tts:
+                          text frontend, BERT (--bert-precision), GPT, streaming decode; reference and its
+                          transcript cached (the server's state after a voice's first request); time to first audio
+  step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound)
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
 bytes of GPT weights read per token (fp32 and int8) = the most tokens/s a memory-bound step can reach.
 """
@@ -116,7 +123,9 @@ def run_gsv(a) -> dict:
         if libs:
             env["ORT_DYLIB_PATH"] = libs[0]
     cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
-           "--intra-threads", str(a.threads), "--inter-threads", "1"]
+           "--intra-threads", str(a.threads), "--inter-threads", "1", "--bert-precision", a.bert_precision]
+    if a.text:
+        cmd += ["--text", a.text, "--lang", a.lang]
     log(" ".join(cmd))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
@@ -127,7 +136,8 @@ def run_gsv(a) -> dict:
          "prefill_ms": j["prefill_ms"], "ms_per_step": j.get("ms_per_step"), "tokens_per_s": j["tokens_per_s"],
          "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
          "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
-         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe}
+         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe,
+         "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "bert_precision": a.bert_precision}
     return r
 
 
@@ -174,6 +184,19 @@ def table(rep: dict) -> str:
     out.append("  ".join(h.ljust(w) for h, w in zip(hdr, widths)))
     for r in rows:
         out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths))) if len(r) > 2 else f"{r[0].ljust(widths[0])}  {r[1]}")
+    g = next((s for s in rep["systems"] if s["name"] == "gsv" and "skipped" not in s), None)
+    if g:
+        out.append("")
+        if g.get("ms_per_step"):
+            out.append(f"gsv GPT step {g['ms_per_step']:.2f} ms; fp32 bandwidth bound {1e3 / b['max_tokens_per_s_fp32']:.2f} ms "
+                       f"-> step at {g.get('step_vs_bound', 0) * 100:.0f}% of the bound")
+        if g.get("ttfa_stream_ms") is not None:
+            out.append(f"gsv streaming, synthetic request: first audio {g['ttfa_stream_ms']:.1f} ms")
+        t = g.get("text_request")
+        if t:
+            out.append(f"gsv text request {t['text']!r} ({t['chars']} characters, {t['lang']}, BERT {g['bert_precision']}): "
+                       f"first audio {t['ttfa_text_stream_ms']:.1f} ms streaming (frontend {t['frontend_ms']:.1f} ms, "
+                       f"prefill {t['prefill_ms']:.1f} ms)")
     return "\n".join(out)
 
 
@@ -190,6 +213,10 @@ def parse(argv):
     p.add_argument("--checkpoints", help="folder with the bundle's source checkpoints (default: searched)")
     p.add_argument("--gsv", help="gsv binary (default $GSV_BIN, target/release/gsv, PATH)")
     p.add_argument("--bandwidth-mb", type=int, default=256, help="array size of the bandwidth test")
+    p.add_argument("--text", default="今天的天气真的很好。", help="gsv's real text request (10 characters); '' to skip")
+    p.add_argument("--lang", default="zh")
+    p.add_argument("--bert-precision", default="fp32", choices=["fp32", "int8"],
+                   help="gsv's BERT for the text request (int8 needs `python -m export quantize --bert`)")
     a = p.parse_args(argv)
     if a.bundle is None:
         full = os.path.join(ROOT, "onnx", "fullsize")
@@ -235,8 +262,11 @@ def main(argv=None) -> int:
         if "skipped" not in s:
             s["rtf_vs_gsv"] = s["rtf"] / gsv["rtf"] if gsv else None
             s["tokens_per_s_vs_gsv"] = s["tokens_per_s"] / gsv["tokens_per_s"] if gsv else None
+    bound = bandwidth.bound(man, bw["bandwidth_gbps"])
+    if gsv and gsv.get("ms_per_step"):
+        gsv["step_vs_bound"] = (1e3 / bound["max_tokens_per_s_fp32"]) / gsv["ms_per_step"]
     rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
-           "gpt_bound": bandwidth.bound(man, bw["bandwidth_gbps"]), "bundle": a.bundle, "tokens": a.tokens,
+           "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens,
            "systems": systems}
     if a.json:
         print(json.dumps(rep))
