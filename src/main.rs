@@ -63,11 +63,10 @@ struct RtArgs {
     bert_precision: String,
 }
 
-#[derive(Args)]
-struct SynthArgs {
-    #[arg(long, default_value = "onnx/demo")]
-    bundle: PathBuf,
-    /// Reference recording (WAV/MP3/FLAC/OGG, 3-10 s); default: the demo bundle's reference
+/// The reference voice of `synth` and `bench --text`.
+#[derive(Args, Clone, Default)]
+struct RefArgs {
+    /// Reference recording (WAV/MP3/FLAC/OGG, 3-10 s); default: the bundle's demo reference
     #[arg(long = "ref")]
     reference: Option<PathBuf>,
     /// Transcript of the reference recording
@@ -76,6 +75,14 @@ struct SynthArgs {
     /// Language of the reference transcript
     #[arg(long)]
     ref_lang: Option<String>,
+}
+
+#[derive(Args)]
+struct SynthArgs {
+    #[arg(long, default_value = "onnx/demo")]
+    bundle: PathBuf,
+    #[command(flatten)]
+    voice: RefArgs,
     /// Text to speak
     #[arg(long)]
     text: Option<String>,
@@ -159,12 +166,8 @@ enum Cmd {
         #[arg(long, default_value = "zh")]
         lang: String,
         /// Reference for --text (default: the bundle's, else onnx/demo's)
-        #[arg(long = "ref")]
-        reference: Option<PathBuf>,
-        #[arg(long)]
-        ref_text: Option<String>,
-        #[arg(long)]
-        ref_lang: Option<String>,
+        #[command(flatten)]
+        voice: RefArgs,
         #[command(flatten)]
         rt: RtArgs,
     },
@@ -286,7 +289,7 @@ fn synth(a: SynthArgs) -> Result<ExitCode> {
     let mut engine = load_engine(&a.bundle, &a.rt)?;
     if let Some(text) = &a.text {
         let out = a.out.clone().context("--out is required")?;
-        let job = Job { text: text.clone(), reference: a.reference.clone(), ref_text: a.ref_text.clone(), ref_lang: a.ref_lang.clone(), ..Default::default() };
+        let job = Job { text: text.clone(), reference: a.voice.reference.clone(), ref_text: a.voice.ref_text.clone(), ref_lang: a.voice.ref_lang.clone(), ..Default::default() };
         let req = job_request(&a, &engine, &job)?;
         let st = run_job(&mut engine, data, &req, &out)?;
         eprintln!("wrote {}: {}", out.display(), describe(&st));
@@ -358,7 +361,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{passed} passed, {failed} failed");
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Bench { bundle, tokens, json, text: req_text, lang, reference, ref_text, ref_lang, rt } => {
+        Cmd::Bench { bundle, tokens, json, text: req_text, lang, voice, rt } => {
             if tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
@@ -416,7 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 first.unwrap_or(f64::NAN)
             };
             let text_run = match &req_text {
-                Some(t) => Some(bench_text(&mut engine, t, &lang, reference.as_deref(), ref_text.as_deref(), ref_lang.as_deref())?),
+                Some(t) => Some(bench_text(&mut engine, t, &lang, &voice)?),
                 None => None,
             };
             let ttfa_ms = gpt_ms + voc_ms;
@@ -462,7 +465,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
 /// reference and prompt caches, the second is measured. Tokens are capped at 50 (the random benchmark models
 /// rarely stop by themselves); the time to first audio does not depend on the cap.
-fn bench_text(engine: &mut Engine, text: &str, lang: &str, reference: Option<&Path>, ref_text: Option<&str>, ref_lang: Option<&str>) -> Result<pipeline::TtsStats> {
+fn bench_text(engine: &mut Engine, text: &str, lang: &str, voice: &RefArgs) -> Result<pipeline::TtsStats> {
+    let (reference, ref_text, ref_lang) = (voice.reference.as_deref(), voice.ref_text.as_deref(), voice.ref_lang.as_deref());
     let data = FrontendData::global()?;
     let demo = pipeline::demo_reference(&engine.bundle.dir, &engine.bundle.manifest)
         .or_else(|| gsv::bundle::Bundle::open(Path::new("onnx/demo")).ok().and_then(|b| pipeline::demo_reference(&b.dir, &b.manifest)));
