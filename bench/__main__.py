@@ -2,7 +2,9 @@
 machine, in one run.
 
 Systems (each in its own subprocess, one after the other, same bundle/checkpoint, same request, same thread count):
-  gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1)
+  gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1), the bundle's fp32 graphs
+  gsv-int8            the same with every int8 variant the bundle has (`python -m export quantize`: --bert,
+                      --vocoder; the GPT's only where its token gate accepted it); skipped when it has none
   pytorch             the export's own PyTorch modules, eager, GPT-SoVITS's infer_panel_naive loop (K/V cache
                       torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
                       golden parity tests
@@ -33,8 +35,9 @@ gsv also reports, outside the side-by-side table (no other system streams or run
   ttfa_stream_ms          the synthetic request decoded by the default streaming chunks (first chunk 4 tokens + 2
                           of lookahead): prefill + 6 steps + one short decode
   text request            a real request for --text (default a 10-character Chinese sentence) through Engine::tts:
-                          text frontend, BERT (--bert-precision), GPT, streaming decode; reference and its
+                          text frontend, BERT, GPT, streaming decode; reference and its
                           transcript cached (the server's state after a voice's first request); time to first audio
+                          (gsv: fp32 BERT; gsv-int8: int8 BERT when the bundle has it)
   step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound)
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
 bytes of GPT weights read per token (fp32 and int8) = the most tokens/s a memory-bound step can reach.
@@ -53,7 +56,7 @@ from . import bandwidth
 from .common import load_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = ["gsv", "pytorch", "genie-tts", "onnxruntime-python"]
+ORDER = ["gsv", "gsv-int8", "pytorch", "genie-tts", "onnxruntime-python"]
 WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie"}
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
@@ -111,10 +114,20 @@ def find_gsv(given):
     return shutil.which("gsv") if given is None else None
 
 
-def run_gsv(a) -> dict:
+INT8_FLAGS = {"bert": "--bert-precision", "sovits_decode": "--vocoder-precision", "gpt_step": "--gpt-precision"}
+
+
+def int8_variants(man: dict) -> list:
+    return [g for g in INT8_FLAGS if "int8" in man["graphs"].get(g, {}).get("variants", {})]
+
+
+def run_gsv(a, man, name="gsv") -> dict:
     exe = find_gsv(a.gsv)
     if exe is None:
-        return {"name": "gsv", "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
+        return {"name": name, "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
+    int8 = int8_variants(man) if name == "gsv-int8" else []
+    if name == "gsv-int8" and not int8:
+        return {"name": name, "skipped": "the bundle has no int8 variant (python -m export quantize --bert / --vocoder)"}
     env = child_env(a.threads)
     if "ORT_DYLIB_PATH" not in env and not os.path.isfile(os.path.join(ROOT, ".ort", "lib", "libonnxruntime.so")):
         import glob
@@ -123,21 +136,23 @@ def run_gsv(a) -> dict:
         if libs:
             env["ORT_DYLIB_PATH"] = libs[0]
     cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
-           "--intra-threads", str(a.threads), "--inter-threads", "1", "--bert-precision", a.bert_precision]
+           "--intra-threads", str(a.threads), "--inter-threads", "1"]
+    for g in int8:
+        cmd += [INT8_FLAGS[g], "int8"]
     if a.text:
         cmd += ["--text", a.text, "--lang", a.lang]
     log(" ".join(cmd))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
-        return {"name": "gsv", "skipped": f"gsv bench failed: {why(p)}"}
+        return {"name": name, "skipped": f"gsv bench failed: {why(p)}"}
     j = last_json(p.stdout)
     gpt_ms = j["tokens"] / j["tokens_per_s"] * 1e3
-    r = {"name": "gsv", "tokens": j["tokens"], "ttfa_ms": j.get("ttfa_ms", gpt_ms + j["vocoder_ms"]),
+    r = {"name": name, "tokens": j["tokens"], "ttfa_ms": j.get("ttfa_ms", gpt_ms + j["vocoder_ms"]),
          "prefill_ms": j["prefill_ms"], "ms_per_step": j.get("ms_per_step"), "tokens_per_s": j["tokens_per_s"],
          "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
          "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
          "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe,
-         "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "bert_precision": a.bert_precision}
+         "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "int8": int8}
     return r
 
 
@@ -184,18 +199,20 @@ def table(rep: dict) -> str:
     out.append("  ".join(h.ljust(w) for h, w in zip(hdr, widths)))
     for r in rows:
         out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths))) if len(r) > 2 else f"{r[0].ljust(widths[0])}  {r[1]}")
-    g = next((s for s in rep["systems"] if s["name"] == "gsv" and "skipped" not in s), None)
-    if g:
+    for g in rep["systems"]:
+        if not g["name"].startswith("gsv") or "skipped" in g:
+            continue
         out.append("")
+        tag = f"{g['name']} (int8: {', '.join(g['int8'])})" if g.get("int8") else g["name"]
         if g.get("ms_per_step"):
-            out.append(f"gsv GPT step {g['ms_per_step']:.2f} ms; fp32 bandwidth bound {1e3 / b['max_tokens_per_s_fp32']:.2f} ms "
+            out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms; fp32 bandwidth bound {1e3 / b['max_tokens_per_s_fp32']:.2f} ms "
                        f"-> step at {g.get('step_vs_bound', 0) * 100:.0f}% of the bound")
         if g.get("ttfa_stream_ms") is not None:
-            out.append(f"gsv streaming, synthetic request: first audio {g['ttfa_stream_ms']:.1f} ms")
+            out.append(f"{tag}: streaming, synthetic request: first audio {g['ttfa_stream_ms']:.1f} ms")
         t = g.get("text_request")
         if t:
-            out.append(f"gsv text request {t['text']!r} ({t['chars']} characters, {t['lang']}, BERT {g['bert_precision']}): "
-                       f"first audio {t['ttfa_text_stream_ms']:.1f} ms streaming (frontend {t['frontend_ms']:.1f} ms, "
+            out.append(f"{tag}: text request {t['text']!r} ({t['chars']} characters, {t['lang']}): first audio "
+                       f"{t['ttfa_text_stream_ms']:.1f} ms streaming (frontend {t['frontend_ms']:.1f} ms, "
                        f"prefill {t['prefill_ms']:.1f} ms)")
     return "\n".join(out)
 
@@ -215,8 +232,6 @@ def parse(argv):
     p.add_argument("--bandwidth-mb", type=int, default=256, help="array size of the bandwidth test")
     p.add_argument("--text", default="今天的天气真的很好。", help="gsv's real text request (10 characters); '' to skip")
     p.add_argument("--lang", default="zh")
-    p.add_argument("--bert-precision", default="fp32", choices=["fp32", "int8"],
-                   help="gsv's BERT for the text request (int8 needs `python -m export quantize --bert`)")
     a = p.parse_args(argv)
     if a.bundle is None:
         full = os.path.join(ROOT, "onnx", "fullsize")
@@ -245,8 +260,8 @@ def main(argv=None) -> int:
     for name in ORDER:
         if name not in a.systems:
             continue
-        if name == "gsv":
-            r = run_gsv(a)
+        if name.startswith("gsv"):
+            r = run_gsv(a, man, name)
         elif name == "genie-tts":
             from .genie import prepare
 
@@ -263,8 +278,9 @@ def main(argv=None) -> int:
             s["rtf_vs_gsv"] = s["rtf"] / gsv["rtf"] if gsv else None
             s["tokens_per_s_vs_gsv"] = s["tokens_per_s"] / gsv["tokens_per_s"] if gsv else None
     bound = bandwidth.bound(man, bw["bandwidth_gbps"])
-    if gsv and gsv.get("ms_per_step"):
-        gsv["step_vs_bound"] = (1e3 / bound["max_tokens_per_s_fp32"]) / gsv["ms_per_step"]
+    for s in systems:
+        if s["name"].startswith("gsv") and s.get("ms_per_step"):
+            s["step_vs_bound"] = (1e3 / bound["max_tokens_per_s_fp32"]) / s["ms_per_step"]
     rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
            "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens,
            "systems": systems}

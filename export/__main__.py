@@ -43,6 +43,9 @@ def main(argv=None) -> int:
     q.add_argument("--force", action="store_true", help="register the variant even if the gate fails")
     q.add_argument("--bert", action="store_true", help="quantize BERT instead of the GPT (gate: features within "
                    "5%% relative L2 of fp32)")
+    q.add_argument("--vocoder", action="store_true", help="quantize the SoVITS decoder instead of the GPT (gate: "
+                   "audio SNR >= 30 dB against fp32)")
+    q.add_argument("--ref", help="with --vocoder: reference wav whose speaker vector conditions the calibration")
     args = ap.parse_args(argv)
     _quiet()
 
@@ -61,7 +64,9 @@ def main(argv=None) -> int:
             make_demo(args.out, seed=args.seed)
             return 0
         if args.cmd == "quantize":
-            from .quantize import quantize, quantize_bert
+            from .quantize import quantize, quantize_bert, quantize_vocoder
+            if args.vocoder:
+                return quantize_vocoder(args.bundle, ref=args.ref, force=args.force)
             if args.bert:
                 return quantize_bert(args.bundle, golden=args.golden, force=args.force)
             return quantize(args.bundle, golden=args.golden, tokens=args.tokens, force=args.force)

@@ -61,6 +61,9 @@ struct RtArgs {
     /// BERT precision: fp32, or int8 when the bundle has the variant (python -m export quantize --bert)
     #[arg(long, default_value = "fp32", global = true)]
     bert_precision: String,
+    /// SoVITS decoder precision: fp32, or int8 when the bundle has the variant (python -m export quantize --vocoder)
+    #[arg(long, default_value = "fp32", global = true)]
+    vocoder_precision: String,
 }
 
 /// The reference voice of `synth` and `bench --text`.
@@ -182,6 +185,7 @@ fn session_options(rt: &RtArgs) -> Result<SessionOptions> {
         opt_level: OptLevel::parse(&rt.opt_level)?,
         gpt_variant: gsv::runtime::parse_precision(&rt.gpt_precision)?,
         bert_variant: gsv::runtime::parse_precision(&rt.bert_precision)?,
+        vocoder_variant: gsv::runtime::parse_precision(&rt.vocoder_precision)?,
     })
 }
 

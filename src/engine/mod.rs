@@ -120,6 +120,8 @@ impl Engine {
                 opts.gpt_variant.as_deref()
             } else if name == "bert" {
                 opts.bert_variant.as_deref()
+            } else if name == "sovits_decode" {
+                opts.vocoder_variant.as_deref()
             } else {
                 None
             };

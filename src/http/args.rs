@@ -144,6 +144,9 @@ pub struct ServeArgs {
     /// BERT precision: fp32, or int8 when the bundle has that variant (python -m export quantize --bert)
     #[arg(long, default_value = "fp32")]
     pub bert_precision: String,
+    /// SoVITS decoder precision: fp32, or int8 when the bundle has that variant (python -m export quantize --vocoder)
+    #[arg(long, default_value = "fp32")]
+    pub vocoder_precision: String,
     #[arg(long, default_value_t = 0)]
     pub intra_threads: usize,
     #[arg(long, default_value_t = 0)]

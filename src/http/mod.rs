@@ -366,6 +366,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             opt_level: OptLevel::parse(&a.opt_level)?,
             gpt_variant: crate::runtime::parse_precision(&a.gpt_precision)?,
             bert_variant: crate::runtime::parse_precision(&a.bert_precision)?,
+            vocoder_variant: crate::runtime::parse_precision(&a.vocoder_precision)?,
         },
         workers: a.workers.max(1),
         max_queue: a.max_queue,

@@ -289,9 +289,12 @@ pub struct SessionOptions {
     pub gpt_variant: Option<String>,
     /// BERT graph precision variant, likewise (`python -m export quantize --bert`).
     pub bert_variant: Option<String>,
+    /// SoVITS decoder precision variant, likewise (`python -m export quantize --vocoder`).
+    pub vocoder_variant: Option<String>,
 }
 
-/// `--gpt-precision` / `--bert-precision`: `fp32` (the bundle's main graphs) or `int8` (their quantized variant).
+/// `--gpt-precision` / `--bert-precision` / `--vocoder-precision`: `fp32` (the bundle's main graphs) or `int8`
+/// (their quantized variant).
 pub fn parse_precision(s: &str) -> Result<Option<String>> {
     match s {
         "fp32" => Ok(None),
@@ -302,7 +305,7 @@ pub fn parse_precision(s: &str) -> Result<Option<String>> {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None, bert_variant: None }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None, bert_variant: None, vocoder_variant: None }
     }
 }
 

@@ -65,3 +65,30 @@ def test_quantize_bert_variant(tmp_path, golden_dir, golden_bundle):
         p = subprocess.run([str(gsv), "bench", "--bundle", str(golden_bundle), "--tokens", "5", "--bert-precision",
                             "int8"], cwd=REPO, capture_output=True, text=True)
         assert p.returncode != 0 and "variants.int8" in p.stderr, p.stderr
+
+
+def test_quantize_vocoder_variant(tmp_path, golden_bundle):
+    """int8 SoVITS decoder: calibrated on the bundle's own graphs, audio SNR against fp32 on unseen decodes measured
+    and stored, registered only at >= 30 dB; gsv synthesises with it."""
+    b = tmp_path / "b"
+    shutil.copytree(golden_bundle, b)
+    r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--vocoder"], cwd=REPO,
+                       capture_output=True, text=True)
+    man = json.loads((b / "manifest.json").read_text())
+    assert "SNR" in r.stdout, r.stdout + r.stderr
+    if r.returncode == 0:
+        v = man["graphs"]["sovits_decode"]["variants"]["int8"]
+        assert (b / v["file"]).is_file() and v["worst_case_snr_db"] >= 30.0 and v["snr_db"] >= v["worst_case_snr_db"]
+    else:
+        assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
+        assert "variants" not in man["graphs"]["sovits_decode"] and not (b / "sovits_decode.int8.onnx").exists()
+        r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--vocoder", "--force"],
+                           cwd=REPO, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+    gsv = REPO / "target" / "debug" / "gsv"
+    if gsv.exists():
+        p = subprocess.run([str(gsv), "bench", "--bundle", str(b), "--tokens", "30", "--vocoder-precision", "int8",
+                            "--json"], cwd=REPO, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        j = json.loads(p.stdout.strip().splitlines()[-1])
+        assert j["audio_s"] > 0 and j["vocoder_ms"] > 0
