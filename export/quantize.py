@@ -173,18 +173,24 @@ def quantize_bert(bundle: str, golden: str | None = None, force: bool = False, l
     err = bert_error(bundle, man, src, dst, golden)
     log(f"  BERT features int8 vs fp32 over {err['inputs']} inputs: relative L2 {err['rel_l2']:.3e}, "
         f"max abs {err['max_abs']:.3e} (need relative L2 <= {BERT_MAX_REL_L2})")
-    if err["rel_l2"] > BERT_MAX_REL_L2 and not force:
+    return _register(bundle, man, "bert", dst, err["rel_l2"] <= BERT_MAX_REL_L2 or force, "BERT",
+                     "the features move too much", "--bert-precision",
+                     {"rel_l2_error": round(err["rel_l2"], 6), "max_abs_error": round(err["max_abs"], 6)}, log)
+
+
+def _register(bundle, man, graph, dst, accept, what, why_not, flag, facts, log) -> int:
+    """Add `dst` as `graphs.<graph>.variants.int8` (with its measured `facts`) or delete it when not accepted."""
+    if not accept:
         os.remove(os.path.join(bundle, dst))
-        log("int8 BERT rejected: the features move too much; the variant was not added (use --force to keep it anyway)")
+        log(f"int8 {what} rejected: {why_not}; the variant was not added (use --force to keep it anyway)")
         return 1
-    man["graphs"]["bert"].setdefault("variants", {})["int8"] = {
-        "file": dst, "sha256": sha256_file(os.path.join(bundle, dst)),
-        "rel_l2_error": round(err["rel_l2"], 6), "max_abs_error": round(err["max_abs"], 6),
-    }
+    man["graphs"][graph].setdefault("variants", {})["int8"] = {
+        "file": dst, "sha256": sha256_file(os.path.join(bundle, dst)), **facts}
+    mpath = os.path.join(bundle, "manifest.json")
     with open(mpath + ".tmp", "w", encoding="utf-8") as f:
         json.dump(man, f, ensure_ascii=False, indent=1)
     os.replace(mpath + ".tmp", mpath)
-    log(f"int8 BERT variant registered in {mpath}; use `gsv ... --bert-precision int8`")
+    log(f"int8 {what} variant registered in {mpath}; use `gsv ... {flag} int8`")
     return 0
 
 
@@ -266,16 +272,6 @@ def quantize_vocoder(bundle: str, ref: str | None = None, force: bool = False, l
     q = vocoder_snr(bundle, man, src, dst, ge)
     log(f"  audio int8 vs fp32 over {q['cases']} unseen decodes: SNR {q['snr_db']:.1f} dB (worst case "
         f"{q['worst_case_snr_db']:.1f} dB; need >= {VOCODER_MIN_SNR_DB:.0f} dB)")
-    if q["worst_case_snr_db"] < VOCODER_MIN_SNR_DB and not force:
-        os.remove(os.path.join(bundle, dst))
-        log("int8 vocoder rejected: the audio moves too much; the variant was not added (use --force to keep it anyway)")
-        return 1
-    man["graphs"]["sovits_decode"].setdefault("variants", {})["int8"] = {
-        "file": dst, "sha256": sha256_file(os.path.join(bundle, dst)),
-        "snr_db": round(q["snr_db"], 2), "worst_case_snr_db": round(q["worst_case_snr_db"], 2),
-    }
-    with open(mpath + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(man, f, ensure_ascii=False, indent=1)
-    os.replace(mpath + ".tmp", mpath)
-    log(f"int8 vocoder variant registered in {mpath}; use `gsv ... --vocoder-precision int8`")
-    return 0
+    return _register(bundle, man, "sovits_decode", dst, q["worst_case_snr_db"] >= VOCODER_MIN_SNR_DB or force,
+                     "vocoder", "the audio moves too much", "--vocoder-precision",
+                     {"snr_db": round(q["snr_db"], 2), "worst_case_snr_db": round(q["worst_case_snr_db"], 2)}, log)
