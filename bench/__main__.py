@@ -21,7 +21,8 @@ zeros -> HuBERT -> prompt codes; 32 kHz spectrogram -> ref_enc) once, before the
 as ref_ms but not counted in ttfa (the reference is cached, as in gsv's server); gsv bench uses a fixed speaker
 vector.
 
-Definitions (every figure is one measured run after one warm-up of 2 tokens + a 10-token decode):
+Definitions (every figure is one measured run after one warm-up of 2 tokens + a 10-token decode; with --repeat N the
+systems run N rounds, interleaved, and each reports its median run by RTF):
   prefill_ms              the GPT prefill call (text + prompt -> first logits and K/V)
   tokens_per_s            generated tokens / (prefill + all steps + sampling) wall time
   vocoder_ms_per_audio_s  SoVITS decode wall time / seconds of audio produced
@@ -181,7 +182,8 @@ def table(rep: dict) -> str:
     b = rep["gpt_bound"]
     out = [f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads used; "
            f"bundle {rep['bundle']}, {rep['tokens']} tokens forced (EOS ignored), text frontend excluded, "
-           f"reference cached (not in ttfa)",
+           f"reference cached (not in ttfa)" + (f"; median of {rep['repeat']} interleaved rounds per system"
+                                               if rep.get("repeat", 1) > 1 else ""),
            f"memory bandwidth (numpy, 1 thread): copy {rep['bandwidth']['copy_gbps']:.1f} GB/s, "
            f"triad {rep['bandwidth']['triad_gbps']:.1f} GB/s; GPT step reads {b['bytes_fp32'] / 1e6:.1f} MB fp32 / "
            f"{b['bytes_int8'] / 1e6:.1f} MB int8 of weights -> bound {b['max_tokens_per_s_fp32']:.0f} tok/s fp32, "
@@ -232,6 +234,8 @@ def parse(argv):
     p.add_argument("--bandwidth-mb", type=int, default=256, help="array size of the bandwidth test")
     p.add_argument("--text", default="今天的天气真的很好。", help="gsv's real text request (10 characters); '' to skip")
     p.add_argument("--lang", default="zh")
+    p.add_argument("--repeat", type=int, default=1, help="rounds over all systems, interleaved; each system reports "
+                   "its median run by RTF (a shared machine's noise then falls on every system alike)")
     a = p.parse_args(argv)
     if a.bundle is None:
         full = os.path.join(ROOT, "onnx", "fullsize")
@@ -256,22 +260,40 @@ def main(argv=None) -> int:
     man = load_manifest(a.bundle)
     log("measuring memory bandwidth")
     bw = bandwidth.measure(a.bandwidth_mb)
-    systems = []
-    for name in ORDER:
-        if name not in a.systems:
-            continue
-        if name.startswith("gsv"):
-            r = run_gsv(a, man, name)
-        elif name == "genie-tts":
-            from .genie import prepare
+    runs = {name: [] for name in ORDER if name in a.systems}
+    genie_dir = None
+    for rnd in range(a.repeat):
+        if a.repeat > 1:
+            log(f"round {rnd + 1} of {a.repeat}")
+        for name in runs:
+            if runs[name] and "skipped" in runs[name][-1]:
+                continue
+            if name.startswith("gsv"):
+                r = run_gsv(a, man, name)
+            elif name == "genie-tts":
+                if genie_dir is None:
+                    from .genie import prepare
 
-            ok, info = prepare(a, man, log)
-            r = run_worker(name, a, ["--genie-dir", info]) if ok else {"name": name, "skipped": info}
-        else:
-            r = run_worker(name, a)
-        if "skipped" in r:
-            log(f"{name} skipped: {r['skipped']}")
-        systems.append(r)
+                    ok, info = prepare(a, man, log)
+                    genie_dir = info if ok else False
+                    if not ok:
+                        genie_why = info
+                r = run_worker(name, a, ["--genie-dir", genie_dir]) if genie_dir else {"name": name, "skipped": genie_why}
+            else:
+                r = run_worker(name, a)
+            if "skipped" in r:
+                log(f"{name} skipped: {r['skipped']}")
+            runs[name].append(r)
+    systems = []
+    for name, rs in runs.items():
+        ok = sorted((r for r in rs if "skipped" not in r), key=lambda r: r["rtf"])
+        if not ok:
+            systems.append(rs[-1])
+            continue
+        pick = dict(ok[(len(ok) - 1) // 2])  # the median run by RTF (the lower middle for an even count)
+        pick["runs"] = len(ok)
+        pick["rtf_all"] = [r["rtf"] for r in rs if "skipped" not in r]
+        systems.append(pick)
     gsv = next((s for s in systems if s["name"] == "gsv" and "skipped" not in s), None)
     for s in systems:
         if "skipped" not in s:
@@ -282,7 +304,7 @@ def main(argv=None) -> int:
         if s["name"].startswith("gsv") and s.get("ms_per_step"):
             s["step_vs_bound"] = (1e3 / bound["max_tokens_per_s_fp32"]) / s["ms_per_step"]
     rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
-           "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens,
+           "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens, "repeat": a.repeat,
            "systems": systems}
     if a.json:
         print(json.dumps(rep))
