@@ -201,6 +201,11 @@ def table(rep: dict) -> str:
     out.append("  ".join(h.ljust(w) for h, w in zip(hdr, widths)))
     for r in rows:
         out.append(("  ".join(c.ljust(w) for c, w in zip(r, widths))) if len(r) > 2 else f"{r[0].ljust(widths[0])}  {r[1]}")
+    if rep.get("repeat", 1) > 1:
+        out.append("")
+        for x in rep["systems"]:
+            if x.get("rtf_all"):
+                out.append(f"{x['name']} RTF of the {len(x['rtf_all'])} rounds {[round(v, 3) for v in x['rtf_all']]}")
     for g in rep["systems"]:
         if not g["name"].startswith("gsv") or "skipped" in g:
             continue

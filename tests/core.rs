@@ -269,3 +269,27 @@ fn kv_cache_in_place_matches_prefill() {
     assert!(engine.gpt_step.gpt_step(&mut cache, tok, 0).is_err(), "full cache: step refused");
     assert!(cache.set_len(rows + 5).is_err());
 }
+
+/// `--device cuda` where no CUDA provider exists (this CPU-only ONNX Runtime): every graph falls back to the CPU and
+/// the in-place GPT loop still runs; with `--strict-device` loading fails with a provider error instead.
+#[test]
+fn cuda_request_falls_back_to_cpu_or_fails_strictly() {
+    use gsv::engine::{zero_bert, Engine, EngineError};
+    use gsv::gpt::GenerateConfig;
+    use gsv::runtime::{Device, Runtime, RuntimeError, SessionOptions};
+    let (bundle, _) = golden_paths("golden");
+    let rt = Runtime::init(None).unwrap();
+    let opts = SessionOptions { device: Device::Cuda(0), intra_threads: 1, ..Default::default() };
+    let mut engine = Engine::load(&rt, &bundle, &opts).unwrap();
+    assert_eq!(engine.gpt_step.device, Device::Cpu, "fell back to the CPU");
+    let n = 5;
+    let bert = zero_bert(engine.bundle.manifest.bert_hidden(), n);
+    let ids: Vec<i64> = (1..=n as i64).collect();
+    let out = engine.generate(&ids, bert.view(), &[1, 2, 3], &GenerateConfig { early_stop_num: 4, ignore_eos: true, ..Default::default() }, &mut |_| true).unwrap();
+    assert_eq!(out.tokens.len(), 5);
+    match Engine::load(&rt, &bundle, &SessionOptions { strict: true, ..opts }) {
+        Err(EngineError::Runtime(RuntimeError::Provider { .. })) => {}
+        Err(e) => panic!("expected a provider error, got {e}"),
+        Ok(_) => panic!("strict CUDA must not load on a CPU-only ONNX Runtime"),
+    }
+}
