@@ -72,7 +72,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     import torch
 
     from .models.gpt import build_gpt, onnx_specs as gpt_specs
-    from .models.gpt_step import kv_head_dim
+    from .models.gpt_onnx import kv_head_dim
     from .models.hf import build_bert, build_hubert
     from .models.sovits import build_sovits
     from .onnx_export import export_graph

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .models.gpt_step import rows_to_heads
+from .models.gpt_onnx import rows_to_heads
 
 
 class GptRunner:

@@ -3,8 +3,8 @@
 prefill: phone_ids i64 [1,N], bert f32 [1,1024,N], prompt i64 [1,P]
          -> logits f32 [1,V] (raw, last position), k_i / v_i f32 [1,N+P,D] for every layer i
 step:    token i64 [1,1], position i64 [1], past K/V [1,T,D] per layer -> logits f32 [1,V], new K/V rows [1,1,D]
-         (`T2S.step`, the reference; the exported `gpt_step` graph is built by models/gpt_step.py with a
-         head-major cache updated in place and is checked against this)
+         (`T2S.step`, the reference; the exported `gpt_step` graph is built by models/gpt_onnx.py with a
+         head-major cache updated in place and is checked against this; likewise `gpt_prefill`)
 
 Upstream facts reproduced here: post-LayerNorm blocks (eps 1e-5) with one fused in_proj split q,k,v; ReLU MLP of
 width 4*hidden_dim (config `linear_units` is ignored upstream too); text x = emb(phones) + bert_proj(bert) then
@@ -189,6 +189,8 @@ def build_gpt(ckpt: Checkpoint) -> T2S:
 
 
 def onnx_specs(model: T2S) -> list:
+    from . import gpt_onnx
+
     L, D = model.n_layer, model.d
     kn = [f"k_{i}" for i in range(L)]
     vn = [f"v_{i}" for i in range(L)]
@@ -202,14 +204,15 @@ def onnx_specs(model: T2S) -> list:
         name="gpt_prefill", module=_Prefill(model).eval(), input_names=["phone_ids", "bert", "prompt"],
         output_names=["logits", *kn, *vn], examples=[ex_prefill(9, 7), ex_prefill(23, 15)],
         dynamic_axes={"phone_ids": {1: "N"}, "bert": {2: "N"}, "prompt": {1: "P"}},
+        build=lambda: gpt_onnx.build_prefill_model(model),
     )
-    from . import gpt_step
 
-    # the step graph is built node by node (models/gpt_step.py); T2S.step stays the reference it is checked against
+    # both graphs are built node by node (models/gpt_onnx.py); T2S.prefill / T2S.step are the references they are
+    # checked against
     step = GraphSpec(
-        name="gpt_step", module=gpt_step.ReferenceStep(model).eval(),
-        input_names=gpt_step.input_names(L), output_names=gpt_step.output_names(L),
-        examples=[gpt_step.example(model, 17, 24, 5, 1), gpt_step.example(model, 40, 41, 30, 2)],
-        dynamic_axes={}, build=lambda: gpt_step.build_step_model(model),
+        name="gpt_step", module=gpt_onnx.ReferenceStep(model).eval(),
+        input_names=gpt_onnx.input_names(L), output_names=gpt_onnx.output_names(L),
+        examples=[gpt_onnx.example(model, 17, 24, 5, 1), gpt_onnx.example(model, 40, 41, 30, 2)],
+        dynamic_axes={}, build=lambda: gpt_onnx.build_step_model(model),
     )
     return [prefill, step]

@@ -4,7 +4,7 @@
 //! rounded up to a multiple of 8, the extra channels zero; see `gpt.kv_head_dim` in BUNDLE.md), allocated once
 //! and bound both as the step's `past_k_i`/`past_v_i` input and as its `present_k_i`/`present_v_i` output, so
 //! GroupQueryAttention appends the new row at index `len` and reads rows `0..=len` without any copy
-//! (`export/models/gpt_step.py`). The prefill's rows (`[N+P, D]` per layer) are scattered in by
+//! (`export/models/gpt_onnx.py`). The prefill's rows (`[N+P, D]` per layer) are scattered in by
 //! [`KvCache::write_rows`]. The small per-step inputs (token, position, `seqlens_k = len`, `total_len = len+1`)
 //! and the logits output are bound tensors too, rewritten in place: a step allocates nothing.
 
