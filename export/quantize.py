@@ -108,21 +108,8 @@ def quantize(bundle: str, golden: str | None = None, tokens: int = 500, force: b
     agree = teacher_forced_agreement(bundle, man, files, tokens)
     log(f"  teacher-forced argmax agreement int8 vs fp32 over {tokens} tokens: {agree * 100:.1f}% (need >= 99%)")
     ok &= agree >= 0.99
-    if not ok and not force:
-        for g in GPT_GRAPHS:
-            os.remove(os.path.join(bundle, files["int8"][g]))
-        log("int8 GPT rejected: tokens change; the variant was not added (use --force to keep it anyway)")
-        return 1
-    for g in GPT_GRAPHS:
-        man["graphs"][g].setdefault("variants", {})["int8"] = {
-            "file": files["int8"][g], "sha256": sha256_file(os.path.join(bundle, files["int8"][g])),
-            "agreement": round(agree, 4), "tokens_checked": tokens,
-        }
-    with open(mpath + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(man, f, ensure_ascii=False, indent=1)
-    os.replace(mpath + ".tmp", mpath)
-    log(f"int8 GPT variant registered in {mpath}; use `gsv ... --gpt-precision int8`")
-    return 0
+    return _register(bundle, man, [(g, files["int8"][g]) for g in GPT_GRAPHS], ok or force, "GPT", "tokens change",
+                     "--gpt-precision", {"agreement": round(agree, 4), "tokens_checked": tokens}, log)
 
 
 # BERT: int8 weights cut the 1.2 GB read per call to ~0.3 GB and use the CPU's int8 dot products; what it costs in
@@ -173,19 +160,22 @@ def quantize_bert(bundle: str, golden: str | None = None, force: bool = False, l
     err = bert_error(bundle, man, src, dst, golden)
     log(f"  BERT features int8 vs fp32 over {err['inputs']} inputs: relative L2 {err['rel_l2']:.3e}, "
         f"max abs {err['max_abs']:.3e} (need relative L2 <= {BERT_MAX_REL_L2})")
-    return _register(bundle, man, "bert", dst, err["rel_l2"] <= BERT_MAX_REL_L2 or force, "BERT",
+    return _register(bundle, man, [("bert", dst)], err["rel_l2"] <= BERT_MAX_REL_L2 or force, "BERT",
                      "the features move too much", "--bert-precision",
                      {"rel_l2_error": round(err["rel_l2"], 6), "max_abs_error": round(err["max_abs"], 6)}, log)
 
 
-def _register(bundle, man, graph, dst, accept, what, why_not, flag, facts, log) -> int:
-    """Add `dst` as `graphs.<graph>.variants.int8` (with its measured `facts`) or delete it when not accepted."""
+def _register(bundle, man, pairs, accept, what, why_not, flag, facts, log) -> int:
+    """Add each `(graph, file)` of `pairs` as `graphs.<graph>.variants.int8` (with the measured `facts`), or delete
+    the files when not accepted."""
     if not accept:
-        os.remove(os.path.join(bundle, dst))
+        for _, dst in pairs:
+            os.remove(os.path.join(bundle, dst))
         log(f"int8 {what} rejected: {why_not}; the variant was not added (use --force to keep it anyway)")
         return 1
-    man["graphs"][graph].setdefault("variants", {})["int8"] = {
-        "file": dst, "sha256": sha256_file(os.path.join(bundle, dst)), **facts}
+    for graph, dst in pairs:
+        man["graphs"][graph].setdefault("variants", {})["int8"] = {
+            "file": dst, "sha256": sha256_file(os.path.join(bundle, dst)), **facts}
     mpath = os.path.join(bundle, "manifest.json")
     with open(mpath + ".tmp", "w", encoding="utf-8") as f:
         json.dump(man, f, ensure_ascii=False, indent=1)
@@ -272,6 +262,6 @@ def quantize_vocoder(bundle: str, ref: str | None = None, force: bool = False, l
     q = vocoder_snr(bundle, man, src, dst, ge)
     log(f"  audio int8 vs fp32 over {q['cases']} unseen decodes: SNR {q['snr_db']:.1f} dB (worst case "
         f"{q['worst_case_snr_db']:.1f} dB; need >= {VOCODER_MIN_SNR_DB:.0f} dB)")
-    return _register(bundle, man, "sovits_decode", dst, q["worst_case_snr_db"] >= VOCODER_MIN_SNR_DB or force,
+    return _register(bundle, man, [("sovits_decode", dst)], q["worst_case_snr_db"] >= VOCODER_MIN_SNR_DB or force,
                      "vocoder", "the audio moves too much", "--vocoder-precision",
                      {"snr_db": round(q["snr_db"], 2), "worst_case_snr_db": round(q["worst_case_snr_db"], 2)}, log)
