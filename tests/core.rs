@@ -252,16 +252,17 @@ fn kv_cache_in_place_matches_prefill() {
     assert!(close(&step_logits, &full_logits), "step logits differ from the prefill of prompt+[tok]");
     for (l, is_v, data) in &want {
         assert_eq!(data.len(), (rows + 1) * d);
-        let got = cache.row(*l, *is_v, rows);
+        let got = cache.row(*l, *is_v, rows).unwrap();
         assert!(close(&got, &data[rows * d..]), "layer {l} {} row {rows} differs", if *is_v { "V" } else { "K" });
-        let first = cache.row(*l, *is_v, 0);
+        let first = cache.row(*l, *is_v, 0).unwrap();
         assert!(close(&first, &data[..d]), "layer {l} row 0 (prefill scatter) differs");
     }
 
     // round trip and bounds
     let row: Vec<f32> = (0..d).map(|i| i as f32).collect();
     cache.write_rows(0, true, rows + 2, &row).unwrap();
-    assert_eq!(cache.row(0, true, rows + 2), row);
+    assert_eq!(cache.row(0, true, rows + 2).unwrap(), row);
+    assert!(cache.row(nl, true, 0).is_err() && cache.row(0, true, rows + 4).is_err(), "out of range rows are errors");
     assert!(cache.write_rows(0, true, rows + 4, &row).is_err(), "past capacity");
     assert!(cache.write_rows(0, true, 0, &row[..d - 1]).is_err(), "not a whole row");
     assert!(cache.write_rows(nl, false, 0, &row).is_err(), "no such layer");

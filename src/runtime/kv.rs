@@ -90,7 +90,7 @@ impl KvCache {
             return Err(self.full());
         }
         let t = if is_v { &mut self.v[layer] } else { &mut self.k[layer] };
-        let (_, buf) = t.extract_tensor_mut();
+        let (_, buf) = t.try_extract_tensor_mut::<f32>().map_err(access)?;
         for (r, row) in rows.chunks_exact(d).enumerate() {
             for (head, src) in row.chunks_exact(dh).enumerate() {
                 let at = (head * cap + start + r) * dk;
@@ -101,12 +101,21 @@ impl KvCache {
     }
 
     /// One row of one layer's K (or V) as `D` values (head after head), for checks.
-    pub fn row(&self, layer: usize, is_v: bool, r: usize) -> Vec<f32> {
+    pub fn row(&self, layer: usize, is_v: bool, r: usize) -> Result<Vec<f32>> {
         let (h, dh, dk, cap) = (self.heads, self.head_dim, self.kv_head_dim, self.capacity);
+        if layer >= self.n_layer || r >= cap {
+            return Err(RuntimeError::Input { graph: "gpt_step".into(), msg: format!("K/V row {r} of layer {layer}: out of range") });
+        }
         let t = if is_v { &self.v[layer] } else { &self.k[layer] };
-        let (_, buf) = t.extract_tensor();
-        (0..h).flat_map(|head| buf[(head * cap + r) * dk..(head * cap + r) * dk + dh].iter().copied()).collect()
+        let (_, buf) = t.try_extract_tensor::<f32>().map_err(access)?;
+        Ok((0..h).flat_map(|head| buf[(head * cap + r) * dk..(head * cap + r) * dk + dh].iter().copied()).collect())
     }
+}
+
+/// The cache's tensors are ours and f32/i64/i32 as created, so reading them cannot fail; if it ever did, it is an
+/// error of the request, not a panic.
+fn access(e: ort::Error) -> RuntimeError {
+    RuntimeError::Input { graph: "gpt_step".into(), msg: format!("K/V cache access: {e}") }
 }
 
 impl Graph {
@@ -125,7 +134,7 @@ impl Graph {
         for _ in 0..n_layer {
             for list in [&mut k, &mut v] {
                 let mut t = Tensor::<f32>::new(alloc, shape).map_err(err)?;
-                t.extract_tensor_mut().1.fill(0.0);
+                t.try_extract_tensor_mut::<f32>().map_err(err)?.1.fill(0.0);
                 list.push(t);
             }
         }
@@ -160,14 +169,14 @@ impl Graph {
         if t + 1 > cache.capacity {
             return Err(cache.full());
         }
-        cache.token.extract_tensor_mut().1[0] = token;
-        cache.position.extract_tensor_mut().1[0] = position;
-        cache.seqlens_k.extract_tensor_mut().1[0] = t as i32;
-        cache.total_len.extract_tensor_mut().1[0] = t as i32 + 1;
+        cache.token.try_extract_tensor_mut::<i64>().map_err(access)?.1[0] = token;
+        cache.position.try_extract_tensor_mut::<i64>().map_err(access)?.1[0] = position;
+        cache.seqlens_k.try_extract_tensor_mut::<i32>().map_err(access)?.1[0] = t as i32;
+        cache.total_len.try_extract_tensor_mut::<i32>().map_err(access)?.1[0] = t as i32 + 1;
         {
             let _outs = self.session.run_binding(&cache.binding).map_err(|e| RuntimeError::Run { graph: self.name.clone(), msg: e.to_string() })?;
         }
         cache.len = t + 1;
-        Ok(cache.logits.extract_tensor().1.to_vec())
+        Ok(cache.logits.try_extract_tensor::<f32>().map_err(access)?.1.to_vec())
     }
 }
