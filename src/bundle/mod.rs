@@ -194,7 +194,7 @@ pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> 
             (vec![e("phone_ids", "int64", 2), e("bert", "float32", 3), e("prompt", "int64", 2)], o)
         }
         "gpt_step" => {
-            // head-major cache [1, H, C, Dh], updated in place (BUNDLE.md, format 2)
+            // head-major cache [1, H, C, Dk], updated in place (BUNDLE.md, format 2)
             let mut i = vec![e("token", "int64", 2), e("position", "int64", 1), e("seqlens_k", "int32", 1), e("total_len", "int32", 0)];
             i.extend((0..n_layer).map(|l| e(&format!("past_k_{l}"), "float32", 4)));
             i.extend((0..n_layer).map(|l| e(&format!("past_v_{l}"), "float32", 4)));

@@ -37,8 +37,6 @@ pub const NO_EOS_STEPS: usize = 11;
 pub enum GptError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("KV cache full: capacity {capacity} rows")]
-    CacheFull { capacity: usize },
     #[error("graph returned {got} values for `{what}`, expected {expected}")]
     Shape { what: String, got: usize, expected: usize },
     #[error("the GPT generated no token")]
@@ -147,9 +145,6 @@ pub fn generate(
         return Err(GptError::Input(format!("bert has {} columns for {} phones", input.bert.ncols(), n)));
     }
     let max_steps = cfg.max_steps.max(1);
-    if dims.n_head == 0 || !dims.hidden.is_multiple_of(dims.n_head) {
-        return Err(GptError::Input(format!("hidden {} is not a multiple of {} heads", dims.hidden, dims.n_head)));
-    }
     let need = n + p + max_steps + 1;
     if cache.as_ref().is_none_or(|c| c.capacity() < need || c.n_layer() != dims.n_layer || c.hidden() != dims.hidden) {
         *cache = None; // free the old buffers before allocating the new ones

@@ -142,7 +142,7 @@ impl Graph {
         let position = Tensor::<i64>::new(alloc, [1usize]).map_err(err)?;
         let seqlens_k = Tensor::<i32>::new(alloc, [1usize]).map_err(err)?;
         let total_len = Tensor::<i32>::new(alloc, Vec::<usize>::new()).map_err(err)?;
-        let logits = Tensor::<f32>::new(alloc, [1usize, vocab]).map_err(err)?;
+        let mut logits = Tensor::<f32>::new(alloc, [1usize, vocab]).map_err(err)?;
         let mut binding = self.session.create_binding().map_err(err)?;
         binding.bind_input("token", &token).map_err(err)?;
         binding.bind_input("position", &position).map_err(err)?;
@@ -154,7 +154,6 @@ impl Graph {
             binding.bind_output(format!("present_k_{i}"), &mut k[i]).map_err(err)?;
             binding.bind_output(format!("present_v_{i}"), &mut v[i]).map_err(err)?;
         }
-        let mut logits = logits;
         binding.bind_output("logits", &mut logits).map_err(err)?;
         Ok(KvCache { n_layer, heads, head_dim, kv_head_dim, capacity, len: 0, k, v, token, position, seqlens_k, total_len, logits, binding })
     }

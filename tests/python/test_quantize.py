@@ -34,24 +34,31 @@ def test_quantize_gate_and_variant(tmp_path, golden_dir, golden_bundle):
         assert p.returncode != 0 and "variants.int8" in p.stderr, p.stderr
 
 
+def quantize_or_force(b, flag, graph, *extra):
+    """`quantize --bundle b <flag> [extra]`: when its check accepts, returns (run, the registered variant); when it
+    refuses, the refusal must leave no file and no manifest entry, and --force must then register it: (run, None)."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), flag, *a],
+                                    cwd=REPO, capture_output=True, text=True)
+    r = run(*extra)
+    man = json.loads((b / "manifest.json").read_text())
+    if r.returncode == 0:
+        return r, man["graphs"][graph]["variants"]["int8"]
+    assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
+    assert "variants" not in man["graphs"][graph] and not (b / f"{graph}.int8.onnx").exists()
+    forced = run("--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    return r, None
+
+
 def test_quantize_bert_variant(tmp_path, golden_dir, golden_bundle):
     """int8 BERT: its error against fp32 is measured and stored; the variant is registered only within the bound,
     and gsv loads it with --bert-precision int8 (and refuses the flag on a bundle without it)."""
     b = tmp_path / "b"
     shutil.copytree(golden_bundle, b)
-    r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--bert", "--golden",
-                        str(golden_dir)], cwd=REPO, capture_output=True, text=True)
-    man = json.loads((b / "manifest.json").read_text())
-    if r.returncode == 0:
-        v = man["graphs"]["bert"]["variants"]["int8"]
+    r, v = quantize_or_force(b, "--bert", "bert", "--golden", str(golden_dir))
+    if v is not None:
         assert (b / v["file"]).is_file() and 0.0 <= v["rel_l2_error"] <= 0.05, v
         assert "relative L2" in r.stdout
-    else:
-        assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
-        assert "variants" not in man["graphs"]["bert"] and not (b / "bert.int8.onnx").exists()
-        r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--bert", "--force"],
-                           cwd=REPO, capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
     gsv = REPO / "target" / "debug" / "gsv"
     if gsv.exists():
         p = subprocess.run([str(gsv), "synth", "--bundle", str(b), "--ref", str(b.parent.parent / "x.wav"),
@@ -72,19 +79,10 @@ def test_quantize_vocoder_variant(tmp_path, golden_bundle):
     and stored, registered only at >= 30 dB; gsv synthesises with it."""
     b = tmp_path / "b"
     shutil.copytree(golden_bundle, b)
-    r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--vocoder"], cwd=REPO,
-                       capture_output=True, text=True)
-    man = json.loads((b / "manifest.json").read_text())
+    r, v = quantize_or_force(b, "--vocoder", "sovits_decode")
     assert "SNR" in r.stdout, r.stdout + r.stderr
-    if r.returncode == 0:
-        v = man["graphs"]["sovits_decode"]["variants"]["int8"]
+    if v is not None:
         assert (b / v["file"]).is_file() and v["worst_case_snr_db"] >= 30.0 and v["snr_db"] >= v["worst_case_snr_db"]
-    else:
-        assert r.returncode == 1 and "rejected" in r.stdout, r.stdout + r.stderr
-        assert "variants" not in man["graphs"]["sovits_decode"] and not (b / "sovits_decode.int8.onnx").exists()
-        r = subprocess.run([sys.executable, "-m", "export", "quantize", "--bundle", str(b), "--vocoder", "--force"],
-                           cwd=REPO, capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout + r.stderr
     gsv = REPO / "target" / "debug" / "gsv"
     if gsv.exists():
         p = subprocess.run([str(gsv), "bench", "--bundle", str(b), "--tokens", "30", "--vocoder-precision", "int8",
