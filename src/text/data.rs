@@ -38,6 +38,10 @@ pub struct FrontendData {
     pub t2s: HashMap<char, char>,
     /// g2pW's character tables, read on first use (see [`Self::g2pw`]).
     pub g2pw: OnceLock<Result<super::g2pw::G2pwTables, String>>,
+    /// ToJyutping's dictionary (Cantonese), read on first use (see [`Self::jyutping`]).
+    pub jyutping: OnceLock<Result<super::yue::JyutpingDict, String>>,
+    /// Korean g2p tables (g2pk2), read on first use (see [`Self::korean`]).
+    pub korean: OnceLock<Result<super::ko::KoData, String>>,
     /// OpenCC `s2tw`, read on first use (see [`Self::s2tw`]).
     pub s2tw: OnceLock<Result<super::opencc::S2tw, String>>,
     /// jieba-rs, for `cut_for_search` (tone sandhi's `_split_word`).
@@ -117,6 +121,22 @@ impl FrontendData {
         }
     }
 
+    /// ToJyutping's dictionary, read from this data dir on first use.
+    pub fn jyutping(&self) -> Result<&super::yue::JyutpingDict, TextError> {
+        match self.jyutping.get_or_init(|| super::yue::JyutpingDict::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
+    /// The Korean tables, read from this data dir on first use.
+    pub fn korean(&self) -> Result<&super::ko::KoData, TextError> {
+        match self.korean.get_or_init(|| super::ko::KoData::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self, TextError> {
         let pinyin = PinyinDict::from_json(&read(dir, "pinyin_dict.json")?, &read(dir, "phrases_dict.json")?)
             .map_err(TextError::Data)?;
@@ -154,6 +174,8 @@ impl FrontendData {
             t2s,
             g2pw: OnceLock::new(),
             s2tw: OnceLock::new(),
+            jyutping: OnceLock::new(),
+            korean: OnceLock::new(),
             jieba: jieba_rs::Jieba::new(),
             posseg: OnceLock::new(),
             en,
