@@ -364,3 +364,26 @@ fn random_strings_never_panic() {
     }
     assert!(ok > 1000, "only {ok} results were Ok");
 }
+
+/// `text::golden::check` (what `gsv parity` runs) passes on both golden folders and catches a wrong case.
+#[test]
+fn parity_text_checks() {
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
+    for dir in [golden_dir(), golden_dir().join("../golden-v1")] {
+        let checks = text::golden::check(&data, &dir);
+        let failed: Vec<String> = checks.iter().filter(|c| !c.pass).map(|c| c.to_string()).collect();
+        assert!(checks.len() >= 20 && failed.is_empty(), "{}: {failed:?}", dir.display());
+    }
+    // a tampered copy of one case must fail
+    let tmp = std::env::temp_dir().join(format!("gsv-golden-text-{}", std::process::id()));
+    std::fs::create_dir_all(tmp.join("text_frontend")).unwrap();
+    let j = load(golden_dir().join("text_frontend/clean_text_cases.json"));
+    let mut one = j["cases"][0].clone();
+    one["phones"][0] = Value::String("zz".into());
+    std::fs::write(tmp.join("text_frontend/clean_text_cases.json"), serde_json::json!({"cases": [one]}).to_string()).unwrap();
+    let checks = text::golden::check(&data, &tmp);
+    let _ = std::fs::remove_dir_all(&tmp);
+    assert!(checks.len() == 1 && !checks[0].pass, "{checks:?}");
+    // a folder without cases fails
+    assert!(text::golden::check(&data, std::path::Path::new("/nonexistent")).iter().all(|c| !c.pass));
+}

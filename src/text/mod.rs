@@ -12,6 +12,7 @@ pub mod cut;
 pub mod data;
 pub mod en;
 pub mod g2pw;
+pub mod golden;
 pub mod ja;
 pub mod ko;
 pub mod langseg;
