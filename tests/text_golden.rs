@@ -173,6 +173,8 @@ fn own_fixtures() {
                 let l = match lang {
                     "zh" => Lang::Zh,
                     "en" => Lang::En,
+                    "ko" => Lang::Ko,
+                    "yue" => Lang::Yue,
                     _ => Lang::Ja,
                 };
                 text::clean_text(&data, text, l, v)

@@ -200,4 +200,23 @@ mod tests {
         let s = split("我有3个苹果", "zh").unwrap();
         assert_eq!(s, vec![(Lang::Zh, "我有3个苹果".to_string())]);
     }
+
+    /// `auto` on texts whose scripts decide the language (what LangSegmenter's `split_jako` passes and
+    /// `full_en` give whatever the detector said of the pieces).
+    #[test]
+    fn auto_by_script() {
+        let s = split("안녕하세요, 你好。Hello world!", "auto").unwrap();
+        assert_eq!(
+            s,
+            vec![(Lang::Ko, "안녕하세요, ".into()), (Lang::Zh, "你好。".into()), (Lang::En, "Hello world!".into())]
+        );
+        let s = split("私は学生です。我是学生。", "auto").unwrap();
+        assert_eq!(s, vec![(Lang::Ja, "私は学生です。".into()), (Lang::Zh, "我是学生。".into())]);
+        let s = split("한국어 3개와 中文", "auto_yue").unwrap();
+        assert_eq!(s, vec![(Lang::Ko, "한국어 3개와 ".into()), (Lang::Yue, "中文".into())]);
+        let s = split("我用iPhone 15拍照", "yue").unwrap();
+        assert_eq!(s, vec![(Lang::Yue, "我用".into()), (Lang::En, "iPhone 15".into()), (Lang::Yue, "拍照".into())]);
+        let s = split("Hello 세계", "all_ko").unwrap();
+        assert_eq!(s, vec![(Lang::En, "Hello ".into()), (Lang::Ko, "세계".into())]);
+    }
 }
