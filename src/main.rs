@@ -360,8 +360,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let g = parity::Golden::open(&golden)?;
             let mut engine = load_engine(&bundle, &rt)?;
             let checks = parity::run(&mut engine, &g, &mut |c| println!("{c}"));
-            let passed = checks.iter().filter(|c| c.pass).count();
-            let failed = checks.len() - passed;
+            // the text frontend against the same folder's text_frontend cases
+            let text_checks = match gsv::text::FrontendData::global() {
+                Ok(data) => gsv::text::golden::check(data, &golden),
+                Err(e) => vec![gsv::text::golden::TextCheck { name: "frontend data".into(), pass: false, detail: e.to_string() }],
+            };
+            text_checks.iter().for_each(|c| println!("{c}"));
+            let passed = checks.iter().filter(|c| c.pass).count() + text_checks.iter().filter(|c| c.pass).count();
+            let failed = checks.len() + text_checks.len() - passed;
             println!("{passed} passed, {failed} failed");
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }

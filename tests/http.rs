@@ -330,7 +330,12 @@ fn api2_api_v2_and_openai_routes() {
     assert!(m.contains("file not found"), "{m}");
     let m = bad(srv.post("/", &api2_json(TEXT, Some((short.to_str().unwrap(), REF_TEXT, "zh")), None)), "reference too short");
     assert!(m.contains("3~10"), "{m}");
-    bad(srv.post("/", r#"{"text": "안녕하세요 세계", "text_language": "ko"}"#), "a language the engine does not support");
+    // Korean and Cantonese (issue 13): audio, no longer a 400
+    for body in [r#"{"text": "안녕하세요 세계", "text_language": "ko"}"#, r#"{"text": "我今日好開心，你呢？", "text_language": "yue"}"#] {
+        let r = srv.post("/", body);
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        assert_eq!(&r.body[0..4], b"RIFF", "{body}");
+    }
     let long = "你好。".repeat(4000);
     bad(srv.post("/", &api2_json(&long, None, None)), "text too long");
     // a body over --max-body (1 MiB): refused from its Content-Length, before it is read

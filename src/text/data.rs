@@ -36,8 +36,14 @@ pub struct FrontendData {
     pub lists: ZhLists,
     /// traditional -> simplified.
     pub t2s: HashMap<char, char>,
-    /// Characters g2pW knows (MONOPHONIC_CHARS.txt + POLYPHONIC_CHARS.txt, traditional forms).
-    pub g2pw_chars: HashSet<char>,
+    /// g2pW's character tables, read on first use (see [`Self::g2pw`]).
+    pub g2pw: OnceLock<Result<super::g2pw::G2pwTables, String>>,
+    /// ToJyutping's dictionary (Cantonese), read on first use (see [`Self::jyutping`]).
+    pub jyutping: OnceLock<Result<super::yue::JyutpingDict, String>>,
+    /// Korean g2p tables (g2pk2), read on first use (see [`Self::korean`]).
+    pub korean: OnceLock<Result<super::ko::KoData, String>>,
+    /// OpenCC `s2tw`, read on first use (see [`Self::s2tw`]).
+    pub s2tw: OnceLock<Result<super::opencc::S2tw, String>>,
     /// jieba-rs, for `cut_for_search` (tone sandhi's `_split_word`).
     pub jieba: jieba_rs::Jieba,
     /// jieba's POS segmenter (`jieba_fast.posseg` upstream), loaded on first use (see [`Self::posseg`]).
@@ -99,6 +105,38 @@ impl FrontendData {
         }
     }
 
+    /// g2pW's tables, read from this data dir on first use.
+    pub fn g2pw(&self) -> Result<&super::g2pw::G2pwTables, TextError> {
+        match self.g2pw.get_or_init(|| super::g2pw::G2pwTables::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
+    /// OpenCC `s2tw`, read from `opencc/` of this data dir on first use.
+    pub fn s2tw(&self) -> Result<&super::opencc::S2tw, TextError> {
+        match self.s2tw.get_or_init(|| super::opencc::S2tw::load(&self.dir.join("opencc")).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
+    /// ToJyutping's dictionary, read from this data dir on first use.
+    pub fn jyutping(&self) -> Result<&super::yue::JyutpingDict, TextError> {
+        match self.jyutping.get_or_init(|| super::yue::JyutpingDict::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
+    /// The Korean tables, read from this data dir on first use.
+    pub fn korean(&self) -> Result<&super::ko::KoData, TextError> {
+        match self.korean.get_or_init(|| super::ko::KoData::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self, TextError> {
         let pinyin = PinyinDict::from_json(&read(dir, "pinyin_dict.json")?, &read(dir, "phrases_dict.json")?)
             .map_err(TextError::Data)?;
@@ -126,14 +164,6 @@ impl FrontendData {
             .zip(lists.simplified_characters.chars())
             .filter(|(t, s)| t != s)
             .collect();
-        let mut g2pw_chars = HashSet::new();
-        for f in ["MONOPHONIC_CHARS.txt", "POLYPHONIC_CHARS.txt"] {
-            for line in read(dir, f)?.lines() {
-                if let Some(c) = line.chars().next() {
-                    g2pw_chars.insert(c);
-                }
-            }
-        }
         let en = EnDict::load(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -142,7 +172,10 @@ impl FrontendData {
             opencpop,
             lists,
             t2s,
-            g2pw_chars,
+            g2pw: OnceLock::new(),
+            s2tw: OnceLock::new(),
+            jyutping: OnceLock::new(),
+            korean: OnceLock::new(),
             jieba: jieba_rs::Jieba::new(),
             posseg: OnceLock::new(),
             en,

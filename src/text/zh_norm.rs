@@ -213,7 +213,10 @@ fn replace_number(c: &Captures) -> String {
     format!("{sign}{}", num2str(g(c, 2)))
 }
 
-const GREEK: &[(&str, &str)] = &[
+/// `TextNormalizer._post_replace`, in upstream's order: `/` is read 每 ("per": `km/h`, `次/秒`), circled digits,
+/// Greek letters, then the arithmetic signs left over after `RE_ASMD`.
+const POST_REPLACE: &[(&str, &str)] = &[
+    ("/", "每"),
     ("①", "一"), ("②", "二"), ("③", "三"), ("④", "四"), ("⑤", "五"), ("⑥", "六"), ("⑦", "七"), ("⑧", "八"), ("⑨", "九"), ("⑩", "十"),
     ("α", "阿尔法"), ("β", "贝塔"), ("γ", "伽玛"), ("Γ", "伽玛"), ("δ", "德尔塔"), ("Δ", "德尔塔"), ("ε", "艾普西龙"),
     ("ζ", "捷塔"), ("η", "依塔"), ("θ", "西塔"), ("Θ", "西塔"), ("ι", "艾欧塔"), ("κ", "喀帕"), ("λ", "拉姆达"), ("Λ", "拉姆达"),
@@ -261,8 +264,10 @@ pub fn normalize_sentence(data: &FrontendData, s: &str) -> String {
     s = sub(&re.time, &s, |c| replace_time(c, false));
     s = sub(&re.to_range, &s, |c| g(c, 0).replace('~', "至"));
     s = sub(&re.temperature, &s, |c| {
+        // Upstream's `replace_temperature` reads the unit from group 3, which is the decimal part, so the
+        // 摄氏度 branch never fires: every unit (°C, ℃, 度, 摄氏度) is read 度.
         let sign = if g(c, 1).is_empty() { "" } else { "零下" };
-        let unit = if g(c, 4) == "摄氏度" { "摄氏度" } else { "度" };
+        let unit = if g(c, 3) == "摄氏度" { "摄氏度" } else { "度" };
         format!("{sign}{}{unit}", num2str(g(c, 2)))
     });
     for (k, v) in &data.lists.measure_units {
@@ -329,7 +334,7 @@ pub fn normalize_sentence(data: &FrontendData, s: &str) -> String {
     });
     s = sub(&re.default_num, &s, |c| verbalize_digit(g(c, 0), true));
     s = sub(&re.number, &s, replace_number);
-    for (k, v) in GREEK {
+    for (k, v) in POST_REPLACE {
         s = s.replace(k, v);
     }
     s.chars().filter(|c| !"-—《》【】<=>{}()（）#&@“”^_|\\".contains(*c)).collect()
