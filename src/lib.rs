@@ -4,6 +4,7 @@
 //! Only [`runtime`] touches `ort`; stages take and return plain data; [`engine`] runs them in order.
 
 pub mod bundle;
+pub mod codec;
 pub mod engine;
 pub mod gpt;
 pub mod http;

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 pub use cache::{content_hash, ContentHash, ReferenceCache};
 pub use decode::{decode_bytes, load_file};
 pub use sinc::resample_torchaudio;
-pub use soxr::resample_soxr_hq;
+pub use soxr::{resample_soxr_hq, SoxrStream};
 pub use spec::{spectrogram, Spectrogram};
 
 /// Sample rate HuBERT expects.
