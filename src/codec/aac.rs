@@ -55,7 +55,8 @@ pub(crate) struct AdtsEncoder {
     stream: *mut ff::AVStream,
     frame: *mut ff::AVFrame,
     pkt: *mut ff::AVPacket,
-    // Boxed: its address is the avio opaque pointer.
+    // Boxed: its address is the avio opaque pointer, which must not move with the encoder.
+    #[allow(clippy::box_collection)]
     sink: Box<Vec<u8>>,
     frame_size: usize,
     pending: Vec<f32>,
