@@ -1,9 +1,10 @@
 //! gsv: GPT-SoVITS inference on ONNX Runtime.
 //!
-//! Data flows text -> [`text`] -> [`reference`] -> [`gpt`] -> [`vocoder`] -> WAV -> [`http`].
+//! Data flows text -> [`text`] -> [`reference`] -> [`gpt`] -> [`vocoder`] -> WAV or [`codec`] -> [`http`].
 //! Only [`runtime`] touches `ort`; stages take and return plain data; [`engine`] runs them in order.
 
 pub mod bundle;
+pub mod codec;
 pub mod engine;
 pub mod gpt;
 pub mod http;

@@ -1,7 +1,10 @@
 //! Decoding: file bytes -> mono [`Audio`] at the file's own rate.
 //!
-//! In: WAV (RIFF/WAVE; PCM 8/16/24/32-bit or 32-bit float, read with `hound`), else MP3 / FLAC /
-//! Ogg Vorbis (and WAV variants hound rejects, e.g. A-law) through `symphonia`.
+//! In: WAV (RIFF/WAVE; PCM 8/16/24/32-bit or 32-bit float, read with `hound`), else through
+//! `symphonia`: MP3, FLAC, Ogg Vorbis, AAC-LC in MP4/M4A or ADTS (a phone recording), Vorbis in
+//! Matroska/WebM, and WAV variants hound rejects (e.g. A-law); Opus in Ogg or WebM/Matroska is
+//! demuxed by symphonia and decoded by libopus (mono/stereo, mapping family 0) at 48 kHz, with the
+//! pre-skip and Ogg's end trimming applied.
 //! Out: `Audio { samples: Vec<f32> (mono), sample_rate }`.
 //!
 //! Integer PCM becomes float as libsndfile (soundfile, used by both librosa and torchaudio in
@@ -13,7 +16,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL, CODEC_TYPE_OPUS};
 use symphonia::core::errors::Error as SymErr;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::MediaSourceStream;
@@ -38,14 +41,14 @@ pub fn decode_bytes(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         match decode_wav_hound(bytes) {
             Ok(a) => a,
             // hound only reads PCM / IEEE float; let symphonia try the other WAV codecs.
-            Err(ReferenceError::UnsupportedFormat(why)) => match decode_symphonia(bytes, Some("wav")) {
+            Err(ReferenceError::UnsupportedFormat(why)) => match decode_symphonia_guarded(bytes, Some("wav")) {
                 Ok(a) => a,
                 Err(_) => return Err(ReferenceError::UnsupportedFormat(why)),
             },
             Err(e) => return Err(e),
         }
     } else {
-        decode_symphonia(bytes, ext_hint)?
+        decode_symphonia_guarded(bytes, ext_hint)?
     };
     if audio.sample_rate == 0 {
         return Err(ReferenceError::BadSampleRate(0));
@@ -117,6 +120,14 @@ fn hound_err(e: hound::Error) -> ReferenceError {
     }
 }
 
+/// [`decode_symphonia`] with a panic turned into an error: symphonia 0.5's demuxers can panic on
+/// malformed input (its Matroska reader does on a truncated WebM header), and a reference upload must
+/// never take a worker down.
+fn decode_symphonia_guarded(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode_symphonia(bytes, ext_hint)))
+        .unwrap_or_else(|_| Err(ReferenceError::Decode("malformed or truncated audio file".into())))
+}
+
 fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceError> {
     let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
     let mut hint = Hint::new();
@@ -136,6 +147,11 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| ReferenceError::UnsupportedFormat("no decodable audio track".into()))?;
+    if track.codec_params.codec == CODEC_TYPE_OPUS {
+        // symphonia demuxes Opus but has no decoder for it: libopus decodes (read again with gapless
+        // trimming on, so that the Ogg pre-skip and end trim come with the packets)
+        return decode_opus(bytes, ext_hint);
+    }
     let track_id = track.id;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
     let mut decoder = symphonia::default::get_codecs()
@@ -175,4 +191,69 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         mono.extend(mix_to_mono(sb.samples(), channels));
     }
     Ok(Audio { samples: mono, sample_rate: rate })
+}
+
+/// Opus in Ogg or Matroska/WebM: symphonia's demuxer, libopus's decoder ([`crate::codec::OpusDecoder`]).
+fn decode_opus(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceError> {
+    const OPUS_RATE: u32 = 48_000;
+    let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes.to_vec())), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = ext_hint {
+        hint.with_extension(ext);
+    }
+    let opts = FormatOptions { enable_gapless: true, ..Default::default() };
+    let probed = symphonia::default::get_probe()
+        .format(&hint, mss, &opts, &MetadataOptions::default())
+        .map_err(|e| ReferenceError::Decode(e.to_string()))?;
+    let mut format = probed.format;
+    let track = format
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec == CODEC_TYPE_OPUS)
+        .ok_or_else(|| ReferenceError::UnsupportedFormat("no Opus track".into()))?;
+    let track_id = track.id;
+    // OpusHead (RFC 7845 5.1): channel count at 9, pre-skip at 10..12, mapping family at 18.
+    let head = track.codec_params.extra_data.as_deref().unwrap_or(&[]);
+    if head.len() < 19 || &head[..8] != b"OpusHead" {
+        return Err(ReferenceError::Decode("Opus track without an OpusHead".into()));
+    }
+    let channels = head[9] as usize;
+    let pre_skip = u16::from_le_bytes([head[10], head[11]]) as usize;
+    let family = head[18];
+    if family != 0 || !(1..=2).contains(&channels) {
+        return Err(ReferenceError::UnsupportedFormat(format!(
+            "Opus with {channels} channels (mapping family {family}); only mono and stereo are decoded"
+        )));
+    }
+    let mut dec = crate::codec::OpusDecoder::new(OPUS_RATE, channels).map_err(|e| ReferenceError::Decode(e.to_string()))?;
+    let mut interleaved: Vec<f32> = Vec::new();
+    let mut packet_pcm: Vec<f32> = Vec::new();
+    let mut trimmed_by_demuxer = false;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SymErr::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(SymErr::ResetRequired) => break,
+            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        packet_pcm.clear();
+        let n = match dec.decode(&packet.data, &mut packet_pcm) {
+            Ok(n) => n,
+            // a corrupt packet: skip it, as players do
+            Err(_) => continue,
+        };
+        let start = (packet.trim_start() as usize).min(n);
+        let end = n - (packet.trim_end() as usize).min(n - start);
+        trimmed_by_demuxer |= packet.trim_start() > 0;
+        interleaved.extend_from_slice(&packet_pcm[start * channels..end * channels]);
+    }
+    if !trimmed_by_demuxer {
+        // Matroska/WebM: the demuxer does not apply the pre-skip; drop it here.
+        let k = (pre_skip * channels).min(interleaved.len());
+        interleaved.drain(..k);
+    }
+    Ok(Audio { samples: mix_to_mono(&interleaved, channels), sample_rate: OPUS_RATE })
 }

@@ -1,6 +1,7 @@
 //! Reference audio: from a file (or its bytes) to the arrays the graphs need.
 //!
-//! In:  an audio file (WAV PCM 8/16/24/32-bit or float, MP3, FLAC, Ogg Vorbis), any rate, any channel count.
+//! In:  an audio file (WAV PCM 8/16/24/32-bit or float, MP3, FLAC, Ogg Vorbis, AAC in M4A/MP4 or ADTS,
+//!      Opus in Ogg or WebM, Vorbis in WebM), any rate, any channel count.
 //! Out:
 //! * [`Audio`]: mono `f32` samples at the file's native rate (channel mean, integer PCM scaled by
 //!   `1 / 2^(bits-1)` as libsndfile does).
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 pub use cache::{content_hash, ContentHash, ReferenceCache};
 pub use decode::{decode_bytes, load_file};
 pub use sinc::resample_torchaudio;
-pub use soxr::resample_soxr_hq;
+pub use soxr::{resample_soxr_hq, SoxrStream};
 pub use spec::{spectrogram, Spectrogram};
 
 /// Sample rate HuBERT expects.
