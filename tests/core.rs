@@ -294,3 +294,58 @@ fn cuda_request_falls_back_to_cpu_or_fails_strictly() {
         Ok(_) => panic!("strict CUDA must not load on a CPU-only ONNX Runtime"),
     }
 }
+
+/// Seeded requests through the whole request path (`Engine::tts`) on the committed demo bundle give exactly the
+/// bytes they gave before the engine redesign (issue 11): token counts, segment counts and the sha256 of the PCM.
+/// Covers api2 cutting with whole-segment decoding, api_v2 cutting with token-chunk streaming, and speed, sampling
+/// parameters and an extra reference (speaker-vector averaging). One thread per graph, so the float results do not
+/// depend on how ONNX Runtime splits work.
+#[test]
+fn seeded_requests_are_pinned() {
+    use gsv::engine::pipeline::{RefAudio, TextSplit, TtsRequest};
+    use gsv::engine::Engine;
+    use gsv::runtime::{Runtime, SessionOptions};
+    use gsv::text::FrontendData;
+    use sha2::{Digest, Sha256};
+
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &repo().join("onnx/demo"), &SessionOptions { intra_threads: 1, ..Default::default() }).unwrap();
+    let data = FrontendData::global().unwrap();
+    let reference = RefAudio::Path(repo().join("onnx/demo/ref.wav"));
+    let ref_text = "今天天气很好，我们去公园散步。";
+
+    let mut whole = TtsRequest::new("你好，世界。今天天气很好，我们去公园散步吧。", "zh", reference.clone(), ref_text, "zh");
+    whole.seed = Some(1);
+    let mut stream = TtsRequest::new("你好，世界。今天天气很好，我们去公园散步吧。明天见。", "zh", reference.clone(), ref_text, "zh");
+    stream.split = TextSplit::V2("cut5".into());
+    stream.seed = Some(2);
+    stream.stream = Some(gsv::vocoder::stream::StreamParams { chunk: 8, ..Default::default() });
+    let mut params = TtsRequest::new("Hello world, this is a test. 你好，世界。", "auto", reference.clone(), ref_text, "zh");
+    params.seed = Some(3);
+    params.speed = 1.25;
+    params.top_k = 5;
+    params.temperature = 0.8;
+    params.aux_refs = vec![reference.clone()];
+
+    let mut got = Vec::new();
+    for (name, req) in [("whole", &whole), ("stream", &stream), ("params", &params)] {
+        let mut pcm: Vec<u8> = Vec::new();
+        let mut pieces = 0;
+        let st = engine
+            .tts(data, req, &|| false, &mut |seg| {
+                pieces += 1;
+                pcm.extend(seg.pcm.iter().flat_map(|s| s.to_le_bytes()));
+                true
+            })
+            .unwrap();
+        let hash: String = Sha256::digest(&pcm).iter().map(|b| format!("{b:02x}")).collect();
+        eprintln!("{name}: {} segments, {} pieces, {} tokens, {} samples, sha256 {hash}", st.segments, pieces, st.tokens, pcm.len() / 2);
+        got.push(format!("{name} {} {} {} {} {hash}", st.segments, pieces, st.tokens, pcm.len() / 2));
+    }
+    let want = [
+        "whole 3 3 324 443520 b0f4c7ac472520e1acd567fb2f8dba1509f59e3b8114818037eaa73aa629755e",
+        "stream 3 81 632 837760 eaa4ca909caf0742955d8743e44d815086d66e4e07a7599146b958bd339855e5",
+        "params 3 3 525 567680 39ebd020d6d941b2f23caf4cc42327619f29b6c6c74f9f4d7d6d09b17c591032",
+    ];
+    assert_eq!(got, want);
+}
