@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod engine;
 pub mod gpt;
 pub mod http;
+pub mod npy;
 pub mod reference;
 pub mod runtime;
 pub mod text;

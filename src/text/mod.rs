@@ -13,6 +13,7 @@ pub mod data;
 pub mod en;
 pub mod ja;
 pub mod langseg;
+pub mod language;
 pub mod pinyin;
 pub mod posseg;
 pub mod symbols;
@@ -22,6 +23,7 @@ pub mod zh_norm;
 use serde::Serialize;
 
 pub use data::FrontendData;
+pub use language::Language;
 pub use symbols::{SymbolTable, SymbolVersion};
 
 /// Errors of the text frontend.
