@@ -2,8 +2,8 @@
 //!
 //! Who owns what:
 //! * [`Engine`] owns one loaded bundle as four model structs, each owning its graphs and declaring their
-//!   contracts: [`reference::Hubert`] (hubert + vq_encode: 16 kHz reference -> prompt codes), [`text::Bert`]
-//!   (bert + tokenizer), [`gpt::Gpt`] (prefill + step + K/V cache) and [`vocoder::Vocoder`] (ref_enc +
+//!   contracts: [`crate::reference::Hubert`] (hubert + vq_encode: 16 kHz reference -> prompt codes), [`crate::text::bert::Bert`]
+//!   (bert + tokenizer), [`crate::gpt::Gpt`] (prefill + step + K/V cache) and [`crate::vocoder::Vocoder`] (ref_enc +
 //!   sovits_decode). No graph is reachable from outside the model structs.
 //! * [`Engine::tts`] ([`pipeline`]) is the request path: planning (cut into segments, prompt preprocessing),
 //!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector, from the shared

@@ -4,7 +4,7 @@
 //! codes `P` (25 Hz). Output: generated semantic tokens (25 Hz, ids < EOS), streamed through a callback
 //! as they are decided, plus timings.
 //!
-//! Loop (upstream `infer_panel_naive`), step `idx` from 0: logits of the last position; for `idx < 11` the
+//! Loop ([`Gpt::generate`], upstream `infer_panel_naive`), step `idx` from 0: logits of the last position; for `idx < 11` the
 //! EOS column is dropped (`logits[:, :-1]`); [`Sampler`] draws a token given all previous tokens (prompt
 //! included). Stop when the argmax of the penalised logits or the sample is EOS (the EOS is dropped),
 //! when more than `early_stop_num` tokens were generated (the last one is kept), or at step 1499.
