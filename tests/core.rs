@@ -48,6 +48,7 @@ fn manifest_valid_and_each_mismatch_names_its_field() {
     assert_eq!(field_of(bad(&|v| v["format_version"] = 1.into())), "format_version");
     assert_eq!(field_of(bad(&|v| v["symbols"]["sha256"] = "ab".into())), "symbols.sha256");
     assert_eq!(field_of(bad(&|v| v["symbols"]["count"] = 6.into())), "symbols.count");
+    assert_eq!(field_of(bad(&|v| v["symbols"]["version"] = "v9".into())), "symbols.version");
     assert_eq!(field_of(bad(&|v| v["gpt"]["eos"] = 7.into())), "gpt.eos");
     assert_eq!(field_of(bad(&|v| v["gpt"]["kv_head_dim"] = 12.into())), "gpt.kv_head_dim");
     assert_eq!(field_of(bad(&|v| v["gpt"]["n_layer"] = 3.into())), "graphs.gpt_prefill.outputs");
@@ -350,4 +351,51 @@ fn seeded_requests_are_pinned() {
         "params 3 3 525 567680 39ebd020d6d941b2f23caf4cc42327619f29b6c6c74f9f4d7d6d09b17c591032",
     ];
     assert_eq!(got, want);
+}
+
+/// Everything a bundle declares is checked when it loads, with an error naming the field, instead of failing every
+/// request later: an unknown symbol table version, a symbol list that is not the frontend's table, a broken
+/// tokenizer, a listed precision variant whose file is missing, a precision the bundle does not have.
+#[test]
+fn bad_bundles_fail_at_load() {
+    use gsv::bundle::Precision;
+    use gsv::engine::{Engine, EngineOptions, Precisions};
+    use gsv::runtime::{Runtime, SessionOptions};
+    let rt = Runtime::init(None).unwrap();
+    let opts: EngineOptions = SessionOptions { intra_threads: 1, ..Default::default() }.into();
+    let demo = repo().join("onnx/demo");
+    Engine::load(&rt, &demo, &opts).expect("the demo bundle loads");
+    let copy = |name: &str, edit: &dyn Fn(&Path, &mut serde_json::Value)| -> String {
+        let d = std::env::temp_dir().join(format!("gsv-core-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for e in std::fs::read_dir(&demo).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), d.join(e.file_name())).unwrap();
+        }
+        let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("manifest.json")).unwrap()).unwrap();
+        edit(&d, &mut m);
+        std::fs::write(d.join("manifest.json"), m.to_string()).unwrap();
+        let err = match Engine::load(&rt, &d, &opts) {
+            Ok(_) => panic!("{name}: the bundle loaded"),
+            Err(e) => e.to_string(),
+        };
+        let _ = std::fs::remove_dir_all(&d);
+        err
+    };
+    let e = copy("version", &|_, m| m["symbols"]["version"] = "v7".into());
+    assert!(e.contains("symbols.version"), "{e}");
+    let e = copy("list", &|_, m| {
+        let list = m["symbols"]["list"].as_array_mut().unwrap();
+        list.swap(10, 11);
+        let l: Vec<String> = list.iter().map(|x| x.as_str().unwrap().to_string()).collect();
+        m["symbols"]["sha256"] = gsv::bundle::symbols_hash(&l).into();
+    });
+    assert!(e.contains("symbols.list"), "{e}");
+    let e = copy("tokenizer", &|d, _| std::fs::write(d.join("tokenizer.json"), "{not json").unwrap());
+    assert!(e.contains("tokenizer.json"), "{e}");
+    let e = copy("variant", &|_, m| m["graphs"]["gpt_step"]["variants"] = serde_json::json!({"int8": {"file": "gpt_step.int8.onnx"}}));
+    assert!(e.contains("graphs.gpt_step.variants.int8") && e.contains("missing"), "{e}");
+    let no_variant = EngineOptions { precision: Precisions { gpt: Precision::Int4, ..Default::default() }, ..opts.clone() };
+    let e = Engine::load(&rt, &demo, &no_variant).err().expect("no int4 variant in the demo bundle").to_string();
+    assert!(e.contains("variants.int4"), "{e}");
 }

@@ -89,12 +89,16 @@ impl Engine {
         };
         st.reference_ms = t0.elapsed().as_secs_f64() * 1e3;
         st.reference_cached = cached;
+        // a stage boundary: a client gone (or a deadline passed) during the voice's features stops here
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
 
-        let m = self.bundle.manifest.clone();
+        let g = &self.bundle.manifest.gpt;
         let seed = req.seed.unwrap_or_else(fresh_seed);
         st.seed = seed;
-        let top_k = if req.top_k == 0 { m.gpt.top_k as usize } else { req.top_k };
-        let early = req.early_stop_num.unwrap_or(50 * m.gpt.max_sec as i64);
+        let top_k = if req.top_k == 0 { g.top_k as usize } else { req.top_k };
+        let early = req.early_stop_num.unwrap_or(50 * g.max_sec as i64);
         let samples_per_token = self.vocoder.samples_per_token();
         for (si, seg_text) in plan.segments.iter().enumerate() {
             if cancel() {
