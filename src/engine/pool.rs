@@ -450,6 +450,11 @@ impl Pool {
         PoolHealth { serving, states: self.slots.iter().map(|s| s.get().name()).collect() }
     }
 
+    /// The workers' published states, without asking them (nothing counted as serving).
+    pub fn states(&self) -> PoolHealth {
+        PoolHealth { serving: 0, states: self.slots.iter().map(|s| s.get().name()).collect() }
+    }
+
     /// Stops taking jobs, lets the workers finish the queued and running ones, joins them.
     pub fn shutdown(&self) {
         self.queue.close();

@@ -406,8 +406,10 @@ async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<B
 /// 200 when at least one worker answers that it can serve (busy workers count) and the server is not stopping.
 async fn health(state: &State) -> Response<Body> {
     let m = state.default_model();
-    let h = state.pool.health(HEALTH_TIMEOUT).await;
-    let ready = h.can_serve() && !*state.shutdown.borrow();
+    let stopping = *state.shutdown.borrow();
+    // a stopping server is not asked: its workers are finishing their last jobs
+    let h = if stopping { state.pool.states() } else { state.pool.health(HEALTH_TIMEOUT).await };
+    let ready = h.can_serve() && !stopping;
     let body = json!({
         "status": if ready { "ok" } else { "unavailable" },
         "model": m.label,
