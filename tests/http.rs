@@ -685,12 +685,12 @@ fn timeout_and_graceful_shutdown() {
     assert!(code.success(), "{code:?}");
 }
 
-/// Polls `/health` until it answers `want` (at most 30 s); returns the last answer.
-fn health_becomes(srv: &Server, want: u16) -> Resp {
+/// Polls `/health` until `done` holds for its answer (at most 30 s); returns the last answer.
+fn health_until(srv: &Server, done: impl Fn(&Resp) -> bool) -> Resp {
     let t0 = Instant::now();
     loop {
         let r = srv.get("/health");
-        if r.status == want || t0.elapsed() > Duration::from_secs(30) {
+        if done(&r) || t0.elapsed() > Duration::from_secs(30) {
             return r;
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -717,7 +717,7 @@ fn panicking_job_is_answered_and_the_worker_rebuilt() {
     assert_eq!(ok.status, 200, "{}", ok.text());
     check_wav(&ok.body);
     assert_eq!(srv.metric("gsv_worker_restarts_total"), 1.0);
-    let h = health_becomes(&srv, 200);
+    let h = health_until(&srv, |r| r.status == 200);
     assert_eq!(h.status, 200, "{}", h.text());
     assert_eq!(h.json()["workers_serving"], 1);
     // api_v2's shape: a 500 too, without the panic's text
@@ -735,10 +735,11 @@ fn panicking_job_is_answered_and_the_worker_rebuilt() {
     let r = srv.post("/", &bad);
     assert_eq!(r.status, 500);
     assert_eq!(srv.metric("gsv_worker_restarts_total"), 1.0);
-    let h = health_becomes(&srv, 503);
+    // the worker publishes `rebuilding` before the 500 goes out, then `broken` once the reload has failed
+    let h = health_until(&srv, |r| r.json()["worker_states"] == serde_json::json!(["broken"]));
+    assert_eq!(h.json()["worker_states"], serde_json::json!(["broken"]), "{}", h.text());
     assert_eq!(h.status, 503, "{}", h.text());
     assert_eq!(h.json()["status"], "unavailable");
-    assert_eq!(h.json()["worker_states"], serde_json::json!(["broken"]));
     // a request now gets a clean 500 (the worker tries to load its engine again and cannot), not a hang
     let r = srv.post("/", &api2_json(TEXT, None, Some(1)));
     assert_eq!(r.status, 500, "{}", r.text());

@@ -524,14 +524,19 @@ impl Worker {
                 Work::Job(job) => {
                     self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
                     self.run_job(*job);
-                    self.slot.set(match &self.broken {
-                        Some(why) => WorkerState::Broken(why.clone()),
-                        None => WorkerState::Idle,
-                    });
+                    self.publish_idle_state();
                 }
             }
         }
         tracing::debug!(worker = self.w, "worker stopped");
+    }
+
+    /// Between jobs: idle, or broken when the last engine load failed.
+    fn publish_idle_state(&self) {
+        self.slot.set(match &self.broken {
+            Some(why) => WorkerState::Broken(why.clone()),
+            None => WorkerState::Idle,
+        });
     }
 
     /// Load `model` into this worker (dropping the old engine of that name first: one model in memory per name).
@@ -572,6 +577,7 @@ impl Worker {
         let fresh = self.engines.get(&job.model.name).is_none_or(|(g, _)| *g != job.model.generation);
         if fresh {
             if let Err(e) = self.load(&job.model) {
+                self.publish_idle_state();
                 job.finish(Err(e));
                 return;
             }
@@ -595,9 +601,11 @@ impl Worker {
                 tracing::error!("job panicked: {msg}; rebuilding this worker's engine");
                 self.metrics.worker_restarts.fetch_add(1, Ordering::Relaxed);
                 let model = job.model.clone();
-                job.finish(Err(EngineError::Panicked(msg)));
-                // the engine may be half-way through anything: drop it and load a fresh one now
+                // the engine may be half-way through anything: drop it and load a fresh one now (the state is
+                // published before the answer, so a client that asks /health right after it sees the truth)
+                self.engines.remove(&model.name);
                 self.slot.set(WorkerState::Rebuilding);
+                job.finish(Err(EngineError::Panicked(msg)));
                 if self.load(&model).is_ok() {
                     tracing::info!("engine rebuilt after the panic");
                 }
