@@ -399,3 +399,21 @@ fn bad_bundles_fail_at_load() {
     let e = Engine::load(&rt, &demo, &no_variant).err().expect("no int4 variant in the demo bundle").to_string();
     assert!(e.contains("variants.int4"), "{e}");
 }
+
+/// Upstream's "fewer than 6 phones: once more with `.` in front" (TextPreprocessor.get_phones_and_bert) happens once:
+/// the features every segment gets (`Engine::text_features`, for api2 and api_v2 cutting alike) are the frontend's,
+/// with a single `.` added, and their BERT block matches the phones.
+#[test]
+fn short_segments_are_retried_once() {
+    use gsv::engine::Engine;
+    use gsv::runtime::{Runtime, SessionOptions};
+    use gsv::text::{phonemize_with, FrontendData, Language, SymbolVersion};
+    let rt = Runtime::init(None).unwrap();
+    let mut engine = Engine::load(&rt, &repo().join("onnx/demo"), &SessionOptions { intra_threads: 1, ..Default::default() }.into()).unwrap();
+    let data = FrontendData::global().unwrap();
+    let f = engine.text_features(data, "嗯。", Language::Zh).unwrap();
+    let p = phonemize_with(data, "嗯。", "zh", SymbolVersion::V2).unwrap();
+    assert_eq!(f.phone_ids, p.phone_ids);
+    assert_eq!(p.phones, [".", "EE", "en1", "."], "one `.` in front, not two");
+    assert_eq!(f.bert.dim(), (engine.manifest().bert_hidden(), 4));
+}
