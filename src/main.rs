@@ -23,12 +23,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use gsv::engine::pipeline::{self, RefAudio, TextSplit, TtsRequest};
-use gsv::engine::{parity, zero_bert, Engine};
-use gsv::text::{FrontendData, SymbolVersion};
-use gsv::gpt::{GenerateConfig, SamplingParams};
+use gsv::bundle::Precision;
+use gsv::engine::pipeline;
+use gsv::engine::sink::{TokenChunks, WholeSegment};
+use gsv::engine::{parity, zero_bert, Api2Cut, Engine, EngineOptions, Precisions, RefAudio, TextSplit, TtsRequest, TtsStats};
+use gsv::gpt::{GenerateConfig, GptInput, SamplingParams};
 use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions};
-use gsv::vocoder::{self, DecodeParams};
+use gsv::text::{FrontendData, Language, SymbolVersion};
+use gsv::vocoder::stream::StreamParams;
+use gsv::vocoder::{DecodeParams, Int16Scale, Speaker};
 
 #[derive(Parser)]
 #[command(name = "gsv", version, about = "GPT-SoVITS inference on ONNX Runtime")]
@@ -176,21 +179,30 @@ enum Cmd {
     },
 }
 
-fn session_options(rt: &RtArgs) -> Result<SessionOptions> {
-    Ok(SessionOptions {
-        device: Device::parse(&rt.device)?,
-        strict: rt.strict_device,
-        intra_threads: rt.intra_threads,
-        inter_threads: rt.inter_threads,
-        opt_level: OptLevel::parse(&rt.opt_level)?,
-        gpt_variant: gsv::runtime::parse_precision(&rt.gpt_precision)?,
-        bert_variant: gsv::runtime::parse_precision(&rt.bert_precision)?,
-        vocoder_variant: gsv::runtime::parse_precision(&rt.vocoder_precision)?,
+fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
+    Ok(EngineOptions {
+        session: SessionOptions {
+            device: Device::parse(&rt.device)?,
+            strict: rt.strict_device,
+            intra_threads: rt.intra_threads,
+            inter_threads: rt.inter_threads,
+            opt_level: OptLevel::parse(&rt.opt_level)?,
+        },
+        precision: Precisions {
+            gpt: Precision::parse(&rt.gpt_precision)?,
+            bert: Precision::parse(&rt.bert_precision)?,
+            vocoder: Precision::parse(&rt.vocoder_precision)?,
+        },
     })
 }
 
+/// A language flag or batch field, parsed once.
+fn language(code: &str) -> Result<Language> {
+    Language::from_api(code).with_context(|| format!("unknown language {code:?} (expected zh, ja, en, all_zh, all_ja, auto)"))
+}
+
 fn load_engine(bundle: &Path, rt: &RtArgs) -> Result<Engine> {
-    let opts = session_options(rt)?;
+    let opts = engine_options(rt)?;
     let runtime = Runtime::init(rt.ort_lib.as_deref())?;
     Ok(Engine::load(&runtime, bundle, &opts)?)
 }
@@ -229,7 +241,7 @@ struct Job {
 }
 
 fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> {
-    let demo = pipeline::demo_reference(&engine.bundle.dir, &engine.bundle.manifest);
+    let demo = pipeline::demo_reference(&engine.bundle().dir, engine.manifest());
     let (rpath, rtext, rlang) = match (&job.reference, &demo) {
         (Some(p), _) => (
             p.clone(),
@@ -239,9 +251,13 @@ fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> 
         (None, Some((p, t, l))) => (p.clone(), job.ref_text.clone().unwrap_or_else(|| t.clone()), job.ref_lang.clone().unwrap_or_else(|| l.clone())),
         (None, None) => bail!("--ref is required (this bundle has no default reference)"),
     };
-    let lang = job.lang.clone().unwrap_or_else(|| a.lang.clone());
-    let mut r = TtsRequest::new(&job.text, &lang, RefAudio::Path(rpath), &rtext, &rlang);
-    r.split = TextSplit::Api2(job.cut.unwrap_or(a.cut));
+    let lang = language(job.lang.as_deref().unwrap_or(&a.lang))?;
+    let mut r = TtsRequest::new(&job.text, lang, RefAudio::Path(rpath), &rtext, language(&rlang)?);
+    let cut = job.cut.unwrap_or(a.cut);
+    if cut > 5 {
+        bail!("cut must be 0..5 (api2's methods; 0 = no cut), got {cut}");
+    }
+    r.split = TextSplit::Api2(Api2Cut::from_number(cut as i64));
     r.top_k = job.top_k.or(a.top_k).unwrap_or(0);
     r.top_p = a.top_p;
     r.temperature = a.temperature;
@@ -250,12 +266,12 @@ fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> 
     r.noise_scale = a.noise_scale;
     r.seed = job.seed.or(a.seed);
     if a.stream_chunk > 0 {
-        r.stream = Some(gsv::vocoder::stream::StreamParams { chunk: a.stream_chunk, ..Default::default() });
+        r.stream = Some(StreamParams { chunk: a.stream_chunk, ..Default::default() });
     }
     Ok(r)
 }
 
-fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Path) -> Result<pipeline::TtsStats> {
+fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Path) -> Result<TtsStats> {
     let mut pcm: Vec<i16> = Vec::new();
     let st = engine.tts(data, req, &|| false, &mut |seg| {
         pcm.extend_from_slice(&seg.pcm);
@@ -265,7 +281,7 @@ fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Pat
     Ok(st)
 }
 
-fn describe(st: &pipeline::TtsStats) -> String {
+fn describe(st: &TtsStats) -> String {
     format!(
         "{:.2} s of audio, {} segment(s), {} tokens; frontend {:.0} ms, reference {:.0} ms{}, prefill {:.0} ms, {:.1} tokens/s, decode {:.0} ms, total {:.0} ms, RTF {:.3}, seed {}",
         st.audio_seconds(),
@@ -375,13 +391,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
+            let lang = language(&lang)?;
             let mut engine = load_engine(&bundle, &rt)?;
-            let m = engine.bundle.manifest.clone();
-            // Synthetic inputs: 40 phones (zero BERT), 100 prompt codes, deterministic values.
+            let m = engine.manifest().clone();
+            // Synthetic inputs: 40 phones (zero BERT), 100 prompt codes, deterministic values; the first 20 phones
+            // are the segment the decoder speaks, the speaker vector a constant.
             let n = 40usize;
             let ids: Vec<i64> = (0..n).map(|i| 1 + (i as i64 * 37) % (m.gpt.phoneme_vocab_size as i64 - 1)).collect();
             let prompt: Vec<i64> = (0..100).map(|i| (i as i64 * 131) % m.sovits.codebook_size as i64).collect();
-            let bert = zero_bert(engine.bundle.manifest.bert_hidden(), n);
+            let bert = zero_bert(m.bert_hidden(), n);
+            let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: &prompt };
+            let speaker = Speaker { ge: vec![0.1f32; m.sovits.gin_channels] };
+            let text: Vec<i64> = ids[..n / 2].to_vec();
+            let dp = DecodeParams { noise_scale: 0.5, speed: 1.0, seed: 0 };
             let cfg = GenerateConfig {
                 params: SamplingParams { top_k: 15, top_p: 1.0, temperature: 1.0, repetition_penalty: 1.35 },
                 seed: 0,
@@ -389,47 +411,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ignore_eos: true,
                 ..Default::default()
             };
-            // warm-up
-            let _ = engine.generate(&ids, bert.view(), &prompt, &GenerateConfig { early_stop_num: 2, ..cfg.clone() }, &mut |_| true)?;
-            let t0 = Instant::now();
-            let g = engine.generate(&ids, bert.view(), &prompt, &cfg, &mut |_| true)?;
-            let gpt_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let ge = vec![0.1f32; m.sovits.gin_channels];
-            let text: Vec<i64> = ids[..n / 2].to_vec();
-            let dp = DecodeParams { noise_scale: 0.5, speed: 1.0, seed: 0 };
-            let _ = vocoder::decode(&mut engine.sovits_decode, m.sovits.inter_channels, &g.tokens[..g.tokens.len().min(10)], &text, &ge, dp, None, false)?;
-            let t1 = Instant::now();
-            let d = vocoder::decode(&mut engine.sovits_decode, m.sovits.inter_channels, &g.tokens, &text, &ge, dp, None, false)?;
-            let voc_ms = t1.elapsed().as_secs_f64() * 1e3;
-            let audio_s = d.audio.len() as f64 / m.sample_rate as f64;
+            // the request path of one segment, decoded whole (what the server does without streaming);
+            // a short run first warms both the GPT and the decoder
+            let whole_run = |engine: &mut Engine, cfg: &GenerateConfig| {
+                let mut sink = WholeSegment::new(&text, &speaker, dp, Int16Scale::Api2);
+                engine.generate_segment(&input, cfg, &mut sink, &|| false, &mut |_, _, _| true)
+            };
+            whole_run(&mut engine, &GenerateConfig { early_stop_num: 9, ..cfg.clone() })?;
+            let run = whole_run(&mut engine, &cfg)?;
+            let (g, gpt_ms, voc_ms) = (&run.gen, run.gen_ms, run.decode_ms);
+            let audio_s = run.speech_samples as f64 / m.sample_rate as f64;
             // time to first audio when streaming by token chunks (default StreamParams): prefill + the first
             // chunk's steps + its decode; reference features cached, text frontend excluded
             let ttfa_stream_ms = {
-                use gsv::vocoder::stream::{StreamDecoder, StreamParams};
                 let sp = StreamParams::default();
-                let mut dec = StreamDecoder::new(sp, m.sovits.samples_per_frame * 2, m.sovits.inter_channels, &text, &ge, dp);
-                let mut toks = Vec::new();
+                let samples_per_token = engine.vocoder_mut().samples_per_token();
+                let mut sink = TokenChunks::new(sp, samples_per_token, &text, &speaker, dp, Int16Scale::Api2);
+                let cfg2 = GenerateConfig { early_stop_num: (sp.chunk + sp.lookahead) as i64 + 1, ..cfg.clone() };
                 let mut first: Option<f64> = None;
                 let t2 = Instant::now();
-                let cfg2 = GenerateConfig { early_stop_num: (sp.chunk + sp.lookahead) as i64 + 1, ..cfg.clone() };
-                let dims = engine.gpt_dims();
-                let input = gsv::gpt::GptInput { phone_ids: &ids, bert: bert.view(), prompt: &prompt };
-                let sovits = &mut engine.sovits_decode;
-                let _ = gsv::gpt::generate(&mut engine.gpt_prefill, &mut engine.gpt_step, dims, &input, &cfg2, &mut engine.cache, &mut |t| {
-                    toks.push(t);
-                    if first.is_none() {
-                        if let Ok(a) = dec.push(sovits, &toks) {
-                            if !a.is_empty() {
-                                first = Some(t2.elapsed().as_secs_f64() * 1e3);
-                            }
-                        }
-                    }
+                engine.generate_segment(&input, &cfg2, &mut sink, &|| false, &mut |_, _, _| {
+                    first.get_or_insert_with(|| t2.elapsed().as_secs_f64() * 1e3);
                     true
                 })?;
                 first.unwrap_or(f64::NAN)
             };
             let text_run = match &req_text {
-                Some(t) => Some(bench_text(&mut engine, t, &lang, &voice)?),
+                Some(t) => Some(bench_text(&mut engine, t, lang, &voice)?),
                 None => None,
             };
             let ttfa_ms = gpt_ms + voc_ms;
@@ -437,6 +445,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rtf = (gpt_ms + voc_ms) / 1e3 / audio_s;
             let rss = peak_rss_kib().unwrap_or(0);
             let ms_step = g.timings.ms_per_step();
+            let device = engine.gpt().device().name();
             if json {
                 println!(
                     "{}",
@@ -446,11 +455,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
                         "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
                         "text": text_run.as_ref().map(|r| serde_json::json!({
-                            "text": req_text, "lang": lang, "chars": req_text.as_deref().map(|t| t.chars().count()),
+                            "text": req_text, "lang": lang.code(), "chars": req_text.as_deref().map(|t| t.chars().count()),
                             "ttfa_text_stream_ms": r.first_audio_ms, "frontend_ms": r.frontend_ms,
                             "prefill_ms": r.prefill_ms, "tokens": r.tokens, "total_ms": r.total_ms,
                         })),
-                        "device": engine.gpt_step.device.name()
+                        "device": device
                     })
                 );
             } else {
@@ -460,12 +469,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("tokens/s            {:.1}", tps);
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
-                println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, gsv::vocoder::stream::StreamParams::default().chunk);
+                println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, StreamParams::default().chunk);
                 if let Some(r) = &text_run {
                     println!("text request        first audio {:.1} ms streaming (frontend {:.1} ms, prefill {:.1} ms; {} tokens in {:.0} ms)", r.first_audio_ms, r.frontend_ms, r.prefill_ms, r.tokens, r.total_ms);
                 }
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
-                println!("device              {}", engine.gpt_step.device.name());
+                println!("device              {device}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -475,10 +484,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
 /// reference and prompt caches, the second is measured. Tokens are capped at 50 (the random benchmark models
 /// rarely stop by themselves); the time to first audio does not depend on the cap.
-fn bench_text(engine: &mut Engine, text: &str, lang: &str, voice: &RefArgs) -> Result<pipeline::TtsStats> {
+fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs) -> Result<TtsStats> {
     let (reference, ref_text, ref_lang) = (voice.reference.as_deref(), voice.ref_text.as_deref(), voice.ref_lang.as_deref());
     let data = FrontendData::global()?;
-    let demo = pipeline::demo_reference(&engine.bundle.dir, &engine.bundle.manifest)
+    let demo = pipeline::demo_reference(&engine.bundle().dir, engine.manifest())
         .or_else(|| gsv::bundle::Bundle::open(Path::new("onnx/demo")).ok().and_then(|b| pipeline::demo_reference(&b.dir, &b.manifest)));
     let (rpath, rtext, rlang) = match (reference, demo) {
         (Some(p), _) => (
@@ -489,8 +498,8 @@ fn bench_text(engine: &mut Engine, text: &str, lang: &str, voice: &RefArgs) -> R
         (None, Some((p, t, l))) => (p, ref_text.map(str::to_string).unwrap_or(t), ref_lang.map(str::to_string).unwrap_or(l)),
         (None, None) => bail!("--ref is required for --text (no default reference found)"),
     };
-    let mut r = TtsRequest::new(text, lang, RefAudio::Path(rpath), &rtext, &rlang);
-    r.stream = Some(gsv::vocoder::stream::StreamParams::default());
+    let mut r = TtsRequest::new(text, lang, RefAudio::Path(rpath), &rtext, language(&rlang)?);
+    r.stream = Some(StreamParams::default());
     r.seed = Some(0);
     r.early_stop_num = Some(50);
     let mut run = || engine.tts(data, &r, &|| false, &mut |_| true);

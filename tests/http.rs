@@ -24,10 +24,16 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
+        Server::start_env(args, &[])
+    }
+
+    /// With extra environment variables (the debug build's fault hooks).
+    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_gsv"))
             .args(args)
             .args(["-p", "0", "--intra-threads", "1"])
             .current_dir(repo())
+            .envs(env.iter().copied())
             .env("GSV_LOG", "info,ort=error")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -682,4 +688,101 @@ fn timeout_and_graceful_shutdown() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(code.success(), "{code:?}");
+}
+
+/// Polls `/health` until `done` holds for its answer (at most 30 s); returns the last answer.
+fn health_until(srv: &Server, done: impl Fn(&Resp) -> bool) -> Resp {
+    let t0 = Instant::now();
+    loop {
+        let r = srv.get("/health");
+        if done(&r) || t0.elapsed() > Duration::from_secs(30) {
+            return r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A job that panics inside its worker (the debug build's `GSV_TEST_PANIC_TEXT` hook) is answered with a 500 that
+/// carries its request id; the worker's engine is rebuilt, the restart counted, and the server keeps serving.
+/// When the rebuild fails too (`GSV_TEST_FAIL_REBUILD`) and no other worker exists, `/health` is 503.
+#[test]
+fn panicking_job_is_answered_and_the_worker_rebuilt() {
+    let mark = "PANIC-NOW";
+    let srv = Server::start_env(&["--workers", "1"], &[("GSV_TEST_PANIC_TEXT", mark)]);
+    assert_eq!(srv.get("/health").status, 200);
+    let bad = api2_json(&format!("你好，{mark}世界。"), None, Some(1));
+    let r = request(srv.port, "POST", "/", &[("X-Request-Id", "boom-1")], Some(bad.as_bytes()));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(r.header("x-request-id"), Some("boom-1"));
+    let j = r.json();
+    assert_eq!(j["code"], 500);
+    assert!(j["message"].as_str().unwrap().contains("boom-1"), "the 500 names the request id: {j}");
+    // the next request on the same server succeeds, on the rebuilt engine
+    let ok = srv.post("/", &api2_json(TEXT, None, Some(1)));
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    check_wav(&ok.body);
+    assert_eq!(srv.metric("gsv_worker_restarts_total"), 1.0);
+    let h = health_until(&srv, |r| r.status == 200);
+    assert_eq!(h.status, 200, "{}", h.text());
+    assert_eq!(h.json()["workers_serving"], 1);
+    // api_v2's shape: a 500 too, without the panic's text
+    let v2 = srv.post("/tts", &serde_json::json!({"text": format!("你好，{mark}世界。"), "text_lang": "zh", "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT, "prompt_lang": "zh"}).to_string());
+    assert_eq!(v2.status, 500);
+    assert!(!v2.text().contains("test fault"), "no panic message in the body: {}", v2.text());
+    assert_eq!(srv.metric("gsv_worker_restarts_total"), 2.0);
+    assert_eq!(srv.post("/", &api2_json(TEXT, None, Some(1))).body, ok.body, "the rebuilt engine gives the same audio");
+    let log = srv.stop();
+    assert!(log.contains("job panicked") && log.contains("engine rebuilt"), "{log}");
+
+    // every worker broken: the panic's rebuild fails, and so does every later load
+    let srv = Server::start_env(&["--workers", "1"], &[("GSV_TEST_PANIC_TEXT", mark), ("GSV_TEST_FAIL_REBUILD", "1")]);
+    assert_eq!(srv.get("/health").status, 200);
+    let r = srv.post("/", &bad);
+    assert_eq!(r.status, 500);
+    assert_eq!(srv.metric("gsv_worker_restarts_total"), 1.0);
+    // the worker publishes `rebuilding` before the 500 goes out, then `broken` once the reload has failed
+    let h = health_until(&srv, |r| r.json()["worker_states"] == serde_json::json!(["broken"]));
+    assert_eq!(h.json()["worker_states"], serde_json::json!(["broken"]), "{}", h.text());
+    assert_eq!(h.status, 503, "{}", h.text());
+    assert_eq!(h.json()["status"], "unavailable");
+    // a request now gets a clean 500 (the worker tries to load its engine again and cannot), not a hang
+    let r = srv.post("/", &api2_json(TEXT, None, Some(1)));
+    assert_eq!(r.status, 500, "{}", r.text());
+    assert_eq!(srv.get("/health").status, 503);
+}
+
+/// One voice is encoded once per server: with two workers, the voice computed for the first request is a cache hit
+/// for requests running on the other worker (`X-GSV-Timing: reference_cached`, the cache counters in /metrics).
+#[test]
+fn voice_encoded_once_across_workers() {
+    let dir = tmp_dir("shared-cache");
+    let ref2 = write_second_ref(&dir);
+    let ref2 = ref2.to_str().unwrap().to_string();
+    let srv = Server::start(&["--workers", "2", "--no-warmup"]);
+    let body = api2_json("你好，世界。今天天气很好。", Some((&ref2, REF_TEXT, "zh")), Some(4));
+    let timing = |r: &Resp| r.header("x-gsv-timing").unwrap_or("").to_string();
+    let first = srv.post("/", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(timing(&first).contains("reference_cached=false"), "{}", timing(&first));
+    assert_eq!(srv.metric("gsv_reference_cache_misses_total"), 1.0);
+    // two at once: both workers are busy at the same time, so one of them is not the worker that encoded the voice
+    let port = srv.port;
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            let b = body.clone();
+            std::thread::spawn(move || request(port, "POST", "/", &[], Some(b.as_bytes())))
+        })
+        .collect();
+    for h in handles {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert!(timing(&r).contains("reference_cached=true"), "{}", timing(&r));
+        assert_eq!(r.body, first.body, "same seed, same voice: same audio");
+    }
+    assert_eq!(srv.metric("gsv_reference_cache_misses_total"), 1.0, "the voice was encoded once");
+    assert_eq!(srv.metric("gsv_reference_cache_hits_total"), 2.0);
+    let log = srv.stop();
+    let workers: std::collections::BTreeSet<&str> = log.lines().filter(|l| l.contains("synthesis done")).filter_map(|l| l.split("worker=").nth(1)).map(|w| w.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("")).collect();
+    assert_eq!(workers.len(), 2, "both workers ran requests: {workers:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,38 +30,15 @@ impl Npy {
     }
 }
 
-/// Minimal .npy reader: versions 1-3, C order, little-endian f4/f8/i2/i4/i8.
+/// A golden array through the crate's `.npy` reader, widened to f64.
 fn read_npy(path: &Path) -> Npy {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&b[0..6], b"\x93NUMPY", "{} is not .npy", path.display());
-    let (hlen, start) = match b[6] {
-        1 => (u16::from_le_bytes([b[8], b[9]]) as usize, 10),
-        _ => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
+    let a = gsv::npy::read(path).unwrap_or_else(|e| panic!("{e}"));
+    let data: Vec<f64> = match &a.data {
+        gsv::npy::NpyData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        gsv::npy::NpyData::I64(v) => v.iter().map(|&x| x as f64).collect(),
     };
-    let header = std::str::from_utf8(&b[start..start + hlen]).unwrap();
-    let field = |key: &str| -> &str {
-        let i = header.find(key).unwrap_or_else(|| panic!("no {key} in {header}")) + key.len();
-        header[i..].trim_start_matches([' ', ':'])
-    };
-    let descr = field("'descr'");
-    let descr = &descr[1..descr[1..].find('\'').unwrap() + 1];
-    assert!(field("'fortran_order'").starts_with("False"), "fortran order unsupported");
-    let shape_s = field("'shape'");
-    let shape_s = &shape_s[1..shape_s.find(')').unwrap()];
-    let shape: Vec<usize> =
-        shape_s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect();
-    let body = &b[start + hlen..];
-    let n: usize = shape.iter().product();
-    let data: Vec<f64> = match descr {
-        "<f4" => body.chunks_exact(4).take(n).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        "<f8" => body.chunks_exact(8).take(n).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
-        "<i2" => body.chunks_exact(2).take(n).map(|c| i16::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        "<i4" => body.chunks_exact(4).take(n).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        "<i8" => body.chunks_exact(8).take(n).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f64).collect(),
-        other => panic!("unsupported dtype {other}"),
-    };
-    assert_eq!(data.len(), n, "{} truncated", path.display());
-    Npy { shape, data }
+    assert_eq!(data.len(), a.shape.iter().product::<usize>(), "{} truncated", path.display());
+    Npy { shape: a.shape, data }
 }
 
 fn npy(name: &str) -> Npy {

@@ -221,20 +221,9 @@ fn bert_inputs_match_golden() {
     assert!(mask.iter().all(|&m| m == 1) && types.iter().all(|&t| t == 0));
 }
 
-/// Minimal .npy reader for integer arrays (little-endian i64 or i32).
+/// An integer golden array through the crate's `.npy` reader.
 fn read_npy_i64(path: &std::path::Path) -> Vec<i64> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(&b[..6], b"\x93NUMPY");
-    let (hlen, start) = if b[6] == 1 { (u16::from_le_bytes([b[8], b[9]]) as usize, 10) } else { (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12) };
-    let header = String::from_utf8_lossy(&b[start..start + hlen]).to_string();
-    let body = &b[start + hlen..];
-    if header.contains("<i8") {
-        body.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
-    } else if header.contains("<i4") {
-        body.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect()
-    } else {
-        panic!("unsupported npy dtype: {header}")
-    }
+    gsv::npy::read(path).unwrap_or_else(|e| panic!("{e}")).i64()
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! Bundle reading and validation (format in `export/BUNDLE.md`).
 //!
-//! Input: a bundle folder with `manifest.json` and the `.onnx` graphs. [`Bundle::open`] parses the manifest
-//! (serde) and checks it against itself: format and version, every graph present with its file, the
-//! symbol list's count and sha256 (`sha256("\n".join(symbols))`), EOS = vocab-1, `prod(upsample_rates)` =
-//! hop, GPT K/V input/output counts = `n_layer`, and each graph's manifest input/output names against
-//! [`expected_io`] (BUNDLE.md's table). [`Bundle::check_graph`] then compares the names, ranks and element
-//! types a loaded session reports ([`crate::runtime::IoSpec`], plain data) with the same table, plus the
-//! graph's `gsv.*` metadata. Every mismatch is a [`BundleError`] naming the field.
+//! Input: a bundle folder with `manifest.json`, `tokenizer.json` and the `.onnx` graphs. [`Bundle::open`] parses
+//! the manifest (serde) and checks everything it declares before any request can see it: format and version,
+//! model version, the symbol table (its version must be one gsv knows, its count and sha256
+//! `sha256("\n".join(symbols))` must match the list), EOS = vocab-1, the K/V head size, `prod(upsample_rates)` =
+//! hop, every graph entry's file and every precision variant's file present, and each graph's declared
+//! input/output names against the [`GraphContract`] of the model struct that runs it ([`crate::engine::graph_contracts`]:
+//! the contracts live next to the code, e.g. `gpt::Gpt::contracts`). [`Bundle::load_graph`] then loads one graph
+//! in a [`Precision`] and compares the names, ranks and element types the session reports, and its `gsv.*`
+//! metadata, with the same contract. Every mismatch is a [`BundleError`] naming the field.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,12 +16,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::runtime::IoSpec;
+use crate::runtime::{Graph, IoSpec, Runtime, RuntimeError, SessionOptions};
 
 pub const FORMAT_VERSION: u32 = 2;
-
-/// The seven graphs, in pipeline order.
-pub const GRAPH_NAMES: [&str; 7] = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -36,6 +35,103 @@ pub enum BundleError {
 }
 
 pub type Result<T> = std::result::Result<T, BundleError>;
+
+/// Loading a graph fails on the bundle (a contract or file problem) or on the runtime (session, provider).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// A graph's precision variant (`graphs.<name>.variants` in the manifest), parsed once from the flags
+/// (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`). `Fp32` is the main file. An `auto` choice (the
+/// fastest variant that passed its gate) resolves to one of these at load time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// `python -m export quantize` (int8 weights and activations).
+    Int8,
+    /// 4-bit weight-only GPT (`MatMulNBits`).
+    Int4,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("precision must be fp32, int8 or int4, not {0:?}")]
+pub struct PrecisionError(pub String);
+
+impl Precision {
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Int8, Precision::Int4];
+
+    pub fn parse(s: &str) -> std::result::Result<Precision, PrecisionError> {
+        Precision::ALL.into_iter().find(|p| p.name() == s.trim().to_ascii_lowercase()).ok_or_else(|| PrecisionError(s.to_string()))
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+            Precision::Int4 => "int4",
+        }
+    }
+
+    /// The manifest's variant key (`None`: the main file).
+    pub fn variant(self) -> Option<&'static str> {
+        match self {
+            Precision::Fp32 => None,
+            other => Some(other.name()),
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = PrecisionError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Precision::parse(s)
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One input or output a graph must have: name, ONNX element type (`float32`, `int64`, `int32`), rank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub dtype: &'static str,
+    pub rank: usize,
+}
+
+/// What a model struct expects of one bundle graph (BUNDLE.md's table, declared next to the code that runs it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphContract {
+    /// The manifest's graph key, also stamped in the graph as `gsv.graph`.
+    pub graph: &'static str,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+}
+
+impl GraphContract {
+    pub fn new(graph: &'static str) -> GraphContract {
+        GraphContract { graph, inputs: Vec::new(), outputs: Vec::new() }
+    }
+    pub fn input(mut self, name: impl Into<String>, dtype: &'static str, rank: usize) -> GraphContract {
+        self.inputs.push(TensorSpec { name: name.into(), dtype, rank });
+        self
+    }
+    pub fn output(mut self, name: impl Into<String>, dtype: &'static str, rank: usize) -> GraphContract {
+        self.outputs.push(TensorSpec { name: name.into(), dtype, rank });
+        self
+    }
+    fn names(v: &[TensorSpec]) -> Vec<String> {
+        v.iter().map(|t| t.name.clone()).collect()
+    }
+}
 
 fn field(f: &str, msg: impl Into<String>) -> BundleError {
     BundleError::Field { field: f.into(), msg: msg.into() }
@@ -174,52 +270,6 @@ pub struct Bundle {
     pub manifest: Manifest,
 }
 
-/// Expected (name, element type, rank) of a graph's inputs and outputs, from BUNDLE.md.
-/// (name, element type, rank)
-pub type IoExpect = Vec<(String, &'static str, usize)>;
-
-pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> {
-    let e = |n: &str, t: &'static str, r: usize| (n.to_string(), t, r);
-    let (i, o) = match graph {
-        "hubert" => (vec![e("wav16k", "float32", 2)], vec![e("ssl", "float32", 3)]),
-        "vq_encode" => (vec![e("ssl", "float32", 3)], vec![e("codes", "int64", 2), e("ssl_proj", "float32", 3)]),
-        "bert" => (
-            vec![e("input_ids", "int64", 2), e("attention_mask", "int64", 2), e("token_type_ids", "int64", 2)],
-            vec![e("hidden", "float32", 3)],
-        ),
-        "gpt_prefill" => {
-            let mut o = vec![e("logits", "float32", 2)];
-            o.extend((0..n_layer).map(|i| e(&format!("k_{i}"), "float32", 3)));
-            o.extend((0..n_layer).map(|i| e(&format!("v_{i}"), "float32", 3)));
-            (vec![e("phone_ids", "int64", 2), e("bert", "float32", 3), e("prompt", "int64", 2)], o)
-        }
-        "gpt_step" => {
-            // head-major cache [1, H, C, Dk], updated in place (BUNDLE.md, format 2)
-            let mut i = vec![e("token", "int64", 2), e("position", "int64", 1), e("seqlens_k", "int32", 1), e("total_len", "int32", 0)];
-            i.extend((0..n_layer).map(|l| e(&format!("past_k_{l}"), "float32", 4)));
-            i.extend((0..n_layer).map(|l| e(&format!("past_v_{l}"), "float32", 4)));
-            let mut o = vec![e("logits", "float32", 2)];
-            o.extend((0..n_layer).map(|l| e(&format!("present_k_{l}"), "float32", 4)));
-            o.extend((0..n_layer).map(|l| e(&format!("present_v_{l}"), "float32", 4)));
-            (i, o)
-        }
-        "ref_enc" => (vec![e("spec", "float32", 3)], vec![e("ge", "float32", 3)]),
-        "sovits_decode" => (
-            vec![e("codes", "int64", 3), e("text", "int64", 2), e("ge", "float32", 3), e("noise_scale", "float32", 1), e("noise", "float32", 3)],
-            vec![
-                e("audio", "float32", 3),
-                e("z", "float32", 3),
-                e("m_p", "float32", 3),
-                e("logs_p", "float32", 3),
-                e("enc_p_x", "float32", 3),
-                e("quantized", "float32", 3),
-            ],
-        ),
-        _ => return None,
-    };
-    Some((i, o))
-}
-
 /// sha256 of the symbol list as the exporter computes it: `"\n".join(list)` in UTF-8, hex.
 pub fn symbols_hash(list: &[String]) -> String {
     let mut h = Sha256::new();
@@ -262,6 +312,9 @@ impl Manifest {
             return Err(field("gpt.kv_head_dim", format!("must be hidden_dim/n_head rounded up to a multiple of 8 = {want_dk}, got {}", g.kv_head_dim)));
         }
         let s = &self.symbols;
+        if let Err(e) = crate::text::SymbolVersion::parse(&s.version) {
+            return Err(field("symbols.version", e.to_string()));
+        }
         if s.count != s.list.len() {
             return Err(field("symbols.count", format!("{} but the list has {} entries", s.count, s.list.len())));
         }
@@ -280,16 +333,21 @@ impl Manifest {
         if self.sovits.samples_per_frame != self.hop_length {
             return Err(field("sovits.samples_per_frame", format!("{} differs from hop_length {}", self.sovits.samples_per_frame, self.hop_length)));
         }
-        for name in GRAPH_NAMES {
+        self.check_declared(&crate::engine::graph_contracts(self))
+    }
+
+    /// Every contract's graph is declared, with the contract's input and output names.
+    pub fn check_declared(&self, contracts: &[GraphContract]) -> Result<()> {
+        let n_layer = self.gpt.n_layer;
+        for c in contracts {
+            let name = c.graph;
             let entry = self.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
-            let (ei, eo) = expected_io(name, g.n_layer).expect("known graph");
-            let en: Vec<String> = ei.iter().map(|x| x.0.clone()).collect();
-            let on: Vec<String> = eo.iter().map(|x| x.0.clone()).collect();
+            let (en, on) = (GraphContract::names(&c.inputs), GraphContract::names(&c.outputs));
             if sorted(&entry.inputs) != sorted(&en) {
-                return Err(field(&format!("graphs.{name}.inputs"), format!("expected {en:?} (BUNDLE.md, n_layer={}), got {:?}", g.n_layer, entry.inputs)));
+                return Err(field(&format!("graphs.{name}.inputs"), format!("expected {en:?} (BUNDLE.md, n_layer={n_layer}), got {:?}", entry.inputs)));
             }
             if sorted(&entry.outputs) != sorted(&on) {
-                return Err(field(&format!("graphs.{name}.outputs"), format!("expected {on:?} (BUNDLE.md, n_layer={}), got {:?}", g.n_layer, entry.outputs)));
+                return Err(field(&format!("graphs.{name}.outputs"), format!("expected {on:?} (BUNDLE.md, n_layer={n_layer}), got {:?}", entry.outputs)));
             }
         }
         Ok(())
@@ -297,64 +355,82 @@ impl Manifest {
 }
 
 impl Bundle {
-    /// Read and validate `<dir>/manifest.json`; check every graph file exists.
+    /// Read and validate `<dir>/manifest.json`; check that every declared graph file and variant file exists.
     pub fn open(dir: &Path) -> Result<Bundle> {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Io { path: path.display().to_string(), msg: e.to_string() })?;
         let manifest = Manifest::from_json(&text, &path.display().to_string())?;
         manifest.validate()?;
-        for name in GRAPH_NAMES {
-            let p = dir.join(&manifest.graphs[name].file);
+        for (name, g) in &manifest.graphs {
+            let p = dir.join(&g.file);
             if !p.is_file() {
-                return Err(BundleError::MissingFile { graph: name.into(), path: p.display().to_string() });
+                return Err(BundleError::MissingFile { graph: name.clone(), path: p.display().to_string() });
+            }
+            for (v, e) in &g.variants {
+                if Precision::parse(v).is_err() {
+                    return Err(field(&format!("graphs.{name}.variants.{v}"), format!("unknown precision (gsv knows {})", Precision::ALL.map(Precision::name).join(", "))));
+                }
+                if !dir.join(&e.file).is_file() {
+                    return Err(field(&format!("graphs.{name}.variants.{v}"), format!("file {} is missing", e.file)));
+                }
             }
         }
         Ok(Bundle { dir: dir.to_path_buf(), manifest })
     }
 
-    pub fn graph_path(&self, name: &str) -> PathBuf {
-        self.dir.join(&self.manifest.graphs[name].file)
+    /// A file of the bundle (e.g. `tokenizer.json`), which must exist.
+    pub fn file(&self, name: &str) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        if !p.is_file() {
+            return Err(BundleError::MissingFile { graph: name.into(), path: p.display().to_string() });
+        }
+        Ok(p)
     }
 
-    /// The file of graph `name` in precision `variant` (`None` or "fp32": the main file).
-    pub fn graph_variant_path(&self, name: &str, variant: Option<&str>) -> Result<PathBuf> {
-        match variant {
-            None | Some("fp32") => Ok(self.graph_path(name)),
+    /// The file of graph `name` in `precision`.
+    pub fn graph_file(&self, name: &str, precision: Precision) -> Result<PathBuf> {
+        let entry = self.manifest.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
+        match precision.variant() {
+            None => Ok(self.dir.join(&entry.file)),
             Some(v) => {
-                let e = self.manifest.graphs[name].variants.get(v).ok_or_else(|| {
+                let e = entry.variants.get(v).ok_or_else(|| {
                     field(&format!("graphs.{name}.variants.{v}"), "this bundle has no such variant (python -m export quantize adds int8)")
                 })?;
-                let p = self.dir.join(&e.file);
-                if !p.is_file() {
-                    return Err(field(&format!("graphs.{name}.variants.{v}"), format!("file {} is missing", e.file)));
-                }
-                Ok(p)
+                Ok(self.dir.join(&e.file))
             }
         }
     }
 
-    /// Compare a loaded graph's reported inputs/outputs (and `gsv.*` metadata) with the manifest and BUNDLE.md.
-    pub fn check_graph(&self, name: &str, inputs: &[IoSpec], outputs: &[IoSpec], metadata: &[(String, String)]) -> Result<()> {
+    /// Load the graph of `contract` in `precision` and check what the session reports against the contract.
+    pub fn load_graph(&self, rt: &Runtime, contract: &GraphContract, precision: Precision, opts: &SessionOptions) -> std::result::Result<Graph, LoadError> {
+        let g = rt.load(contract.graph, &self.graph_file(contract.graph, precision)?, opts)?;
+        self.check_graph(contract, &g.inputs, &g.outputs, &g.metadata)?;
+        Ok(g)
+    }
+
+    /// Compare a loaded graph's reported inputs/outputs (and `gsv.*` metadata) with the manifest and the contract.
+    pub fn check_graph(&self, contract: &GraphContract, inputs: &[IoSpec], outputs: &[IoSpec], metadata: &[(String, String)]) -> Result<()> {
         let m = &self.manifest;
-        let (ei, eo) = expected_io(name, m.gpt.n_layer).ok_or_else(|| field(&format!("graphs.{name}"), "unknown graph"))?;
-        for (what, exp, act, man) in [("inputs", &ei, inputs, &m.graphs[name].inputs), ("outputs", &eo, outputs, &m.graphs[name].outputs)] {
+        let name = contract.graph;
+        let entry = m.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
+        for (what, exp, act, man) in [("inputs", &contract.inputs, inputs, &entry.inputs), ("outputs", &contract.outputs, outputs, &entry.outputs)] {
             let an: Vec<String> = act.iter().map(|s| s.name.clone()).collect();
             if sorted(&an) != sorted(man) {
                 return Err(BundleError::GraphIo { graph: name.into(), what: format!("{what} names (onnx vs manifest)"), expected: format!("{man:?}"), actual: format!("{an:?}") });
             }
-            for (en, et, er) in exp.iter() {
-                let a = act.iter().find(|s| &s.name == en).ok_or_else(|| BundleError::GraphIo {
+            for t in exp.iter() {
+                let a = act.iter().find(|s| s.name == t.name).ok_or_else(|| BundleError::GraphIo {
                     graph: name.into(),
                     what: format!("{what} names"),
-                    expected: en.clone(),
+                    expected: t.name.clone(),
                     actual: format!("{an:?}"),
                 })?;
                 // fp16 bundles keep float32 I/O, so the dtype must match exactly.
-                if a.dtype != *et {
-                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("dtype of `{en}`"), expected: et.to_string(), actual: a.dtype.clone() });
+                if a.dtype != t.dtype {
+                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("dtype of `{}`", t.name), expected: t.dtype.to_string(), actual: a.dtype.clone() });
                 }
-                if a.rank != Some(*er) {
-                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("rank of `{en}`"), expected: er.to_string(), actual: format!("{:?}", a.rank) });
+                if a.rank != Some(t.rank) {
+                    return Err(BundleError::GraphIo { graph: name.into(), what: format!("rank of `{}`", t.name), expected: t.rank.to_string(), actual: format!("{:?}", a.rank) });
                 }
             }
         }

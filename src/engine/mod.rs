@@ -1,27 +1,85 @@
-//! The engine: owns a bundle's sessions and runs the stages in order for one request.
+//! The engine: a bundle's models, the one request path through them, and the supervised worker pool.
 //!
-//! [`Engine::load`] opens the bundle ([`crate::bundle`]), loads the seven graphs ([`crate::runtime`]) and
-//! checks each graph's inputs/outputs against the manifest. [`Engine::synthesize`] runs, for one request:
-//! reference 16 kHz samples -> hubert -> vq_encode -> prompt codes; reference spectrogram -> ref_enc -> ge;
-//! then per text segment: GPT (prompt phones + segment phones, BERT features `[1024, N]`) -> semantic
-//! tokens -> sovits_decode (segment phones only) -> audio; finally api2's post-processing to int16
-//! at the model rate (32 kHz). [`EngineWorker`] moves an engine onto its own thread and serves requests
-//! over a channel.
+//! Who owns what:
+//! * [`Engine`] owns one loaded bundle as four model structs, each owning its graphs and declaring their
+//!   contracts: [`crate::reference::Hubert`] (hubert + vq_encode: 16 kHz reference -> prompt codes), [`crate::text::bert::Bert`]
+//!   (bert + tokenizer), [`crate::gpt::Gpt`] (prefill + step + K/V cache) and [`crate::vocoder::Vocoder`] (ref_enc +
+//!   sovits_decode). No graph is reachable from outside the model structs.
+//! * [`Engine::tts`] ([`pipeline`]) is the request path: planning (cut into segments, prompt preprocessing),
+//!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector, from the shared
+//!   [`FeatureCache`]), then per segment the GPT generates tokens into a [`SegmentSink`] ([`sink`]: whole segment, or
+//!   token chunks decoded while generating) that turns them into PCM16 mono at the model rate (32 kHz), with
+//!   0.3 s of silence after each segment. `gsv synth`, `gsv bench` and the server's workers all run it.
+//! * [`pool::Pool`] runs engines on N supervised worker threads fed by one job queue: admission (a typed
+//!   [`EngineError::Overloaded`]), cancellation, deadlines, `catch_unwind` around every job with the engine
+//!   rebuilt after a panic, and health answered by the workers themselves.
+//! * Errors: each layer has its own `thiserror` enum; [`EngineError`] wraps them and [`EngineError::kind`] collapses
+//!   them into a few [`ErrorKind`]s, which `http/` maps to a status in one `match`.
 
-pub mod npy;
+pub mod faults;
+pub mod features;
+pub mod metrics;
 pub mod parity;
 pub mod pipeline;
+pub mod pool;
+pub mod request;
+pub mod sink;
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::Arc;
 
-use ndarray::{concatenate, Array2, Axis};
+use ndarray::Array2;
 
-use crate::bundle::{Bundle, BundleError, GRAPH_NAMES};
-use crate::gpt::{self, GenerateConfig, GptDims, GptError, GptInput, KvCache};
-use crate::runtime::{Graph, Runtime, RuntimeError, SessionOptions};
-use crate::vocoder::{self, DecodeParams, Int16Scale, VocoderError};
+use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision};
+use crate::gpt::{Gpt, GptError};
+use crate::reference::{Hubert, HubertError, ReferenceError};
+use crate::runtime::{Runtime, RuntimeError, SessionOptions};
+use crate::text::bert::{Bert, BertError};
+use crate::text::{SymbolTable, SymbolVersion, TextError};
+use crate::vocoder::{Vocoder, VocoderError};
+
+pub use features::{FeatureCache, TextFeatures, VoiceFeatures};
+pub use request::{Api2Cut, RefAudio, SegmentAudio, TextSplit, TtsRequest, TtsStats, V2Cut};
+pub use sink::{SegmentSink, TokenChunks, WholeSegment};
+
+/// The small set of failure kinds everything collapses into (the HTTP layer maps each to one status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is wrong (parameters, text, reference audio): 400.
+    Validation,
+    /// A valid request for something this build or bundle cannot do yet (e.g. Cantonese): 400.
+    Unsupported,
+    /// Something named by the request does not exist (a model name): 404.
+    NotFound,
+    /// A path outside what the server may read: 403.
+    Forbidden,
+    /// Admission refused: 429.
+    Overloaded,
+    /// The client went away; nobody reads the answer.
+    Cancelled,
+    /// The request's deadline passed: 504.
+    Timeout,
+    /// The server cannot take work now (shutting down): 503.
+    Unavailable,
+    /// A fault of the server or the bundle: 500 with the request id, details only in the log.
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Validation => "validation",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Cancelled => "cancelled",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -33,222 +91,184 @@ pub enum EngineError {
     Gpt(#[from] GptError),
     #[error("vocoder: {0}")]
     Vocoder(#[from] VocoderError),
+    #[error("hubert: {0}")]
+    Hubert(#[from] HubertError),
+    #[error("bert: {0}")]
+    Bert(#[from] BertError),
+    /// A request parameter out of range; the message is safe to show.
     #[error("bad request: {0}")]
-    Request(String),
+    Invalid(String),
     #[error("text: {0}")]
-    Text(#[from] crate::text::TextError),
+    Text(#[from] TextError),
     #[error("reference: {0}")]
-    Reference(#[from] crate::reference::ReferenceError),
+    Reference(#[from] ReferenceError),
     #[error("cancelled")]
     Cancelled,
-    #[error("engine worker stopped")]
-    WorkerGone,
+    /// The request ran past its deadline (`--timeout-s`, in seconds).
+    #[error("request took longer than {0} s")]
+    Timeout(u64),
+    /// Admission refused: every worker busy and `max_queue` requests already waiting.
+    #[error("server busy: {0} requests already waiting")]
+    Overloaded(usize),
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// The job panicked; the worker's engine was rebuilt.
+    #[error("the synthesis job panicked: {0}")]
+    Panicked(String),
+    /// A fault of ours that is not a panic (array shapes that cannot happen, a worker that vanished).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
-/// The reference recording, already decoded (reference/ produces this).
-#[derive(Debug, Clone)]
-pub struct ReferenceInput {
-    /// 16 kHz mono with GPT-SoVITS's 9600 trailing zeros.
-    pub wav16k_padded: Vec<f32>,
-    /// Linear magnitude spectrogram of the 32 kHz reference, `[1025, F]`.
-    pub spec: Array2<f32>,
+impl From<LoadError> for EngineError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Bundle(b) => EngineError::Bundle(b),
+            LoadError::Runtime(r) => EngineError::Runtime(r),
+        }
+    }
 }
 
-/// One text segment: phone ids and their BERT features `[H, N]` (H = manifest `bert.hidden`, 1024).
-#[derive(Debug, Clone)]
-pub struct Segment {
-    pub phone_ids: Vec<i64>,
-    pub bert: Array2<f32>,
+fn text_kind(t: &TextError) -> ErrorKind {
+    match t {
+        TextError::MissingData(_) | TextError::Data(_) | TextError::Tokenizer(_) | TextError::Shape(_) | TextError::UnknownVersion(_) => {
+            ErrorKind::Internal
+        }
+        TextError::Unsupported(_) => ErrorKind::Unsupported,
+        _ => ErrorKind::Validation,
+    }
 }
 
-#[derive(Debug, Clone)]
-pub struct SynthRequest {
-    pub reference: ReferenceInput,
-    pub prompt: Segment,
-    pub segments: Vec<Segment>,
-    pub gen: GenerateConfig,
-    pub decode: DecodeParams,
-    pub int16: Int16Scale,
+impl EngineError {
+    /// Which kind of failure this is (the one place that decides it; never from message text).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            EngineError::Invalid(_) | EngineError::Reference(_) => ErrorKind::Validation,
+            EngineError::Text(t) | EngineError::Bert(BertError::Text(t)) => text_kind(t),
+            // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
+            EngineError::Gpt(GptError::EmptyGeneration) => ErrorKind::Validation,
+            EngineError::Gpt(GptError::Cancelled) | EngineError::Cancelled => ErrorKind::Cancelled,
+            EngineError::Timeout(_) => ErrorKind::Timeout,
+            EngineError::Overloaded(_) => ErrorKind::Overloaded,
+            EngineError::ShuttingDown => ErrorKind::Unavailable,
+            EngineError::Bundle(_)
+            | EngineError::Runtime(_)
+            | EngineError::Gpt(_)
+            | EngineError::Vocoder(_)
+            | EngineError::Hubert(_)
+            | EngineError::Bert(_)
+            | EngineError::Panicked(_)
+            | EngineError::Internal(_) => ErrorKind::Internal,
+        }
+    }
 }
 
+/// Everything that decides how a bundle is loaded: session options and the precision variant per stage.
 #[derive(Debug, Clone, Default)]
-pub struct Timings {
-    pub reference_ms: f64,
-    pub prefill_ms: f64,
-    pub steps: usize,
-    pub steps_ms: f64,
-    pub decode_ms: f64,
-    pub total_ms: f64,
-    pub tokens: usize,
+pub struct EngineOptions {
+    pub session: SessionOptions,
+    pub precision: Precisions,
 }
 
-#[derive(Debug, Clone)]
-pub struct SynthOutput {
-    pub audio_i16: Vec<i16>,
-    pub sample_rate: u32,
-    pub timings: Timings,
+/// Precision variant per stage (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Precisions {
+    pub gpt: Precision,
+    pub bert: Precision,
+    pub vocoder: Precision,
 }
 
-/// All graphs of a bundle.
+impl From<SessionOptions> for EngineOptions {
+    fn from(session: SessionOptions) -> Self {
+        EngineOptions { session, precision: Precisions::default() }
+    }
+}
+
+/// Every graph a bundle of this model family must declare, from the model structs that run them.
+pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
+    let mut v: Vec<GraphContract> = Hubert::contracts(m).into();
+    v.push(Bert::contract(m));
+    v.extend(Gpt::contracts(m));
+    v.extend(Vocoder::contracts(m));
+    v
+}
+
+/// One loaded bundle.
 pub struct Engine {
-    pub bundle: Bundle,
-    pub hubert: Graph,
-    pub vq_encode: Graph,
-    pub bert: Graph,
-    pub gpt_prefill: Graph,
-    pub gpt_step: Graph,
-    pub ref_enc: Graph,
-    pub sovits_decode: Graph,
-    /// The GPT's K/V cache, allocated by the first request (see `gpt::generate`).
-    pub cache: Option<KvCache>,
-    /// Prompt codes and speaker vectors of the references seen, by content hash (LRU).
-    pub voices: crate::reference::ReferenceCache<pipeline::VoiceFeatures>,
-    /// Phones + BERT features of reference transcripts, keyed by (text, language): the same voice sends the same
-    /// prompt text with every request, so its BERT runs once.
-    pub prompt_features: crate::reference::ReferenceCache<pipeline::TextFeatures, (String, String)>,
-    tokenizer: Option<std::sync::Arc<tokenizers::Tokenizer>>,
+    bundle: Bundle,
+    symbols: SymbolVersion,
+    hubert: Hubert,
+    bert: Bert,
+    gpt: Gpt,
+    vocoder: Vocoder,
+    /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
+    features: Arc<FeatureCache>,
 }
 
 impl Engine {
-    pub fn load(rt: &Runtime, dir: &Path, opts: &SessionOptions) -> Result<Engine> {
+    /// Open and validate the bundle, load every graph and check it against its contract, parse the tokenizer.
+    /// Everything a bundle declares is checked here, so a bad bundle fails the load, not every request.
+    pub fn load(rt: &Runtime, dir: &Path, opts: &EngineOptions) -> Result<Engine> {
         let bundle = Bundle::open(dir)?;
-        let mut gs = Vec::with_capacity(7);
-        for name in GRAPH_NAMES {
-            let variant = if name.starts_with("gpt_") {
-                opts.gpt_variant.as_deref()
-            } else if name == "bert" {
-                opts.bert_variant.as_deref()
-            } else if name == "sovits_decode" {
-                opts.vocoder_variant.as_deref()
-            } else {
-                None
-            };
-            let g = rt.load(name, &bundle.graph_variant_path(name, variant)?, opts)?;
-            bundle.check_graph(name, &g.inputs, &g.outputs, &g.metadata)?;
-            gs.push(g);
+        let m = &bundle.manifest;
+        let symbols = SymbolVersion::parse(&m.symbols.version).map_err(|e| BundleError::Field { field: "symbols.version".into(), msg: e.to_string() })?;
+        // the text frontend writes ids of its built-in table: the model's must be the same list
+        if SymbolTable::builtin(symbols).symbols() != m.symbols.list.as_slice() {
+            return Err(BundleError::Field {
+                field: "symbols.list".into(),
+                msg: format!("differs from gsv's built-in {} symbol table (the text frontend's phone ids would not match the model)", m.symbols.version),
+            }
+            .into());
         }
-        let mut it = gs.into_iter();
-        let mut next = || it.next().expect("7 graphs");
-        Ok(Engine {
-            hubert: next(),
-            vq_encode: next(),
-            bert: next(),
-            gpt_prefill: next(),
-            gpt_step: next(),
-            ref_enc: next(),
-            sovits_decode: next(),
-            cache: None,
-            voices: crate::reference::ReferenceCache::new(64),
-            prompt_features: crate::reference::ReferenceCache::new(64),
-            tokenizer: None,
-            bundle,
-        })
+        if let Some(d) = &m.demo {
+            bundle.file(&d.reference.file)?;
+        }
+        let s = &opts.session;
+        let hubert = Hubert::load(rt, &bundle, s)?;
+        let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
+        let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
+        let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
+        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, features: Arc::new(FeatureCache::default()) })
     }
 
-    pub fn gpt_dims(&self) -> GptDims {
-        let g = &self.bundle.manifest.gpt;
-        GptDims { n_layer: g.n_layer, n_head: g.n_head, hidden: g.hidden_dim, kv_head_dim: g.kv_head_dim, vocab: g.vocab_size, eos: g.eos }
+    /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
+    pub fn with_features(mut self, cache: Arc<FeatureCache>) -> Engine {
+        self.features = cache;
+        self
+    }
+
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.bundle.manifest
     }
 
     pub fn sample_rate(&self) -> u32 {
         self.bundle.manifest.sample_rate
     }
 
-    /// Prompt semantic codes from the padded 16 kHz reference.
-    pub fn prompt_codes(&mut self, wav16k_padded: &[f32]) -> Result<Vec<i64>> {
-        let ssl = self.hubert.hubert(wav16k_padded)?;
-        let (codes, _) = self.vq_encode.vq_encode(ssl.view())?;
-        Ok(codes)
+    pub fn features(&self) -> &Arc<FeatureCache> {
+        &self.features
     }
 
-    /// Run the GPT for one segment.
-    pub fn generate(&mut self, phone_ids: &[i64], bert: ndarray::ArrayView2<f32>, prompt: &[i64], cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64) -> bool) -> Result<gpt::GenerateOutput> {
-        let dims = self.gpt_dims();
-        let input = GptInput { phone_ids, bert, prompt };
-        Ok(gpt::generate(&mut self.gpt_prefill, &mut self.gpt_step, dims, &input, cfg, &mut self.cache, on_token)?)
+    pub fn gpt(&self) -> &Gpt {
+        &self.gpt
     }
-
-    pub fn synthesize(&mut self, req: &SynthRequest) -> Result<SynthOutput> {
-        let t_all = Instant::now();
-        let mut timings = Timings::default();
-        if req.segments.is_empty() {
-            return Err(EngineError::Request("no text segment".into()));
-        }
-        for (i, s) in std::iter::once(&req.prompt).chain(req.segments.iter()).enumerate() {
-            let h = self.bundle.manifest.bert_hidden();
-            if s.bert.dim() != (h, s.phone_ids.len()) {
-                return Err(EngineError::Request(format!("segment {i}: bert must be [{h}, {}], got {:?}", s.phone_ids.len(), s.bert.dim())));
-            }
-        }
-        let t0 = Instant::now();
-        let prompt = self.prompt_codes(&req.reference.wav16k_padded)?;
-        let ge = vocoder::reference_ge(&mut self.ref_enc, self.bundle.manifest.spec_bins(), req.reference.spec.view())?;
-        timings.reference_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let c = self.bundle.manifest.sovits.inter_channels;
-        let mut audio = Vec::with_capacity(req.segments.len());
-        for (si, seg) in req.segments.iter().enumerate() {
-            let ids: Vec<i64> = req.prompt.phone_ids.iter().chain(seg.phone_ids.iter()).copied().collect();
-            let bert = concatenate(Axis(1), &[req.prompt.bert.view(), seg.bert.view()]).map_err(|e| EngineError::Request(e.to_string()))?;
-            let out = self.generate(&ids, bert.view(), &prompt, &req.gen, &mut |_| true)?;
-            timings.prefill_ms += out.timings.prefill_ms;
-            timings.steps += out.timings.steps;
-            timings.steps_ms += out.timings.steps_ms;
-            timings.tokens += out.tokens.len();
-            let t1 = Instant::now();
-            let mut dp = req.decode;
-            dp.seed = dp.seed.wrapping_add(si as u64);
-            let dec = vocoder::decode(&mut self.sovits_decode, c, &out.tokens, &seg.phone_ids, &ge, dp, None, false)?;
-            timings.decode_ms += t1.elapsed().as_secs_f64() * 1e3;
-            audio.push(dec.audio);
-        }
-        let sr = self.sample_rate();
-        let audio_i16 = vocoder::postprocess(&audio, sr, 0.3, req.int16);
-        timings.total_ms = t_all.elapsed().as_secs_f64() * 1e3;
-        Ok(SynthOutput { audio_i16, sample_rate: sr, timings })
+    pub fn gpt_mut(&mut self) -> &mut Gpt {
+        &mut self.gpt
     }
-}
-
-/// An engine on its own thread; requests go over a channel, one at a time.
-pub struct EngineWorker {
-    tx: mpsc::Sender<(SynthRequest, mpsc::Sender<Result<SynthOutput>>)>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl EngineWorker {
-    pub fn spawn(mut engine: Engine) -> EngineWorker {
-        let (tx, rx) = mpsc::channel::<(SynthRequest, mpsc::Sender<Result<SynthOutput>>)>();
-        let handle = std::thread::Builder::new()
-            .name("gsv-engine".into())
-            .spawn(move || {
-                for (req, reply) in rx {
-                    let _ = reply.send(engine.synthesize(&req));
-                }
-            })
-            .expect("spawn engine thread");
-        EngineWorker { tx, handle: Some(handle) }
+    pub fn vocoder_mut(&mut self) -> &mut Vocoder {
+        &mut self.vocoder
     }
-
-    /// Submit a request; the receiver yields the result.
-    pub fn submit(&self, req: SynthRequest) -> Result<mpsc::Receiver<Result<SynthOutput>>> {
-        let (rtx, rrx) = mpsc::channel();
-        self.tx.send((req, rtx)).map_err(|_| EngineError::WorkerGone)?;
-        Ok(rrx)
+    pub fn hubert_mut(&mut self) -> &mut Hubert {
+        &mut self.hubert
     }
-
-    pub fn synthesize(&self, req: SynthRequest) -> Result<SynthOutput> {
-        self.submit(req)?.recv().map_err(|_| EngineError::WorkerGone)?
-    }
-}
-
-impl Drop for EngineWorker {
-    fn drop(&mut self) {
-        let (dead_tx, _) = mpsc::channel();
-        drop(std::mem::replace(&mut self.tx, dead_tx));
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+    pub fn bert_mut(&mut self) -> &mut Bert {
+        &mut self.bert
     }
 }
 

@@ -4,7 +4,7 @@
 //! codes `P` (25 Hz). Output: generated semantic tokens (25 Hz, ids < EOS), streamed through a callback
 //! as they are decided, plus timings.
 //!
-//! Loop (upstream `infer_panel_naive`), step `idx` from 0: logits of the last position; for `idx < 11` the
+//! Loop ([`Gpt::generate`], upstream `infer_panel_naive`), step `idx` from 0: logits of the last position; for `idx < 11` the
 //! EOS column is dropped (`logits[:, :-1]`); [`Sampler`] draws a token given all previous tokens (prompt
 //! included). Stop when the argmax of the penalised logits or the sample is EOS (the EOS is dropped),
 //! when more than `early_stop_num` tokens were generated (the last one is kept), or at step 1499.
@@ -14,18 +14,26 @@
 //! `y[:, -idx:]`, which drops the first token after an early stop), and an empty generation is an
 //! error instead of upstream's single zero token.
 //!
-//! [`KvCache`] (in `runtime`, since it lives in ONNX Runtime tensors): per layer, K and V `[H, C, Dh]` allocated
-//! once (re-allocated only when a request needs more rows than any before) and bound in place to `gpt_step`,
-//! which appends one row per step; nothing is copied or allocated per token.
+//! [`Gpt`] owns both graphs and their contracts ([`Gpt::contracts`]):
+//! * `gpt_prefill`: `phone_ids` `[1,N]` i64, `bert` `[1,1024,N]` f32, `prompt` `[1,P]` i64 -> `logits` `[1,V]`
+//!   (last position) and `k_i`/`v_i` `[1,N+P,D]` per layer;
+//! * `gpt_step`: `token` `[1,1]`, `position` `[1]`, `seqlens_k` `[1]`, `total_len` `[]` and `past_k_i`/`past_v_i`
+//!   `[1,H,C,Dk]` -> `logits` `[1,V]`, `present_k_i`/`present_v_i` (the same buffers, written in place).
+//!
+//! and the [`KvCache`] ([`kv`]): per layer, K and V `[1, H, C, Dk]` allocated once (re-allocated only when a
+//! request needs more rows than any before) and bound in place to `gpt_step`, which appends one row per step;
+//! nothing is copied or allocated per token.
 
+pub mod kv;
 pub mod sampler;
 
 use std::time::Instant;
 
 use ndarray::ArrayView2;
 
-pub use crate::runtime::KvCache;
-use crate::runtime::{Graph, RuntimeError};
+use crate::bundle::{Bundle, GraphContract, LoadError, Manifest, Precision};
+use crate::runtime::{Device, Graph, Input, Runtime, RuntimeError, SessionOptions};
+pub use kv::KvCache;
 pub use sampler::{Sampler, SamplingParams, Strategy};
 
 /// Upstream's loop bound (`range(1500)`).
@@ -126,97 +134,192 @@ pub struct GptInput<'a> {
     pub prompt: &'a [i64],
 }
 
-/// Run the decoding loop. `on_token` receives each kept token as soon as it is decided.
-pub fn generate(
-    prefill: &mut Graph,
-    step: &mut Graph,
+/// Receives `(layer, is_v, rows)` for each K/V output of the prefill (`rows`: `[N+P, D]` row-major).
+pub type RowSink<'a> = dyn FnMut(usize, bool, &[f32]) -> Result<()> + 'a;
+
+/// The text2semantic model: prefill and step graphs, dimensions, and the K/V cache of the last generation.
+pub struct Gpt {
+    prefill: Graph,
+    step: Graph,
     dims: GptDims,
-    input: &GptInput<'_>,
-    cfg: &GenerateConfig,
-    cache: &mut Option<KvCache>,
-    on_token: &mut dyn FnMut(i64) -> bool,
-) -> Result<GenerateOutput> {
-    let n = input.phone_ids.len();
-    let p = input.prompt.len();
-    if n == 0 {
-        return Err(GptError::Input("no phones".into()));
-    }
-    if input.bert.ncols() != n {
-        return Err(GptError::Input(format!("bert has {} columns for {} phones", input.bert.ncols(), n)));
-    }
-    let max_steps = cfg.max_steps.max(1);
-    let need = n + p + max_steps + 1;
-    if cache.as_ref().is_none_or(|c| c.capacity() < need || c.n_layer() != dims.n_layer || c.hidden() != dims.hidden) {
-        *cache = None; // free the old buffers before allocating the new ones
-        *cache = Some(step.new_kv_cache(dims.n_layer, dims.n_head, dims.hidden, dims.kv_head_dim, dims.vocab, need)?);
-    }
-    let Some(cache) = cache.as_mut() else {
-        return Err(GptError::Input("no K/V cache".into()));
-    };
-    cache.reset();
-    let d = dims.hidden;
-    let mut sampler = Sampler::new(cfg.params, cfg.seed);
-    let mut history: Vec<i64> = Vec::with_capacity(p + max_steps);
-    history.extend_from_slice(input.prompt);
-    let mut out = GenerateOutput { tokens: Vec::new(), stop: StopReason::MaxSteps, idx: 0, step_logits: Vec::new(), timings: GptTimings::default() };
-
-    let t0 = Instant::now();
-    let rows = n + p;
-    let mut logits = {
-        let mut sink = |layer: usize, is_v: bool, data: &[f32]| -> std::result::Result<(), RuntimeError> {
-            if data.len() != rows * d {
-                return Err(RuntimeError::Output { graph: "gpt_prefill".into(), output: if is_v { "v" } else { "k" }.into(), msg: format!("{} values, expected {}", data.len(), rows * d) });
-            }
-            cache.write_rows(layer, is_v, 0, data)
-        };
-        prefill.gpt_prefill(dims.n_layer, input.phone_ids, input.bert, input.prompt, &mut sink)?
-    };
-    cache.set_len(rows)?;
-    out.timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
-
-    let mut steps_time = 0.0;
-    for idx in 0..max_steps {
-        if logits.len() != dims.vocab {
-            return Err(GptError::Shape { what: "logits".into(), got: logits.len(), expected: dims.vocab });
-        }
-        if cfg.record_logits {
-            out.step_logits.push(logits.clone());
-        }
-        let width = if idx < NO_EOS_STEPS || cfg.ignore_eos { dims.vocab - 1 } else { dims.vocab };
-        let row = &mut logits[..width];
-        let tok = sampler.sample(row, &history) as i64;
-        let top = sampler::argmax(row) as i64;
-        out.idx = idx;
-        let mut stop = None;
-        if cfg.early_stop_num >= 0 && (out.tokens.len() + 1) as i64 > cfg.early_stop_num {
-            stop = Some(StopReason::EarlyStop);
-        }
-        if top == dims.eos || tok == dims.eos {
-            stop = Some(StopReason::Eos);
-        } else {
-            out.tokens.push(tok);
-            history.push(tok);
-            if !on_token(tok) {
-                return Err(GptError::Cancelled);
-            }
-        }
-        if stop.is_none() && idx + 1 == max_steps {
-            stop = Some(StopReason::MaxSteps);
-        }
-        if let Some(s) = stop {
-            out.stop = s;
-            break;
-        }
-        // feed the token at audio position P + idx
-        let ts = Instant::now();
-        logits = step.gpt_step(cache, tok, (p + idx) as i64)?;
-        steps_time += ts.elapsed().as_secs_f64() * 1e3;
-        out.timings.steps += 1;
-    }
-    out.timings.steps_ms = steps_time;
-    if out.tokens.is_empty() {
-        return Err(GptError::EmptyGeneration);
-    }
-    Ok(out)
+    /// Allocated by the first generation, grown when a longer one needs more rows.
+    cache: Option<KvCache>,
 }
 
+impl Gpt {
+    /// The graphs this struct runs, for a bundle of `n_layer` layers (BUNDLE.md, format 2).
+    pub fn contracts(m: &Manifest) -> [GraphContract; 2] {
+        let n = m.gpt.n_layer;
+        let mut prefill = GraphContract::new("gpt_prefill").input("phone_ids", "int64", 2).input("bert", "float32", 3).input("prompt", "int64", 2);
+        prefill = prefill.output("logits", "float32", 2);
+        for i in 0..n {
+            prefill = prefill.output(format!("k_{i}"), "float32", 3);
+        }
+        for i in 0..n {
+            prefill = prefill.output(format!("v_{i}"), "float32", 3);
+        }
+        // head-major cache [1, H, C, Dk], updated in place
+        let mut step = GraphContract::new("gpt_step").input("token", "int64", 2).input("position", "int64", 1).input("seqlens_k", "int32", 1).input("total_len", "int32", 0);
+        for i in 0..n {
+            step = step.input(format!("past_k_{i}"), "float32", 4);
+        }
+        for i in 0..n {
+            step = step.input(format!("past_v_{i}"), "float32", 4);
+        }
+        step = step.output("logits", "float32", 2);
+        for i in 0..n {
+            step = step.output(format!("present_k_{i}"), "float32", 4);
+        }
+        for i in 0..n {
+            step = step.output(format!("present_v_{i}"), "float32", 4);
+        }
+        [prefill, step]
+    }
+
+    pub fn load(rt: &Runtime, bundle: &Bundle, opts: &SessionOptions, precision: Precision) -> std::result::Result<Gpt, LoadError> {
+        let [pc, sc] = Gpt::contracts(&bundle.manifest);
+        let prefill = bundle.load_graph(rt, &pc, precision, opts)?;
+        let step = bundle.load_graph(rt, &sc, precision, opts)?;
+        let g = &bundle.manifest.gpt;
+        let dims = GptDims { n_layer: g.n_layer, n_head: g.n_head, hidden: g.hidden_dim, kv_head_dim: g.kv_head_dim, vocab: g.vocab_size, eos: g.eos };
+        Ok(Gpt { prefill, step, dims, cache: None })
+    }
+
+    pub fn dims(&self) -> GptDims {
+        self.dims
+    }
+
+    /// Where the step runs (after any fallback to the CPU).
+    pub fn device(&self) -> Device {
+        self.step.device
+    }
+
+    /// A fresh K/V cache of `capacity` rows bound to the step graph (tests; [`Gpt::generate`] keeps its own).
+    pub fn new_cache(&self, capacity: usize) -> Result<KvCache> {
+        KvCache::new(&self.step, self.dims, capacity)
+    }
+
+    /// The prefill: returns the last position's logits (`V` values); `sink(layer, is_v, rows)` receives each
+    /// layer's K and V (`(N+P)*D` values, row-major `[N+P, D]`).
+    pub fn prefill_rows(&mut self, input: &GptInput<'_>, sink: &mut RowSink<'_>) -> Result<Vec<f32>> {
+        let n = input.phone_ids.len();
+        if n == 0 {
+            return Err(GptError::Input("no phones".into()));
+        }
+        if input.bert.ncols() != n {
+            return Err(GptError::Input(format!("bert has {} columns for {} phones", input.bert.ncols(), n)));
+        }
+        let h = input.bert.nrows();
+        let bert = input.bert.as_standard_layout();
+        let bert = bert.as_slice().ok_or_else(|| GptError::Input("bert features are not contiguous".into()))?;
+        let p = input.prompt.len();
+        let outs = self.prefill.run(&[
+            Input::i64("phone_ids", &[1, n], input.phone_ids),
+            Input::f32("bert", &[1, h, n], bert),
+            Input::i64("prompt", &[1, p], input.prompt),
+        ])?;
+        let rows = (n + p) * self.dims.hidden;
+        for i in 0..self.dims.n_layer {
+            for (is_v, name) in [(false, format!("k_{i}")), (true, format!("v_{i}"))] {
+                let (_, d) = outs.get::<f32>(&name)?;
+                if d.len() != rows {
+                    return Err(GptError::Shape { what: name, got: d.len(), expected: rows });
+                }
+                sink(i, is_v, d)?;
+            }
+        }
+        Ok(outs.get::<f32>("logits")?.1.to_vec())
+    }
+
+    /// One step on `cache` (after a prefill wrote its rows and [`KvCache::set_len`]): token at audio `position`.
+    pub fn step(&mut self, cache: &mut KvCache, token: i64, position: i64) -> Result<Vec<f32>> {
+        cache.step(&mut self.step, token, position)
+    }
+
+    /// Run the decoding loop. `on_token` receives each kept token as soon as it is decided; returning false
+    /// stops the loop with [`GptError::Cancelled`].
+    pub fn generate(&mut self, input: &GptInput<'_>, cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64) -> bool) -> Result<GenerateOutput> {
+        let dims = self.dims;
+        let n = input.phone_ids.len();
+        let p = input.prompt.len();
+        if n == 0 {
+            return Err(GptError::Input("no phones".into()));
+        }
+        if input.bert.ncols() != n {
+            return Err(GptError::Input(format!("bert has {} columns for {} phones", input.bert.ncols(), n)));
+        }
+        let max_steps = cfg.max_steps.max(1);
+        let need = n + p + max_steps + 1;
+        if self.cache.as_ref().is_none_or(|c| c.capacity() < need || c.n_layer() != dims.n_layer || c.hidden() != dims.hidden) {
+            self.cache = None; // free the old buffers before allocating the new ones
+            self.cache = Some(KvCache::new(&self.step, dims, need)?);
+        }
+        let Some(mut cache) = self.cache.take() else {
+            return Err(GptError::Input("no K/V cache".into()));
+        };
+        let res = self.run_loop(&mut cache, input, cfg, on_token);
+        self.cache = Some(cache);
+        res
+    }
+
+    fn run_loop(&mut self, cache: &mut KvCache, input: &GptInput<'_>, cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64) -> bool) -> Result<GenerateOutput> {
+        let dims = self.dims;
+        let (n, p) = (input.phone_ids.len(), input.prompt.len());
+        let max_steps = cfg.max_steps.max(1);
+        cache.reset();
+        let mut sampler = Sampler::new(cfg.params, cfg.seed);
+        let mut history: Vec<i64> = Vec::with_capacity(p + max_steps);
+        history.extend_from_slice(input.prompt);
+        let mut out = GenerateOutput { tokens: Vec::new(), stop: StopReason::MaxSteps, idx: 0, step_logits: Vec::new(), timings: GptTimings::default() };
+
+        let t0 = Instant::now();
+        let mut logits = self.prefill_rows(input, &mut |layer, is_v, data| cache.write_rows(layer, is_v, 0, data))?;
+        cache.set_len(n + p)?;
+        out.timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+
+        let mut steps_time = 0.0;
+        for idx in 0..max_steps {
+            if logits.len() != dims.vocab {
+                return Err(GptError::Shape { what: "logits".into(), got: logits.len(), expected: dims.vocab });
+            }
+            if cfg.record_logits {
+                out.step_logits.push(logits.clone());
+            }
+            let width = if idx < NO_EOS_STEPS || cfg.ignore_eos { dims.vocab - 1 } else { dims.vocab };
+            let row = &mut logits[..width];
+            let tok = sampler.sample(row, &history) as i64;
+            let top = sampler::argmax(row) as i64;
+            out.idx = idx;
+            let mut stop = None;
+            if cfg.early_stop_num >= 0 && (out.tokens.len() + 1) as i64 > cfg.early_stop_num {
+                stop = Some(StopReason::EarlyStop);
+            }
+            if top == dims.eos || tok == dims.eos {
+                stop = Some(StopReason::Eos);
+            } else {
+                out.tokens.push(tok);
+                history.push(tok);
+                if !on_token(tok) {
+                    return Err(GptError::Cancelled);
+                }
+            }
+            if stop.is_none() && idx + 1 == max_steps {
+                stop = Some(StopReason::MaxSteps);
+            }
+            if let Some(s) = stop {
+                out.stop = s;
+                break;
+            }
+            // feed the token at audio position P + idx
+            let ts = Instant::now();
+            logits = cache.step(&mut self.step, tok, (p + idx) as i64)?;
+            steps_time += ts.elapsed().as_secs_f64() * 1e3;
+            out.timings.steps += 1;
+        }
+        out.timings.steps_ms = steps_time;
+        if out.tokens.is_empty() {
+            return Err(GptError::EmptyGeneration);
+        }
+        Ok(out)
+    }
+}

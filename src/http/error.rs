@@ -1,13 +1,14 @@
 //! Errors of the HTTP layer and the one place where they become a status code and a body.
 //!
-//! Every handler returns `Result<Response, HttpError>`; [`HttpError::status`] is the single match from error to
-//! status, and [`error_response`] writes the body in the shape of the route that failed ([`Shape`]):
-//! api2/api.py routes `{"code":N,"message":M}`, api_v2 routes `{"message":M}` (plus `"Exception"` for
-//! synthesis failures, as api_v2 does), OpenAI routes `{"error":{"message","type","code"}}`.
-//! Internal faults (runtime, model, worker) answer 500 with a generic message and the request id; the
-//! details go to the log only, so bodies never carry internal paths or backtraces.
+//! Every handler returns `Result<Response, HttpError>`. [`HttpError::kind`] says what kind of failure it is: the
+//! engine's [`ErrorKind`] (engine errors decide their own kind by variant, never by message text) or one of the
+//! few kinds only HTTP has; [`HttpError::status`] is the single `match` from kind to status, and [`error_body`]
+//! writes the body in the shape of the route that failed ([`Shape`]): api2/api.py routes
+//! `{"code":N,"message":M}`, api_v2 routes `{"message":M}` (plus `"Exception"` for synthesis failures, as api_v2
+//! does), OpenAI routes `{"error":{"message","type","code"}}`. Internal faults answer 500 with a generic message
+//! and the request id; the details go to the log only, so bodies never carry internal paths or backtraces.
 
-use crate::engine::EngineError;
+use crate::engine::{EngineError, ErrorKind};
 use crate::gpt::GptError;
 use crate::text::TextError;
 
@@ -53,13 +54,7 @@ pub enum HttpError {
     MethodNotAllowed,
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
-    #[error("server busy: {0} requests already waiting")]
-    Overloaded(usize),
-    #[error("request took longer than {0} s")]
-    Timeout(u64),
-    /// The server is stopping.
-    #[error("server is shutting down")]
-    ShuttingDown,
+    /// From the engine: admission (overloaded), deadline (timeout), shutting down, and every synthesis failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// A fault of the server; the detail is logged, never sent.
@@ -67,48 +62,63 @@ pub enum HttpError {
     Internal(String),
 }
 
-/// Kind of failure, for the `gsv_failures_total{kind}` metric.
-impl HttpError {
-    pub fn kind(&self) -> &'static str {
+/// What kind of failure an [`HttpError`] is: an engine kind, or one only HTTP has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Engine(ErrorKind),
+    Unauthorized,
+    MethodNotAllowed,
+    TooLarge,
+}
+
+impl Kind {
+    /// Label of `gsv_failures_total{kind}`.
+    pub fn name(self) -> &'static str {
         match self {
-            HttpError::NoDefaultReference => "no_reference",
-            HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => "bad_request",
-            HttpError::Unauthorized => "unauthorized",
-            HttpError::Forbidden(_) => "forbidden",
-            HttpError::NotFound | HttpError::UnknownModel(_) | HttpError::MethodNotAllowed => "not_found",
-            HttpError::BodyTooLarge(_) => "too_large",
-            HttpError::Overloaded(_) => "overloaded",
-            HttpError::Timeout(_) => "timeout",
-            HttpError::ShuttingDown => "shutting_down",
-            HttpError::Engine(e) => match engine_class(e) {
-                EngineClass::Client => "bad_request",
-                EngineClass::Cancelled => "cancelled",
-                EngineClass::Internal => "internal",
-            },
-            HttpError::Internal(_) => "internal",
+            Kind::Engine(k) => k.name(),
+            Kind::Unauthorized => "unauthorized",
+            Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::TooLarge => "too_large",
         }
     }
 
-    /// THE mapping from error to HTTP status.
-    pub fn status(&self) -> u16 {
+    /// THE mapping from kind to HTTP status.
+    pub fn status(self) -> u16 {
         match self {
-            HttpError::NoDefaultReference | HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => 400,
-            HttpError::Unauthorized => 401,
-            HttpError::Forbidden(_) => 403,
-            HttpError::NotFound | HttpError::UnknownModel(_) => 404,
-            HttpError::MethodNotAllowed => 405,
-            HttpError::BodyTooLarge(_) => 413,
-            HttpError::Overloaded(_) => 429,
-            HttpError::ShuttingDown => 503,
-            HttpError::Timeout(_) => 504,
-            HttpError::Engine(e) => match engine_class(e) {
-                EngineClass::Client => 400,
-                // only seen when the deadline fired (a client that left gets no answer)
-                EngineClass::Cancelled => 504,
-                EngineClass::Internal => 500,
-            },
-            HttpError::Internal(_) => 500,
+            Kind::Engine(ErrorKind::Validation | ErrorKind::Unsupported) => 400,
+            Kind::Unauthorized => 401,
+            Kind::Engine(ErrorKind::Forbidden) => 403,
+            Kind::Engine(ErrorKind::NotFound) => 404,
+            Kind::MethodNotAllowed => 405,
+            Kind::TooLarge => 413,
+            Kind::Engine(ErrorKind::Overloaded) => 429,
+            // nobody reads it: the client went away (nginx's "client closed request")
+            Kind::Engine(ErrorKind::Cancelled) => 499,
+            Kind::Engine(ErrorKind::Internal) => 500,
+            Kind::Engine(ErrorKind::Unavailable) => 503,
+            Kind::Engine(ErrorKind::Timeout) => 504,
         }
+    }
+}
+
+impl HttpError {
+    pub fn kind(&self) -> Kind {
+        match self {
+            HttpError::NoDefaultReference | HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => {
+                Kind::Engine(ErrorKind::Validation)
+            }
+            HttpError::Unauthorized => Kind::Unauthorized,
+            HttpError::Forbidden(_) => Kind::Engine(ErrorKind::Forbidden),
+            HttpError::NotFound | HttpError::UnknownModel(_) => Kind::Engine(ErrorKind::NotFound),
+            HttpError::MethodNotAllowed => Kind::MethodNotAllowed,
+            HttpError::BodyTooLarge(_) => Kind::TooLarge,
+            HttpError::Engine(e) => Kind::Engine(e.kind()),
+            HttpError::Internal(_) => Kind::Engine(ErrorKind::Internal),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind().status()
     }
 
     /// The message a client may see (no internal detail for 5xx).
@@ -118,44 +128,12 @@ impl HttpError {
         }
         match self {
             HttpError::Engine(e) => engine_message(e),
-            HttpError::Timeout(s) => format!("处理超时 / request took longer than {s} s"),
-            HttpError::Overloaded(n) => format!("服务器繁忙，请稍后再试 / server busy: {n} requests already waiting"),
             other => other.to_string(),
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EngineClass {
-    Client,
-    Cancelled,
-    Internal,
-}
-
-/// Which engine errors are the client's fault.
-pub fn engine_class(e: &EngineError) -> EngineClass {
-    match e {
-        // the engine reports a few bundle faults as Request (unreadable tokenizer, BERT/phone mismatch)
-        EngineError::Request(m) if m.starts_with("cannot read ") || m.starts_with("BERT features") || m.starts_with("bundle ") => {
-            EngineClass::Internal
-        }
-        EngineError::Request(_) | EngineError::Reference(_) => EngineClass::Client,
-        EngineError::Text(t) => match t {
-            TextError::MissingData(_) | TextError::Data(_) | TextError::Tokenizer(_) | TextError::Shape(_) | TextError::UnknownVersion(_) => {
-                EngineClass::Internal
-            }
-            _ => EngineClass::Client,
-        },
-        // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
-        EngineError::Gpt(GptError::EmptyGeneration) => EngineClass::Client,
-        EngineError::Gpt(GptError::Cancelled) | EngineError::Cancelled => EngineClass::Cancelled,
-        EngineError::Bundle(_) | EngineError::Runtime(_) | EngineError::Gpt(_) | EngineError::Vocoder(_) | EngineError::WorkerGone => {
-            EngineClass::Internal
-        }
-    }
-}
-
-/// Client-facing text of a client-side engine error: Chinese as api2 writes its messages, then English.
+/// Client-facing text of an engine error: Chinese as api2 writes its messages, then English.
 fn engine_message(e: &EngineError) -> String {
     match e {
         EngineError::Text(TextError::TextTooShort) => "有效文字数太少，至少输入4个字符 / text too short: at least 4 characters are needed".into(),
@@ -171,7 +149,9 @@ fn engine_message(e: &EngineError) -> String {
         }
         EngineError::Reference(r) => format!("参考音频无法解码 / reference audio: {r}"),
         EngineError::Gpt(GptError::EmptyGeneration) => "模型没有生成任何内容 / the model generated no audio for this text".into(),
-        EngineError::Request(m) => format!("参数错误 / bad request: {m}"),
+        EngineError::Invalid(m) => format!("参数错误 / bad request: {m}"),
+        EngineError::Timeout(s) => format!("处理超时 / request took longer than {s} s"),
+        EngineError::Overloaded(n) => format!("服务器繁忙，请稍后再试 / server busy: {n} requests already waiting"),
         other => other.to_string(),
     }
 }
@@ -246,6 +226,29 @@ mod tests {
             assert!(!b.contains("/secret"), "{b}");
             assert!(b.contains("rid-1"));
         }
+    }
+
+    #[test]
+    fn kinds_decide_status() {
+        use crate::reference::ReferenceError;
+        let e = |x: EngineError| HttpError::Engine(x).status();
+        assert_eq!(e(EngineError::Overloaded(3)), 429);
+        assert_eq!(e(EngineError::Timeout(2)), 504);
+        assert_eq!(e(EngineError::ShuttingDown), 503);
+        assert_eq!(e(EngineError::Panicked("x".into())), 500);
+        assert_eq!(e(EngineError::Text(TextError::Unsupported("ko".into()))), 400);
+        assert_eq!(e(EngineError::Text(TextError::Tokenizer("x".into()))), 500);
+        assert_eq!(e(EngineError::Reference(ReferenceError::EmptyAudio)), 400);
+        // an internal fault whose message reads like a client's is still internal
+        assert_eq!(e(EngineError::Internal("cannot read x".into())), 500);
+        assert_eq!(e(EngineError::Bundle(crate::bundle::BundleError::Io { path: "tokenizer.json".into(), msg: "x".into() })), 500);
+        assert_eq!(HttpError::Forbidden("x".into()).status(), 403);
+        assert_eq!(HttpError::BodyTooLarge(1).status(), 413);
+        let (s, b) = error_body(&HttpError::Engine(EngineError::Overloaded(1)), Shape::Api2, "r");
+        assert_eq!((s, b.as_str()), (429, r#"{"code":429,"message":"服务器繁忙，请稍后再试 / server busy: 1 requests already waiting"}"#));
+        let (s, b) = error_body(&HttpError::Engine(EngineError::Panicked("boom at /secret".into())), Shape::Api2, "rid-9");
+        assert_eq!(s, 500);
+        assert!(b.contains("rid-9") && !b.contains("secret"), "{b}");
     }
 
     #[test]

@@ -2,20 +2,20 @@
 //! `/v1/audio/speech`, `/health` and `/metrics`.
 //!
 //! Shape: hyper 1 (HTTP/1.1) on a tokio runtime accepts connections; handlers parse parameters
-//! ([`params`]), build a [`TtsRequest`] and hand it to the engine [`pool`] (N threads, each owning an
-//! `Engine`) over a channel. Audio comes back segment by segment; streaming responses forward each segment
-//! as one chunk, the others collect them and send a complete WAV. Every handler error is an [`HttpError`];
-//! [`error::error_body`] turns it into a status and a JSON body in the route's shape, in one place.
-//! A client that disconnects drops the handler future or the response body, whose [`pool::CancelGuard`] sets
-//! the job's cancel flag; the worker sees it at the next GPT step. SIGINT/SIGTERM (or `/control?command=exit`)
-//! stop the accept loop, let running requests finish, then stop the workers.
+//! ([`params`]) into a typed [`TtsRequest`] (languages, cut methods, numbers parsed here, once) and submit it to
+//! the engine's supervised [`Pool`] (N threads, each owning an `Engine`). Audio comes back piece by piece over the
+//! job's channel; streaming responses forward each piece as one chunk, the others collect them and send a complete
+//! WAV. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
+//! ([`HttpError::status`]) and [`error::error_body`] writes the JSON body in the route's shape.
+//! A client that disconnects drops the handler future or the response body, whose [`CancelGuard`] sets the job's
+//! cancel flag; the worker sees it at the next GPT step. `/health` asks the workers. SIGINT/SIGTERM (or
+//! `/control?command=exit`) stop the accept loop, let running requests finish, then stop the workers.
 
 pub mod args;
 pub mod error;
 pub mod metrics;
 pub mod params;
 pub mod paths;
-pub mod pool;
 mod routes;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -38,12 +38,12 @@ use tracing::Instrument;
 pub use args::ServeArgs;
 pub use error::{HttpError, Shape};
 
-use crate::bundle::Bundle;
-use crate::engine::pipeline::{RefAudio, TtsRequest};
+use crate::bundle::{Bundle, Precision};
+use crate::engine::pool::{CancelGuard, Event, Loader, ModelGen, Pool, PoolConfig};
+use crate::engine::{Api2Cut, EngineOptions, Precisions, RefAudio, TtsRequest};
 use crate::runtime::{Device, OptLevel, Runtime, SessionOptions};
-use crate::text::FrontendData;
+use crate::text::{FrontendData, Language};
 use metrics::Metrics;
-use pool::{Event, Loader, ModelGen, Pool};
 
 /// A reference recording with its transcript and language (strings may be empty: "not configured").
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,14 +68,15 @@ struct Models {
 pub struct Limits {
     pub max_body: usize,
     pub max_text: usize,
-    /// api2 `-c` (0 = no cut).
-    pub cut: u8,
+    /// api2 `-c`.
+    pub cut: Api2Cut,
     /// api.py `-sm normal`: `/` streams by default.
     pub stream_default: bool,
     pub timeout: Option<Duration>,
     pub api_key: Option<String>,
     pub ref_roots: Vec<PathBuf>,
-    pub default_cut_punc: Option<String>,
+    /// api.py `-cp`, as an api2 cut method.
+    pub default_cut_punc: Option<Api2Cut>,
     pub hubert_path: Option<String>,
     pub bert_path: Option<String>,
 }
@@ -130,19 +131,19 @@ impl State {
         let _one_at_a_time = self.swap.lock().await;
         let loader = self.loader.clone();
         let d = dir.clone();
-        let checked = tokio::task::spawn_blocking(move || loader.load(&d).map(drop))
+        let checked = tokio::task::spawn_blocking(move || loader.check(&d))
             .await
             .map_err(|e| format!("model check panicked: {e}"))?;
         checked.map_err(|e| e.to_string())?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let gen = Arc::new(model_gen(name, &dir, generation).map_err(|e| e.to_string())?);
+        let gen = Arc::new(ModelGen::open(name, &dir, generation).map_err(|e| e.to_string())?);
         let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
         if name == "default" {
             m.default = gen.clone();
         } else {
             m.named.insert(name.to_string(), gen.clone());
         }
-        self.metrics.model_swaps.fetch_add(1, Ordering::Relaxed);
+        self.metrics.engine.model_swaps.fetch_add(1, Ordering::Relaxed);
         tracing::info!(model = name, dir = %dir.display(), generation, "model changed");
         Ok(gen)
     }
@@ -150,18 +151,6 @@ impl State {
     pub fn trigger_shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
-}
-
-fn model_gen(name: &str, dir: &Path, generation: u64) -> Result<ModelGen> {
-    let b = Bundle::open(dir)?;
-    Ok(ModelGen {
-        name: name.to_string(),
-        dir: dir.to_path_buf(),
-        generation,
-        sample_rate: b.manifest.sample_rate,
-        version: b.manifest.model_version.clone(),
-        label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
-    })
 }
 
 /// `NAME=VALUE` of `--bundle` / `--voice`.
@@ -184,7 +173,7 @@ pub struct AudioStream {
     pending: VecDeque<Bytes>,
     events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     /// Dropped with the body (client gone) -> the worker stops.
-    _guard: pool::CancelGuard,
+    _guard: CancelGuard,
     metrics: Arc<Metrics>,
     id: String,
     done: bool,
@@ -266,7 +255,7 @@ struct Plan {
     default_ref: RefSpec,
     voices: BTreeMap<String, RefSpec>,
     limits: Limits,
-    opts: SessionOptions,
+    opts: EngineOptions,
     workers: usize,
     max_queue: usize,
     warmup: bool,
@@ -309,7 +298,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
             bail!("--voice expects NAME=WAV|TEXT|LANG, got {v:?}");
         }
-        if params::api_language(parts[2]).is_none() {
+        if Language::from_api(parts[2]).is_none() {
             bail!("--voice {n}: unknown language {:?}", parts[2]);
         }
         if !Path::new(parts[0]).is_file() {
@@ -344,29 +333,33 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         limits: Limits {
             max_body: a.max_body,
             max_text: a.max_text.max(1),
-            cut: if (1..=5).contains(&a.cut) { a.cut as u8 } else { 0 },
+            cut: Api2Cut::from_number(a.cut),
             stream_default,
             timeout: if a.timeout_s == 0 { None } else { Some(Duration::from_secs(a.timeout_s)) },
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             ref_roots: paths::canonical_roots(&a.ref_root).map_err(|e| anyhow!(e))?,
-            default_cut_punc: a.cut_punc.clone(),
+            default_cut_punc: a.cut_punc.as_deref().and_then(Api2Cut::from_punctuation),
             hubert_path: a.hubert_path.clone(),
             bert_path: a.bert_path.clone(),
         },
-        opts: SessionOptions {
-            device: Device::parse(match a.device.as_str() {
-                // api2's default: CUDA when this build has it (falls back to CPU), else CPU
-                "auto" if cfg!(feature = "cuda") => "cuda",
-                "auto" => "cpu",
-                d => d,
-            })?,
-            strict: a.strict_device,
-            intra_threads: a.intra_threads,
-            inter_threads: a.inter_threads,
-            opt_level: OptLevel::parse(&a.opt_level)?,
-            gpt_variant: crate::runtime::parse_precision(&a.gpt_precision)?,
-            bert_variant: crate::runtime::parse_precision(&a.bert_precision)?,
-            vocoder_variant: crate::runtime::parse_precision(&a.vocoder_precision)?,
+        opts: EngineOptions {
+            session: SessionOptions {
+                device: Device::parse(match a.device.as_str() {
+                    // api2's default: CUDA when this build has it (falls back to CPU), else CPU
+                    "auto" if cfg!(feature = "cuda") => "cuda",
+                    "auto" => "cpu",
+                    d => d,
+                })?,
+                strict: a.strict_device,
+                intra_threads: a.intra_threads,
+                inter_threads: a.inter_threads,
+                opt_level: OptLevel::parse(&a.opt_level)?,
+            },
+            precision: Precisions {
+                gpt: Precision::parse(&a.gpt_precision)?,
+                bert: Precision::parse(&a.bert_precision)?,
+                vocoder: Precision::parse(&a.vocoder_precision)?,
+            },
         },
         workers: a.workers.max(1),
         max_queue: a.max_queue,
@@ -395,24 +388,27 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
     let data = FrontendData::global()?;
     let metrics = Arc::new(Metrics::default());
     let loader = Arc::new(Loader { runtime, opts: p.opts.clone() });
-    let default = Arc::new(model_gen("default", &p.model_dir, 1)?);
+    let default = Arc::new(ModelGen::open("default", &p.model_dir, 1)?);
     let mut named = BTreeMap::new();
     for (i, (n, d)) in p.named.iter().enumerate() {
-        named.insert(n.clone(), Arc::new(model_gen(n, d, 2 + i as u64)?));
+        named.insert(n.clone(), Arc::new(ModelGen::open(n, d, 2 + i as u64)?));
     }
-    let warmup = if p.warmup && p.default_ref.is_ready() {
-        let mut r = TtsRequest::new("你好，世界。", "zh", RefAudio::Path(PathBuf::from(&p.default_ref.path)), &p.default_ref.text, &p.default_ref.lang);
-        r.seed = Some(0);
-        r.early_stop_num = Some(20);
-        Some(r)
-    } else {
-        None
+    let warmup = match (p.warmup, p.default_ref.is_ready(), Language::from_api(&p.default_ref.lang)) {
+        (true, true, Some(lang)) => {
+            let mut r = TtsRequest::new("你好，世界。", Language::Zh, RefAudio::Path(PathBuf::from(&p.default_ref.path)), &p.default_ref.text, lang);
+            r.seed = Some(0);
+            r.early_stop_num = Some(20);
+            Some(r)
+        }
+        _ => None,
     };
-    let (workers, max_queue) = (p.workers, p.max_queue);
-    let (m2, l2, d2) = (metrics.clone(), loader.clone(), default.clone());
-    let pool = tokio::task::spawn_blocking(move || Pool::start(workers, max_queue, l2, data, d2, warmup, m2))
+    let cfg = PoolConfig { workers: p.workers, max_queue: p.max_queue, warmup };
+    let workers = cfg.workers;
+    let (m2, l2, d2) = (metrics.engine.clone(), loader.clone(), default.clone());
+    let dir = p.model_dir.clone();
+    let pool = tokio::task::spawn_blocking(move || Pool::start(cfg, l2, data, d2, m2))
         .await?
-        .map_err(|e| anyhow!(e))?;
+        .with_context(|| format!("cannot load model {}", dir.display()))?;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let first_free = 2 + p.named.len() as u64;
     let id_prefix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() & 0xffffff).unwrap_or(0));
@@ -553,7 +549,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
     let mut resp = match res {
         Ok(r) => r,
         Err(e) => {
-            state.metrics.failure(e.kind());
+            state.metrics.failure(e.kind().name());
             let _g = span.enter();
             if e.status() >= 500 {
                 tracing::error!("{e}");

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value};
 
 use super::error::HttpError;
+use crate::text::Language;
 
 /// Keys whose repeated query values are collected into a list.
 const LIST_KEYS: &[&str] = &["inp_refs", "aux_ref_audio_paths"];
@@ -135,48 +136,13 @@ impl Params {
     }
 }
 
-/// api.py's language names (lower-cased codes and the Chinese UI names) to the codes the engine takes.
-/// api2's own codes (`zh ja en auto all_zh all_ja`) map to themselves.
-pub fn api_language(code: &str) -> Option<&'static str> {
-    let lower = code.to_lowercase();
-    Some(match lower.as_str() {
-        "zh" | "中英混合" => "zh",
-        "ja" | "日英混合" => "ja",
-        "en" | "英文" => "en",
-        "auto" | "多语种混合" => "auto",
-        "all_zh" | "中文" => "all_zh",
-        "all_ja" | "日文" => "all_ja",
-        "yue" | "粤英混合" => "yue",
-        "ko" | "韩英混合" => "ko",
-        "all_yue" | "粤语" => "all_yue",
-        "all_ko" | "韩文" => "all_ko",
-        "auto_yue" | "多语种混合(粤语)" => "auto_yue",
-        _ => return None,
-    })
-}
-
 /// api_v2's accepted `text_lang` / `prompt_lang` codes by model version.
-pub fn v2_languages(version: &str) -> &'static [&'static str] {
+pub fn v2_languages(version: &str) -> &'static [Language] {
+    use Language::*;
     if version == "v1" {
-        &["auto", "en", "zh", "ja", "all_zh", "all_ja"]
+        &[Auto, En, Zh, Ja, AllZh, AllJa]
     } else {
-        &["auto", "auto_yue", "en", "zh", "ja", "yue", "ko", "all_zh", "all_ja", "all_yue", "all_ko"]
-    }
-}
-
-/// api.py's `cut_punc` (characters to cut at) to an api2 cut method: only `。` -> 3, only `.` -> 4, any other
-/// punctuation -> 5 (cut at every punctuation mark), empty -> None (the server's `-c`).
-pub fn cut_from_punc(p: &str) -> Option<u8> {
-    let chars: Vec<char> = p.chars().filter(|c| !c.is_whitespace()).collect();
-    if chars.is_empty() {
-        return None;
-    }
-    if chars.iter().all(|&c| c == '。') {
-        Some(3)
-    } else if chars.iter().all(|&c| c == '.') {
-        Some(4)
-    } else {
-        Some(5)
+        &[Auto, AutoYue, En, Zh, Ja, Yue, Ko, AllZh, AllJa, AllYue, AllKo]
     }
 }
 
@@ -205,11 +171,13 @@ mod tests {
 
     #[test]
     fn languages_and_cuts() {
-        assert_eq!(api_language("ZH"), Some("zh"));
-        assert_eq!(api_language("中文"), Some("all_zh"));
-        assert_eq!(api_language("fr"), None);
-        assert_eq!(cut_from_punc("。"), Some(3));
-        assert_eq!(cut_from_punc(",。"), Some(5));
-        assert_eq!(cut_from_punc(""), None);
+        use crate::engine::Api2Cut;
+        assert_eq!(Language::from_api("ZH"), Some(Language::Zh));
+        assert_eq!(Language::from_api("中文"), Some(Language::AllZh));
+        assert_eq!(Language::from_api("fr"), None);
+        assert!(v2_languages("v1").contains(&Language::AllJa) && !v2_languages("v1").contains(&Language::Ko));
+        assert_eq!(Api2Cut::from_punctuation("。"), Some(Api2Cut::ChinesePeriod));
+        assert_eq!(Api2Cut::from_punctuation(",。"), Some(Api2Cut::Punctuation));
+        assert_eq!(Api2Cut::from_punctuation(""), None);
     }
 }

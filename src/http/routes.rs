@@ -13,11 +13,11 @@ use hyper::{Method, Request, Response};
 use serde_json::json;
 
 use super::error::HttpError;
-use super::params::{api_language, cut_from_punc, v2_languages, Params};
-use super::pool::Event;
+use super::params::{v2_languages, Params};
 use super::{full, json, paths, AudioStream, Body, RefSpec, State, Synth};
-use crate::engine::pipeline::{RefAudio, TextSplit, TtsRequest, TtsStats};
-use crate::engine::EngineError;
+use crate::engine::pool::Event;
+use crate::engine::{Api2Cut, EngineError, RefAudio, TextSplit, TtsRequest, TtsStats, V2Cut};
+use crate::text::Language;
 
 pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
     let path = req.uri().path().to_string();
@@ -65,7 +65,7 @@ pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &st
             let p = read_params(state, req).await?;
             set_refer_audio(state, &p)
         }
-        "/health" if *req.method() == Method::GET => Ok(health(state)),
+        "/health" if *req.method() == Method::GET => Ok(health(state).await),
         "/metrics" if *req.method() == Method::GET => Ok(full(200, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())),
         "/" | "/tts" | "/v1/audio/speech" | "/v1/models" | "/change_refer" | "/set_model" | "/control" | "/set_gpt_weights"
         | "/set_sovits_weights" | "/set_refer_audio" | "/health" | "/metrics" => Err(HttpError::MethodNotAllowed),
@@ -157,8 +157,8 @@ fn sampling(p: &Params, r: &mut TtsRequest, speed_key: &str) -> Result<(), HttpE
     Ok(())
 }
 
-fn lang(code: &str, what: &str) -> Result<&'static str, HttpError> {
-    api_language(code).ok_or_else(|| HttpError::BadRequest(format!("{what} 不支持的语言 / unsupported {what}: {code:?} (zh, ja, en, auto, all_zh, all_ja)")))
+fn lang(code: &str, what: &str) -> Result<Language, HttpError> {
+    Language::from_api(code).ok_or_else(|| HttpError::BadRequest(format!("{what} 不支持的语言 / unsupported {what}: {code:?} (zh, ja, en, auto, all_zh, all_ja)")))
 }
 
 /// api2.py / api.py `GET|POST /`.
@@ -183,14 +183,14 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     check_text(state, &text)?;
     let mut r = TtsRequest::new(&text, text_lang, ref_audio, &prompt_text, prompt_lang);
     let mut cut = state.limits.cut;
-    if let Some(c) = state.limits.default_cut_punc.as_deref().and_then(cut_from_punc) {
+    if let Some(c) = state.limits.default_cut_punc {
         cut = c;
     }
-    if let Some(c) = p.str("cut_punc").as_deref().and_then(cut_from_punc) {
+    if let Some(c) = p.str("cut_punc").as_deref().and_then(Api2Cut::from_punctuation) {
         cut = c;
     }
     if let Some(c) = p.i64("cut")? {
-        cut = if (1..=5).contains(&c) { c as u8 } else { 0 };
+        cut = Api2Cut::from_number(c);
     }
     r.split = TextSplit::Api2(cut);
     sampling(p, &mut r, "speed")?;
@@ -212,15 +212,20 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let Some(ref_path) = p.nonempty("ref_audio_path") else { return bad("ref_audio_path is required".into()) };
     let Some(text) = p.nonempty("text") else { return bad("text is required".into()) };
     let langs = v2_languages(&model.version);
+    let v2_lang = |l: &str| Language::from_code(l).filter(|x| langs.contains(x));
     let text_lang = match p.nonempty("text_lang") {
         None => return bad("text_lang is required".into()),
-        Some(l) if !langs.contains(&l.to_lowercase().as_str()) => return bad(format!("text_lang: {l} is not supported in version {}", model.version)),
-        Some(l) => l.to_lowercase(),
+        Some(l) => match v2_lang(&l) {
+            Some(x) => x,
+            None => return bad(format!("text_lang: {l} is not supported in version {}", model.version)),
+        },
     };
     let prompt_lang = match p.nonempty("prompt_lang") {
         None => return bad("prompt_lang is required".into()),
-        Some(l) if !langs.contains(&l.to_lowercase().as_str()) => return bad(format!("prompt_lang: {l} is not supported in version {}", model.version)),
-        Some(l) => l.to_lowercase(),
+        Some(l) => match v2_lang(&l) {
+            Some(x) => x,
+            None => return bad(format!("prompt_lang: {l} is not supported in version {}", model.version)),
+        },
     };
     let mode = p.streaming_mode("streaming_mode")?;
     let streaming = mode > 0 || p.bool("return_fragment")?.unwrap_or(false);
@@ -231,12 +236,12 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         other => return bad(format!("media_type: {other} is not supported")),
     };
     let method = p.str("text_split_method").unwrap_or_else(|| "cut5".into());
-    if !matches!(method.as_str(), "cut0" | "cut1" | "cut2" | "cut3" | "cut4" | "cut5") {
+    let Some(method) = V2Cut::parse(&method) else {
         return bad(format!("text_split_method:{method} is not supported"));
-    }
+    };
     check_text(state, &text)?;
     let prompt_text = p.str("prompt_text").unwrap_or_default();
-    let mut r = TtsRequest::new(&text, &text_lang, reference(state, &ref_path)?, &prompt_text, &prompt_lang);
+    let mut r = TtsRequest::new(&text, text_lang, reference(state, &ref_path)?, &prompt_text, prompt_lang);
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, "speed_factor")?;
     // streaming_mode 2 (token streaming) and 3 (fixed chunks): decode while generating, by token chunks
@@ -294,7 +299,7 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     };
     let text_lang = match p.nonempty("language") {
         Some(l) => lang(&l, "language")?,
-        None => "auto",
+        None => Language::Auto,
     };
     let prompt_lang = lang(&voice.lang, "voice language")?;
     let mut r = TtsRequest::new(&input, text_lang, RefAudio::Path(PathBuf::from(&voice.path)), &voice.text, prompt_lang);
@@ -329,16 +334,9 @@ fn timing_header(st: &TtsStats) -> String {
     )
 }
 
-fn engine_err(state: &State, e: EngineError) -> HttpError {
-    match e {
-        EngineError::Cancelled => HttpError::Timeout(state.limits.timeout.map(|d| d.as_secs()).unwrap_or(0)),
-        e => HttpError::Engine(e),
-    }
-}
-
 async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>, deadline: Option<Instant>, timeout_s: u64) -> Result<Event, HttpError> {
     let r = match deadline {
-        Some(d) => tokio::time::timeout_at(d.into(), events.recv()).await.map_err(|_| HttpError::Timeout(timeout_s))?,
+        Some(d) => tokio::time::timeout_at(d.into(), events.recv()).await.map_err(|_| HttpError::Engine(EngineError::Timeout(timeout_s)))?,
         None => events.recv().await,
     };
     r.ok_or_else(|| HttpError::Internal("worker stopped without an answer".into()))
@@ -346,16 +344,16 @@ async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>, de
 
 /// Sends the job to a worker; streams segments or collects them into one WAV.
 async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<Body>, HttpError> {
-    let deadline = state.limits.timeout.map(|d| Instant::now() + d);
     let sr = s.model.sample_rate;
-    let mut ticket = state.pool.submit(id.to_string(), s.model.clone(), s.req, deadline)?;
+    let mut ticket = state.pool.submit(id.to_string(), s.model.clone(), s.req, state.limits.timeout)?;
+    let deadline = ticket.deadline;
     let timeout_s = state.limits.timeout.map(|d| d.as_secs()).unwrap_or(0);
     if s.stream {
         // wait for the first segment, so errors before any audio still get a proper status
         let first = match next_event(&mut ticket.events, deadline, timeout_s).await? {
             Event::Segment(pcm) => pcm,
             Event::Done(Ok(_)) => return Err(HttpError::Internal("no audio produced".into())),
-            Event::Done(Err(e)) => return Err(engine_err(state, e)),
+            Event::Done(Err(e)) => return Err(HttpError::Engine(e)),
         };
         let mut pending = VecDeque::new();
         if s.wav {
@@ -385,7 +383,7 @@ async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<B
         match next_event(&mut ticket.events, deadline, timeout_s).await? {
             Event::Segment(p) => pcm.extend_from_slice(&p),
             Event::Done(Ok(st)) => break st,
-            Event::Done(Err(e)) => return Err(engine_err(state, e)),
+            Event::Done(Err(e)) => return Err(HttpError::Engine(e)),
         }
     };
     ticket.guard.disarm();
@@ -405,9 +403,13 @@ async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<B
     Ok(resp)
 }
 
-fn health(state: &State) -> Response<Body> {
+/// 200 when at least one worker answers that it can serve (busy workers count) and the server is not stopping.
+async fn health(state: &State) -> Response<Body> {
     let m = state.default_model();
-    let ready = state.pool.is_ready() && !*state.shutdown.borrow();
+    let stopping = *state.shutdown.borrow();
+    // a stopping server is not asked: its workers are finishing their last jobs
+    let h = if stopping { state.pool.states() } else { state.pool.health(HEALTH_TIMEOUT).await };
+    let ready = h.can_serve() && !stopping;
     let body = json!({
         "status": if ready { "ok" } else { "unavailable" },
         "model": m.label,
@@ -415,10 +417,15 @@ fn health(state: &State) -> Response<Body> {
         "generation": m.generation,
         "models": state.model_names(),
         "workers": state.pool.workers(),
+        "workers_serving": h.serving,
+        "worker_states": h.states,
         "default_reference": state.default_ref().is_ready(),
     });
     json(if ready { 200 } else { 503 }, &body)
 }
+
+/// How long `/health` waits for the workers' answers.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// api.py `/change_refer`: replaces the default reference (fields left empty keep their value).
 fn change_refer(state: &State, p: &Params) -> Result<Response<Body>, HttpError> {

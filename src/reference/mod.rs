@@ -13,8 +13,10 @@
 //! * [`spectrogram`]: the linear magnitude spectrogram `refer_spec` of `wav32k`, `[n_fft/2 + 1, frames]`
 //!   row-major (bins x frames), as `spectrogram_torch(..., center=False)` computes it.
 //! * [`ReferenceCache`]: a small content-hash (sha256 of the file bytes) LRU for derived data.
+//! * [`Hubert`]: the prompt encoder (`hubert` + `vq_encode` graphs): `wav16k_padded` -> prompt codes (25 Hz).
 //!
-//! [`prepare`] runs the whole chain for one file. Nothing here touches ONNX Runtime.
+//! [`prepare`] runs the whole signal chain for one file (plain Rust); [`Hubert`] runs its graphs through
+//! [`crate::runtime`]. The engine caches what a voice costs (prompt codes, speaker vector) by content hash.
 //!
 //! Differences from upstream, all on inputs upstream mishandles: files with more than two channels are
 //! mixed to mono by the mean on both paths (torchaudio's path only mixes exactly two channels);
@@ -24,6 +26,7 @@
 
 mod cache;
 mod decode;
+mod hubert;
 mod sinc;
 mod soxr;
 mod spec;
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 pub use cache::{content_hash, ContentHash, ReferenceCache};
 pub use decode::{decode_bytes, load_file};
+pub use hubert::{Hubert, HubertError};
 pub use sinc::resample_torchaudio;
 pub use soxr::{resample_soxr_hq, SoxrStream};
 pub use spec::{spectrogram, Spectrogram};

@@ -8,13 +8,18 @@
 //!   reports a missing or too old library as a [`RuntimeError`], never a panic.
 //! * [`SessionOptions`] chooses the execution provider by name at run time (`cpu`, `cuda`, `coreml`/`mps`,
 //!   `tensorrt`); a provider that cannot start falls back to CPU with a warning, or errors when `strict`.
-//! * [`Graph`] wraps one `ort::Session`; [`graphs`] has typed run helpers for the seven bundle graphs
-//!   (names and shapes in `export/BUNDLE.md`). Inputs and outputs are plain `ndarray` arrays.
+//! * [`Graph`] wraps one `ort::Session` under a name its caller chooses; [`io`] is the generic typed API over it:
+//!   [`Graph::run`] takes named [`Input`]s (f32/i64/i32 slices with a shape) and returns [`Outputs`] to extract
+//!   by name and element type; [`Graph::alloc`] + [`Binding`] bind ONNX Runtime-owned [`OrtTensor`]s to inputs and
+//!   outputs once and run without copies (state that a graph updates in place lives in such tensors).
+//!
+//! The runtime knows no model: graph names, input/output names and shapes belong to the model structs that run
+//! them, which declare them as `bundle::GraphContract`s next to their code. [`IoSpec`] is what a loaded session
+//! reports, for those checks.
 
-pub mod graphs;
-pub mod kv;
+pub mod io;
 
-pub use kv::KvCache;
+pub use io::{Binding, Element, Input, OrtTensor, Outputs};
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -39,8 +44,6 @@ pub enum RuntimeError {
     UnknownProvider(String),
     #[error("unknown graph optimisation level `{0}` (expected disable, basic, extended, all)")]
     UnknownOptLevel(String),
-    #[error("precision must be fp32 or int8, not {0:?}")]
-    UnknownPrecision(String),
     #[error("execution provider {provider} could not start: {msg}")]
     Provider { provider: String, msg: String },
     #[error("cannot load graph {graph} from {path}: {msg}")]
@@ -285,27 +288,11 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     pub inter_threads: usize,
     pub opt_level: OptLevel,
-    /// GPT graph precision variant: `None` = the bundle's main (fp32) graphs, `Some("int8")` = the quantized ones.
-    pub gpt_variant: Option<String>,
-    /// BERT graph precision variant, likewise (`python -m export quantize --bert`).
-    pub bert_variant: Option<String>,
-    /// SoVITS decoder precision variant, likewise (`python -m export quantize --vocoder`).
-    pub vocoder_variant: Option<String>,
-}
-
-/// `--gpt-precision` / `--bert-precision` / `--vocoder-precision`: `fp32` (the bundle's main graphs) or `int8`
-/// (their quantized variant).
-pub fn parse_precision(s: &str) -> Result<Option<String>> {
-    match s {
-        "fp32" => Ok(None),
-        "int8" => Ok(Some("int8".to_string())),
-        other => Err(RuntimeError::UnknownPrecision(other.into())),
-    }
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, gpt_variant: None, bert_variant: None, vocoder_variant: None }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All }
     }
 }
 

@@ -786,32 +786,17 @@ impl Mat {
 }
 
 fn read_npy(path: &Path) -> Result<Mat, TextError> {
-    let b = std::fs::read(path).map_err(|e| TextError::MissingData(format!("{}: {e}", path.display())))?;
-    let bad = || TextError::Data(format!("{}: not a little-endian f32 .npy", path.display()));
-    if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
-        return Err(bad());
-    }
-    let (hlen, start) = if b[6] == 1 {
-        (u16::from_le_bytes([b[8], b[9]]) as usize, 10)
-    } else {
-        if b.len() < 12 {
-            return Err(bad());
-        }
-        (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
-    };
-    let header = String::from_utf8_lossy(b.get(start..start + hlen).ok_or_else(bad)?).to_string();
-    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        return Err(bad());
-    }
-    let shape_s = header.split("'shape':").nth(1).and_then(|s| s.split(')').next()).ok_or_else(bad)?;
-    let shape: Vec<usize> =
-        shape_s.trim().trim_start_matches('(').split(',').filter_map(|x| x.trim().parse().ok()).collect();
-    let data: Vec<f32> = b[start + hlen..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let (rows, cols) = match shape.as_slice() {
+    let a = crate::npy::read(path).map_err(|e| match e {
+        crate::npy::NpyError::Io { .. } => TextError::MissingData(e.to_string()),
+        crate::npy::NpyError::Format { .. } => TextError::Data(e.to_string()),
+    })?;
+    let bad = || TextError::Data(format!("{}: not a 1-D or 2-D float .npy", path.display()));
+    let (rows, cols) = match a.shape.as_slice() {
         [n] => (1, *n),
         [r, c] => (*r, *c),
         _ => return Err(bad()),
     };
+    let crate::npy::NpyData::F32(data) = a.data else { return Err(bad()) };
     if data.len() != rows * cols {
         return Err(bad());
     }

@@ -16,6 +16,7 @@ pub mod golden;
 pub mod ja;
 pub mod ko;
 pub mod langseg;
+pub mod language;
 pub mod opencc;
 pub mod pinyin;
 pub mod posseg;
@@ -27,6 +28,7 @@ pub mod zh_norm;
 use serde::Serialize;
 
 pub use data::FrontendData;
+pub use language::Language;
 pub use symbols::{SymbolTable, SymbolVersion};
 
 /// Errors of the text frontend.

@@ -1,10 +1,13 @@
 //! SoVITS side: speaker vector, decode to audio, and api2's post-processing to int16.
 //!
-//! * [`reference_ge`]: `ref_enc` on the 32 kHz reference's linear spectrogram `[1025, F]` -> ge (`G`).
-//! * [`decode`]: `sovits_decode` on semantic codes (25 Hz, `T25`), target phone ids, ge, noise scale and
-//!   speed. The noise is `[C, Ty]` with `Ty` from [`target_frames`] (BUNDLE.md's speed rule), standard
-//!   normal from a seeded ChaCha8 RNG (Box–Muller), zeros when `noise_scale == 0`. Output: f32 audio at
-//!   the model rate (32 kHz), `Ty * hop` samples.
+//! [`Vocoder`] owns the two SoVITS graphs and declares their contracts ([`Vocoder::contracts`]):
+//! * `ref_enc` ([`Vocoder::speaker`]): the 32 kHz reference's linear spectrogram `spec` `[1, 1025, F]` -> `ge`
+//!   `[1, G, 1]`, the [`Speaker`] of a voice (computed once per voice and cached by the engine);
+//! * `sovits_decode` ([`Vocoder::decode`]): semantic `codes` `[1, 1, T25]` (25 Hz), target phone ids `text`
+//!   `[1, N]`, `ge` `[1, G, 1]`, `noise_scale` `[1]` and `noise` `[1, C, Ty]` -> `audio` `[1, 1, Ty*hop]` f32 at the
+//!   model rate (32 kHz; 1280 samples per token at speed 1), plus intermediates for parity. The noise is
+//!   `[C, Ty]` with `Ty` from [`target_frames`] (BUNDLE.md's speed rule), standard normal from a seeded ChaCha8
+//!   RNG (Box–Muller), zeros when `noise_scale == 0`.
 //! * [`postprocess`]: per segment, divide by the peak if it exceeds 1, append 0.3 s of silence (model
 //!   rate), concatenate, scale and convert to int16 (truncation toward zero like numpy's `astype`,
 //!   clamped to the int16 range). [`Int16Scale::Api2`] is TTS.py/api.py's `×32768`; [`Int16Scale::Webui`]
@@ -12,11 +15,12 @@
 
 pub mod stream;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayD, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::runtime::{graphs::DecodeOut, Graph, RuntimeError};
+use crate::bundle::{Bundle, GraphContract, LoadError, Manifest, Precision};
+use crate::runtime::{Device, Graph, Input, Runtime, RuntimeError, SessionOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VocoderError {
@@ -58,14 +62,6 @@ pub fn make_noise(c: usize, ty: usize, seed: u64, zero: bool) -> Array2<f32> {
     Array2::from_shape_vec((c, ty), v).expect("sized")
 }
 
-/// Speaker vector from a reference spectrogram `[bins, F]` (bins = n_fft/2+1 = 1025).
-pub fn reference_ge(ref_enc: &mut Graph, bins: usize, spec: ndarray::ArrayView2<f32>) -> Result<Vec<f32>> {
-    if spec.nrows() != bins {
-        return Err(VocoderError::Input(format!("spectrogram must have {bins} bins, got {}", spec.nrows())));
-    }
-    Ok(ref_enc.ref_enc(spec)?)
-}
-
 /// Decode parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct DecodeParams {
@@ -81,40 +77,153 @@ impl Default for DecodeParams {
     }
 }
 
-/// Run `sovits_decode`. `inter_channels` is the manifest's `sovits.inter_channels`. `noise` overrides the
-/// generated noise (must be `[C, Ty]`).
-#[allow(clippy::too_many_arguments)]
-pub fn decode(
-    graph: &mut Graph,
-    inter_channels: usize,
-    codes: &[i64],
-    text: &[i64],
-    ge: &[f32],
-    p: DecodeParams,
-    noise: Option<Array2<f32>>,
-    extras: bool,
-) -> Result<DecodeOut> {
-    if codes.is_empty() {
-        return Err(VocoderError::Input("no semantic tokens to decode".into()));
-    }
-    if text.is_empty() {
-        return Err(VocoderError::Input("no target phones".into()));
-    }
-    if !(p.speed.is_finite() && p.speed > 0.0) {
-        return Err(VocoderError::Input(format!("speed must be > 0, got {}", p.speed)));
-    }
-    let ty = target_frames(codes.len(), p.speed);
-    let noise = match noise {
-        Some(n) => {
-            if n.dim() != (inter_channels, ty) {
-                return Err(VocoderError::Input(format!("noise must be [{inter_channels}, {ty}], got {:?}", n.dim())));
-            }
-            n
-        }
-        None => make_noise(inter_channels, ty, p.seed, p.noise_scale == 0.0),
-    };
-    Ok(graph.sovits_decode(codes, text, ge, p.noise_scale, noise.view(), extras)?)
+/// What the decoder needs of a voice besides its tokens: the reference encoder's speaker vector `ge` (`G` values).
+/// (v2Pro adds the speaker-verification embedding here, computed once per voice like `ge`.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Speaker {
+    pub ge: Vec<f32>,
 }
+
+impl Speaker {
+    /// The mean of several speakers' vectors (api.py `inp_refs`: timbre averaged over references).
+    pub fn mean(first: &Speaker, others: &[Speaker]) -> Speaker {
+        let mut ge = first.ge.clone();
+        for o in others {
+            for (a, b) in ge.iter_mut().zip(&o.ge) {
+                *a += *b;
+            }
+        }
+        let n = 1.0 + others.len() as f32;
+        if !others.is_empty() {
+            for a in &mut ge {
+                *a /= n;
+            }
+        }
+        Speaker { ge }
+    }
+}
+
+/// Audio of one `sovits_decode` call; with `extras`, also its intermediate outputs (parity checks).
+#[derive(Debug, Default)]
+pub struct DecodeOut {
+    pub audio: Vec<f32>,
+    /// `(name, array)` for `z`, `m_p`, `logs_p`, `enc_p_x`, `quantized` when requested.
+    pub extras: Vec<(String, ArrayD<f32>)>,
+}
+
+/// The SoVITS decoder and reference encoder of a bundle.
+pub struct Vocoder {
+    decoder: Graph,
+    ref_enc: Graph,
+    /// `C` of the noise (`sovits.inter_channels`).
+    inter_channels: usize,
+    /// Spectrogram rows `ref_enc` takes (n_fft / 2 + 1).
+    bins: usize,
+    /// Output samples per semantic token at speed 1 (2 frames of `hop`).
+    samples_per_token: usize,
+}
+
+impl Vocoder {
+    /// The graphs this struct runs (BUNDLE.md).
+    pub fn contracts(_m: &Manifest) -> [GraphContract; 2] {
+        let ref_enc = GraphContract::new("ref_enc").input("spec", "float32", 3).output("ge", "float32", 3);
+        let mut decode = GraphContract::new("sovits_decode")
+            .input("codes", "int64", 3)
+            .input("text", "int64", 2)
+            .input("ge", "float32", 3)
+            .input("noise_scale", "float32", 1)
+            .input("noise", "float32", 3)
+            .output("audio", "float32", 3);
+        for name in EXTRAS {
+            decode = decode.output(name, "float32", 3);
+        }
+        [ref_enc, decode]
+    }
+
+    /// Loads `ref_enc` (fp32) and `sovits_decode` in `precision`.
+    pub fn load(rt: &Runtime, bundle: &Bundle, opts: &SessionOptions, precision: Precision) -> std::result::Result<Vocoder, LoadError> {
+        let [rc, dc] = Vocoder::contracts(&bundle.manifest);
+        let ref_enc = bundle.load_graph(rt, &rc, Precision::Fp32, opts)?;
+        let decoder = bundle.load_graph(rt, &dc, precision, opts)?;
+        let m = &bundle.manifest;
+        Ok(Vocoder { decoder, ref_enc, inter_channels: m.sovits.inter_channels, bins: m.spec_bins(), samples_per_token: m.sovits.samples_per_frame * 2 })
+    }
+
+    pub fn samples_per_token(&self) -> usize {
+        self.samples_per_token
+    }
+
+    pub fn inter_channels(&self) -> usize {
+        self.inter_channels
+    }
+
+    pub fn device(&self) -> Device {
+        self.decoder.device
+    }
+
+    /// The speaker vector of a reference spectrogram `[bins, F]` (bins = n_fft/2+1 = 1025).
+    pub fn speaker(&mut self, spec: ArrayView2<f32>) -> Result<Speaker> {
+        if spec.nrows() != self.bins {
+            return Err(VocoderError::Input(format!("spectrogram must have {} bins, got {}", self.bins, spec.nrows())));
+        }
+        let f = spec.ncols();
+        if f == 0 {
+            return Err(VocoderError::Input("empty spectrogram".into()));
+        }
+        let spec = spec.as_standard_layout();
+        let data = spec.as_slice().ok_or_else(|| VocoderError::Input("spectrogram is not contiguous".into()))?;
+        let outs = self.ref_enc.run(&[Input::f32("spec", &[1, self.bins, f], data)])?;
+        Ok(Speaker { ge: outs.get::<f32>("ge")?.1.to_vec() })
+    }
+
+    /// Run `sovits_decode`. `noise` overrides the generated noise (must be `[C, Ty]`).
+    pub fn decode(&mut self, codes: &[i64], text: &[i64], speaker: &Speaker, p: DecodeParams, noise: Option<Array2<f32>>, extras: bool) -> Result<DecodeOut> {
+        let inter_channels = self.inter_channels;
+        if codes.is_empty() {
+            return Err(VocoderError::Input("no semantic tokens to decode".into()));
+        }
+        if text.is_empty() {
+            return Err(VocoderError::Input("no target phones".into()));
+        }
+        if !(p.speed.is_finite() && p.speed > 0.0) {
+            return Err(VocoderError::Input(format!("speed must be > 0, got {}", p.speed)));
+        }
+        let ty = target_frames(codes.len(), p.speed);
+        let noise = match noise {
+            Some(n) => {
+                if n.dim() != (inter_channels, ty) {
+                    return Err(VocoderError::Input(format!("noise must be [{inter_channels}, {ty}], got {:?}", n.dim())));
+                }
+                n.as_standard_layout().into_owned()
+            }
+            None => make_noise(inter_channels, ty, p.seed, p.noise_scale == 0.0),
+        };
+        let noise = noise.as_slice().ok_or_else(|| VocoderError::Input("noise is not contiguous".into()))?;
+        let ge = &speaker.ge;
+        let ns = [p.noise_scale];
+        let outs = self.decoder.run(&[
+            Input::i64("codes", &[1, 1, codes.len()], codes),
+            Input::i64("text", &[1, text.len()], text),
+            Input::f32("ge", &[1, ge.len(), 1], ge),
+            Input::f32("noise_scale", &[1], &ns),
+            Input::f32("noise", &[1, inter_channels, ty], noise),
+        ])?;
+        let mut out = DecodeOut { audio: outs.get::<f32>("audio")?.1.to_vec(), extras: Vec::new() };
+        if extras {
+            for name in EXTRAS {
+                if outs.contains(name) {
+                    let (shape, data) = outs.get::<f32>(name)?;
+                    let arr = ArrayD::from_shape_vec(shape, data.to_vec()).map_err(|e| VocoderError::Input(format!("output {name}: {e}")))?;
+                    out.extras.push((name.to_string(), arr));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Intermediate outputs of `sovits_decode`, compared stage by stage by `gsv parity`.
+const EXTRAS: [&str; 5] = ["z", "m_p", "logs_p", "enc_p_x", "quantized"];
 
 /// int16 conversion convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

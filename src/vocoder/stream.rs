@@ -12,9 +12,7 @@
 //! Streaming requires speed 1 (token -> sample alignment is exact only then); callers fall back to whole-segment
 //! decoding otherwise.
 
-use crate::runtime::Graph;
-
-use super::{decode, DecodeParams, Result};
+use super::{DecodeParams, Result, Speaker, Vocoder};
 
 #[derive(Debug, Clone, Copy)]
 pub struct StreamParams {
@@ -42,9 +40,8 @@ impl Default for StreamParams {
 pub struct StreamDecoder<'a> {
     pub p: StreamParams,
     samples_per_token: usize,
-    inter_channels: usize,
     text: &'a [i64],
-    ge: &'a [f32],
+    speaker: &'a Speaker,
     dp: DecodeParams,
     /// Tokens whose audio has been emitted (except the held-back crossfade tail).
     emitted: usize,
@@ -54,38 +51,39 @@ pub struct StreamDecoder<'a> {
 }
 
 impl<'a> StreamDecoder<'a> {
-    pub fn new(p: StreamParams, samples_per_token: usize, inter_channels: usize, text: &'a [i64], ge: &'a [f32], dp: DecodeParams) -> Self {
+    /// `samples_per_token`: the vocoder's ([`Vocoder::samples_per_token`], 1280 at 32 kHz).
+    pub fn new(p: StreamParams, samples_per_token: usize, text: &'a [i64], speaker: &'a Speaker, dp: DecodeParams) -> Self {
         let mut p = p;
         p.chunk = p.chunk.max(1);
         p.crossfade = p.crossfade.min(p.left * samples_per_token);
-        StreamDecoder { p, samples_per_token, inter_channels, text, ge, dp, emitted: 0, tail: Vec::new(), decode_calls: 0 }
+        StreamDecoder { p, samples_per_token, text, speaker, dp, emitted: 0, tail: Vec::new(), decode_calls: 0 }
     }
 
     /// Call after every new token with all tokens so far; returns audio to emit (possibly empty).
-    pub fn push(&mut self, graph: &mut Graph, tokens: &[i64]) -> Result<Vec<f32>> {
+    pub fn push(&mut self, voc: &mut Vocoder, tokens: &[i64]) -> Result<Vec<f32>> {
         let chunk = if self.emitted == 0 && self.p.first_chunk > 0 { self.p.first_chunk } else { self.p.chunk };
         if tokens.len() < self.emitted + chunk + self.p.lookahead {
             return Ok(Vec::new());
         }
         let end = self.emitted + chunk;
-        self.window(graph, tokens, end, tokens.len().min(end + self.p.lookahead))
+        self.window(voc, tokens, end, tokens.len().min(end + self.p.lookahead))
     }
 
     /// Call once generation has ended: the rest of the audio.
-    pub fn finish(&mut self, graph: &mut Graph, tokens: &[i64]) -> Result<Vec<f32>> {
+    pub fn finish(&mut self, voc: &mut Vocoder, tokens: &[i64]) -> Result<Vec<f32>> {
         if tokens.len() <= self.emitted {
             return Ok(std::mem::take(&mut self.tail));
         }
-        let mut out = self.window(graph, tokens, tokens.len(), tokens.len())?;
+        let mut out = self.window(voc, tokens, tokens.len(), tokens.len())?;
         out.extend(std::mem::take(&mut self.tail));
         Ok(out)
     }
 
     /// Decode tokens[ws..we], emit the audio of tokens [emitted..end) (minus a held-back tail unless final).
-    fn window(&mut self, graph: &mut Graph, tokens: &[i64], end: usize, we: usize) -> Result<Vec<f32>> {
+    fn window(&mut self, voc: &mut Vocoder, tokens: &[i64], end: usize, we: usize) -> Result<Vec<f32>> {
         let spt = self.samples_per_token;
         let ws = self.emitted.saturating_sub(self.p.left);
-        let d = decode(graph, self.inter_channels, &tokens[ws..we], self.text, self.ge, self.dp, None, false)?;
+        let d = voc.decode(&tokens[ws..we], self.text, self.speaker, self.dp, None, false)?;
         self.decode_calls += 1;
         let audio = d.audio;
         let final_chunk = end == tokens.len() && we == tokens.len();

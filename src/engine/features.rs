@@ -1,0 +1,289 @@
+//! Features of a request: the text's phones and BERT features, and the voice's prompt codes and speaker vector.
+//!
+//! * [`Engine::text_features`]: text + language -> phone ids `N` and BERT features `[H, N]` (H = 1024; BERT for
+//!   Chinese pieces, `hidden_states[-3]` repeated per word2ph; zeros for other languages, as upstream does).
+//! * [`Engine::voice`]: reference audio -> [`VoiceFeatures`]: prompt codes (25 Hz, from 16 kHz audio through
+//!   HuBERT and the quantizer) and the [`Speaker`] (ref_enc on the 32 kHz spectrogram `[1025, F]`).
+//!
+//! Both are cached in a [`FeatureCache`]: bounded LRUs behind a mutex, keyed by content (the sha256 of the
+//! reference file's bytes; the prompt transcript and its language), shared by every engine of one model
+//! generation (all workers of a server). Values are computed outside the lock, once: a second request for a key
+//! that is being computed waits for that result instead of computing it again.
+
+use std::hash::Hash;
+use std::sync::{Arc, Condvar, Mutex};
+
+use ndarray::{concatenate, Array2, Axis};
+
+use super::{Engine, EngineError, RefAudio, Result};
+use crate::reference::{self, ContentHash, ReferenceCache, SpecParams};
+use crate::text::{self, FrontendData, Lang, Language, TextError};
+use crate::vocoder::Speaker;
+
+/// What a reference costs once: prompt codes (25 Hz) and the speaker vector.
+#[derive(Debug, Clone)]
+pub struct VoiceFeatures {
+    pub prompt_codes: Vec<i64>,
+    pub speaker: Speaker,
+}
+
+/// Phones and BERT features of one piece of text.
+#[derive(Debug, Clone)]
+pub struct TextFeatures {
+    pub norm_text: String,
+    pub phone_ids: Vec<i64>,
+    /// `[H, N]`
+    pub bert: Array2<f32>,
+}
+
+/// The shared caches of one model generation.
+pub struct FeatureCache {
+    voices: OnceLru<ContentHash, VoiceFeatures>,
+    /// Keyed by (preprocessed transcript, language): the same voice sends the same prompt text with every request,
+    /// so its BERT runs once.
+    prompts: OnceLru<(String, Language), TextFeatures>,
+}
+
+impl Default for FeatureCache {
+    fn default() -> Self {
+        FeatureCache::new(64)
+    }
+}
+
+impl FeatureCache {
+    /// Up to `capacity` voices and as many prompt transcripts.
+    pub fn new(capacity: usize) -> FeatureCache {
+        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity) }
+    }
+
+    /// Voices currently cached.
+    pub fn voices(&self) -> usize {
+        self.voices.len()
+    }
+}
+
+enum Slot<V> {
+    Ready(Arc<V>),
+    Pending(Arc<Pending<V>>),
+}
+
+impl<V> Clone for Slot<V> {
+    fn clone(&self) -> Self {
+        match self {
+            Slot::Ready(v) => Slot::Ready(v.clone()),
+            Slot::Pending(p) => Slot::Pending(p.clone()),
+        }
+    }
+}
+
+/// A computation in progress: `None` while running, then `Some(Some(v))`, or `Some(None)` if it failed.
+struct Pending<V> {
+    result: Mutex<Option<Option<Arc<V>>>>,
+    done: Condvar,
+}
+
+/// An LRU whose values are computed once per key, outside its lock.
+pub struct OnceLru<K, V> {
+    map: Mutex<ReferenceCache<Slot<V>, K>>,
+}
+
+/// Resolves a pending slot when dropped without a value (the computation failed or panicked): waiters retry.
+struct PendingGuard<'a, K: Hash + Eq + Clone, V> {
+    lru: &'a OnceLru<K, V>,
+    key: K,
+    pending: Arc<Pending<V>>,
+    value: Option<Arc<V>>,
+}
+
+impl<K: Hash + Eq + Clone, V> Drop for PendingGuard<'_, K, V> {
+    fn drop(&mut self) {
+        {
+            let mut map = self.lru.map.lock().unwrap_or_else(|e| e.into_inner());
+            let ours = matches!(map.get(&self.key), Some(Slot::Pending(p)) if Arc::ptr_eq(p, &self.pending));
+            match &self.value {
+                Some(v) => {
+                    map.insert(self.key.clone(), Slot::Ready(v.clone()));
+                }
+                None if ours => {
+                    map.remove(&self.key);
+                }
+                None => {}
+            }
+        }
+        *self.pending.result.lock().unwrap_or_else(|e| e.into_inner()) = Some(self.value.clone());
+        self.pending.done.notify_all();
+    }
+}
+
+impl<K: Hash + Eq + Clone, V> OnceLru<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        OnceLru { map: Mutex::new(ReferenceCache::new(capacity)) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value of `key` and whether it was already there (or being computed by another caller), else
+    /// `compute()`'s, which is then cached. `compute` runs without the lock held.
+    pub fn get_or_compute<E>(&self, key: &K, compute: impl FnOnce() -> std::result::Result<V, E>) -> std::result::Result<(Arc<V>, bool), E> {
+        let mut compute = Some(compute);
+        loop {
+            let slot = {
+                let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+                match map.get(key) {
+                    Some(s) => s.clone(),
+                    None => {
+                        // `compute` is still there: it is taken only here, and then we return
+                        let Some(f) = compute.take() else { continue };
+                        let pending = Arc::new(Pending { result: Mutex::new(None), done: Condvar::new() });
+                        map.insert(key.clone(), Slot::Pending(pending.clone()));
+                        drop(map);
+                        let mut guard = PendingGuard { lru: self, key: key.clone(), pending, value: None };
+                        let v = Arc::new(f()?);
+                        guard.value = Some(v.clone());
+                        return Ok((v, false));
+                    }
+                }
+            };
+            match slot {
+                Slot::Ready(v) => return Ok((v, true)),
+                Slot::Pending(p) => {
+                    let mut r = p.result.lock().unwrap_or_else(|e| e.into_inner());
+                    while r.is_none() {
+                        r = p.done.wait(r).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if let Some(Some(v)) = r.as_ref() {
+                        return Ok((v.clone(), true));
+                    }
+                    // the computation failed (its caller got the error): try ourselves
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Phones and BERT features of `text` in language `lang`. Upstream's retry (fewer than 6 phones: once more
+    /// with "." in front) happens once, inside [`text::phonemize_with`].
+    pub fn text_features(&mut self, data: &FrontendData, text: &str, lang: Language) -> Result<TextFeatures> {
+        let ph = text::phonemize_with(data, text, lang.code(), self.symbols)?;
+        if ph.phone_ids.is_empty() {
+            return Err(EngineError::Text(TextError::EmptyText));
+        }
+        let h = self.bert.hidden_size();
+        let mut parts: Vec<Array2<f32>> = Vec::with_capacity(ph.segments.len());
+        for seg in &ph.segments {
+            let n = seg.phone_ids.len();
+            if seg.language == Lang::Zh && n > 0 {
+                parts.push(self.bert.features(&seg.norm_text, &seg.word2ph)?);
+            } else {
+                parts.push(Array2::zeros((h, n)));
+            }
+        }
+        let views: Vec<_> = parts.iter().map(|a| a.view()).collect();
+        let bert = if views.is_empty() {
+            Array2::zeros((h, 0))
+        } else {
+            concatenate(Axis(1), &views).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?
+        };
+        Ok(TextFeatures { norm_text: ph.norm_text, phone_ids: ph.phone_ids, bert })
+    }
+
+    /// [`Engine::text_features`] of a reference transcript, through the shared cache. Returns whether it was cached.
+    pub fn prompt_features(&mut self, data: &FrontendData, text: &str, lang: Language) -> Result<(Arc<TextFeatures>, bool)> {
+        let cache = self.features.clone();
+        cache.prompts.get_or_compute(&(text.to_string(), lang), || self.text_features(data, text, lang))
+    }
+
+    /// Prompt codes and speaker vector of a reference, from the shared cache when the same bytes were seen before
+    /// (by any worker). Returns whether it was cached.
+    pub fn voice(&mut self, r: &RefAudio) -> Result<(Arc<VoiceFeatures>, bool)> {
+        let bytes_owned;
+        let (bytes, ext): (&[u8], Option<String>) = match r {
+            RefAudio::Path(p) => {
+                bytes_owned = std::fs::read(p).map_err(|source| reference::ReferenceError::Io { path: p.clone(), source })?;
+                (&bytes_owned, p.extension().and_then(|e| e.to_str()).map(str::to_string))
+            }
+            RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
+        };
+        let hash = reference::content_hash(bytes);
+        let cache = self.features.clone();
+        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref()))
+    }
+
+    /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, reference encoder.
+    fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>) -> Result<VoiceFeatures> {
+        let m = &self.bundle.manifest;
+        let sp = SpecParams { n_fft: m.filter_length, hop: m.hop_length, win: m.win_length };
+        let prepared = reference::prepare_bytes(bytes, ext, m.sample_rate, sp)?;
+        let prompt_codes = self.hubert.prompt_codes(&prepared.wav16k_padded)?;
+        let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
+            .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
+        let speaker = self.vocoder.speaker(spec.view())?;
+        Ok(VoiceFeatures { prompt_codes, speaker })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn computes_once_and_caches() {
+        let lru: OnceLru<u32, String> = OnceLru::new(4);
+        let (v, hit) = lru.get_or_compute(&1, || Ok::<_, ()>("a".to_string())).unwrap();
+        assert_eq!((v.as_str(), hit), ("a", false));
+        let (v, hit) = lru.get_or_compute(&1, || -> std::result::Result<String, ()> { panic!("not called") }).unwrap();
+        assert_eq!((v.as_str(), hit), ("a", true));
+        // a failure is not cached
+        assert!(lru.get_or_compute(&2, || Err::<String, _>("bad")).is_err());
+        assert!(!lru.get_or_compute(&2, || Ok::<_, ()>("b".into())).unwrap().1);
+    }
+
+    #[test]
+    fn concurrent_callers_share_one_computation() {
+        let lru: Arc<OnceLru<u32, u32>> = Arc::new(OnceLru::new(4));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..6)
+            .map(|_| {
+                let (lru, calls) = (lru.clone(), calls.clone());
+                std::thread::spawn(move || {
+                    lru.get_or_compute(&7, || {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        Ok::<_, ()>(42)
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        let results: Vec<(Arc<u32>, bool)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(results.iter().all(|(v, _)| **v == 42));
+        assert_eq!(results.iter().filter(|(_, hit)| !hit).count(), 1, "one computed, the others waited");
+    }
+
+    #[test]
+    fn a_panicking_computation_releases_waiters() {
+        let lru: Arc<OnceLru<u32, u32>> = Arc::new(OnceLru::new(4));
+        let l2 = lru.clone();
+        let t = std::thread::spawn(move || {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = l2.get_or_compute(&1, || -> std::result::Result<u32, ()> {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    panic!("boom")
+                });
+            }));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let (v, hit) = lru.get_or_compute(&1, || Ok::<_, ()>(5)).unwrap();
+        t.join().unwrap();
+        assert_eq!((*v, hit), (5, false), "the waiter computed it after the panic");
+    }
+}

@@ -1,0 +1,648 @@
+//! The supervised worker pool: N threads, each owning an [`Engine`] per model, fed from one [`JobQueue`].
+//!
+//! * Admission: a semaphore of `workers + max_queue` permits; [`Pool::submit`] takes one without waiting, so a full
+//!   server refuses at once with [`EngineError::Overloaded`] instead of queueing forever. The permit travels with
+//!   the [`Job`] and is released just before its final event.
+//! * A job's results go back over its own channel: [`Event::Segment`] pieces (PCM16) as soon as they are decoded,
+//!   then one [`Event::Done`]. The job, not the thread, carries everything about the request ([`Job::is_cancelled`],
+//!   [`Job::expired`], [`Job::segment`], [`Job::finish`]), so another consumer of the same queue — a batched GPT
+//!   scheduler that steps many jobs together — can take jobs from it and answer them the same way.
+//! * Cancellation and deadlines: the worker's cancel probe (polled between GPT steps) is true when the client is
+//!   gone (the [`CancelGuard`] of the HTTP side was dropped, or the event receiver was) or the deadline passed; a
+//!   job that outlived its deadline ends with [`EngineError::Timeout`]. A job whose client left while it waited is
+//!   dropped without running.
+//! * Supervision: every job runs under `catch_unwind`. A panicking job is answered with
+//!   [`EngineError::Panicked`] (a 500 carrying the request id), its engine is dropped and rebuilt from the bundle,
+//!   and `gsv_worker_restarts_total` counts it. A worker whose engine cannot be (re)built is broken: it answers
+//!   its jobs with the load error and tries again with the next one.
+//! * Health: [`Pool::health`] asks every worker that is not busy over the queue it reads (a ping answered between
+//!   jobs, with a short timeout); busy workers count as serving. Each worker publishes its [`WorkerState`] (a
+//!   busy worker's job start and deadline included, for wedged-worker detection).
+//! * Model generations: a job names an `Arc<ModelGen>`; a worker keeps one engine per model name and reloads it
+//!   when a job carries a newer generation, so a request finishes on the generation it was admitted with and
+//!   `/set_model` never waits for running requests. All engines of one generation share its [`FeatureCache`]:
+//!   a voice is encoded once per server, whichever worker sees it first.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+
+use super::faults;
+use super::metrics::EngineMetrics;
+use super::{Engine, EngineError, EngineOptions, FeatureCache, Result, TtsRequest, TtsStats};
+use crate::bundle::{Bundle, BundleError};
+use crate::runtime::Runtime;
+use crate::text::FrontendData;
+
+/// One loaded-model generation: a bundle folder under a name, and the feature cache its engines share.
+pub struct ModelGen {
+    /// Name clients use (`default`, or the `--bundle NAME`).
+    pub name: String,
+    pub dir: PathBuf,
+    pub generation: u64,
+    pub sample_rate: u32,
+    /// `model_version` of the manifest (v1, v2).
+    pub version: String,
+    /// The manifest's own name (e.g. `demo`).
+    pub label: String,
+    pub features: Arc<FeatureCache>,
+}
+
+impl std::fmt::Debug for ModelGen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelGen").field("name", &self.name).field("dir", &self.dir).field("generation", &self.generation).finish()
+    }
+}
+
+impl ModelGen {
+    /// Reads the bundle's manifest (the engines are loaded by the workers).
+    pub fn open(name: &str, dir: &Path, generation: u64) -> std::result::Result<ModelGen, BundleError> {
+        let b = Bundle::open(dir)?;
+        Ok(ModelGen {
+            name: name.to_string(),
+            dir: dir.to_path_buf(),
+            generation,
+            sample_rate: b.manifest.sample_rate,
+            version: b.manifest.model_version.clone(),
+            label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
+            features: Arc::new(FeatureCache::default()),
+        })
+    }
+}
+
+/// Loads engines with the server's runtime options.
+pub struct Loader {
+    pub runtime: Runtime,
+    pub opts: EngineOptions,
+}
+
+impl Loader {
+    /// An engine for `model`, sharing the generation's feature cache. A panic while loading is an error.
+    pub fn load(&self, model: &ModelGen) -> Result<Engine> {
+        if faults::load_refused() {
+            return Err(EngineError::Internal("engine load refused by GSV_TEST_FAIL_REBUILD".into()));
+        }
+        let e = catch_unwind(AssertUnwindSafe(|| Engine::load(&self.runtime, &model.dir, &self.opts))).map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
+        Ok(e.with_features(model.features.clone()))
+    }
+
+    /// Load a bundle folder once to check it (`/set_model`).
+    pub fn check(&self, dir: &Path) -> Result<()> {
+        Engine::load(&self.runtime, dir, &self.opts).map(drop)
+    }
+}
+
+pub enum Event {
+    Segment(Vec<i16>),
+    Done(Result<TtsStats>),
+}
+
+/// One admitted request.
+pub struct Job {
+    pub id: String,
+    pub model: Arc<ModelGen>,
+    pub req: TtsRequest,
+    cancel: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    timeout: Option<Duration>,
+    events: tokio::sync::mpsc::UnboundedSender<Event>,
+    /// Released just before the final event, so a client that sends its next request as soon as it has the
+    /// answer finds the place free again.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Job {
+    /// The client has gone (its guard was dropped or it stopped listening).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst) || self.events.is_closed()
+    }
+
+    pub fn expired(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// The timeout as the client sees it in a 504's message.
+    pub fn timeout_error(&self) -> EngineError {
+        EngineError::Timeout(self.timeout.map(|d| d.as_secs()).unwrap_or(0))
+    }
+
+    /// Hand a piece of audio to the client; false when it is gone.
+    pub fn segment(&self, pcm: Vec<i16>) -> bool {
+        self.events.send(Event::Segment(pcm)).is_ok()
+    }
+
+    /// The final answer.
+    pub fn finish(mut self, res: Result<TtsStats>) {
+        drop(self.permit.take());
+        let _ = self.events.send(Event::Done(res));
+    }
+}
+
+/// Sets the job's cancel flag when dropped (the HTTP future or the response body went away), unless
+/// [`CancelGuard::disarm`]ed.
+pub struct CancelGuard {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl CancelGuard {
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What [`Pool::submit`] hands back.
+pub struct Ticket {
+    pub events: tokio::sync::mpsc::UnboundedReceiver<Event>,
+    pub guard: CancelGuard,
+    pub deadline: Option<Instant>,
+}
+
+/// A worker's answer to a health ping.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub worker: usize,
+    /// It has (or can build) an engine.
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+/// What each worker is doing, as it publishes it.
+#[derive(Debug, Clone)]
+pub enum WorkerState {
+    Starting,
+    Idle,
+    /// Running a job since `since`; a job far past its `deadline` would be a wedged worker.
+    Busy { job: String, since: Instant, deadline: Option<Instant> },
+    /// Dropping a panicked job's engine and loading a fresh one.
+    Rebuilding,
+    /// The last engine load failed; the next job tries again.
+    Broken(String),
+    Stopped,
+}
+
+impl WorkerState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WorkerState::Starting => "starting",
+            WorkerState::Idle => "idle",
+            WorkerState::Busy { .. } => "busy",
+            WorkerState::Rebuilding => "rebuilding",
+            WorkerState::Broken(_) => "broken",
+            WorkerState::Stopped => "stopped",
+        }
+    }
+}
+
+/// The pool's answer to `/health`.
+#[derive(Debug, Clone)]
+pub struct PoolHealth {
+    /// Workers that answered their ping with a working engine, plus busy ones.
+    pub serving: usize,
+    pub states: Vec<&'static str>,
+}
+
+impl PoolHealth {
+    pub fn can_serve(&self) -> bool {
+        self.serving > 0
+    }
+}
+
+enum Work {
+    Job(Box<Job>),
+    Ping(oneshot::Sender<WorkerReport>),
+    Closed,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Pings per worker, answered by that worker between jobs.
+    pings: Vec<Vec<oneshot::Sender<WorkerReport>>>,
+    closed: bool,
+}
+
+/// The one queue every worker reads: admitted jobs (first come, first served, any worker) and per-worker pings.
+pub struct JobQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+/// Pings a worker may have waiting; more are dropped (their askers time out).
+const MAX_PINGS: usize = 8;
+
+impl JobQueue {
+    fn new(workers: usize) -> JobQueue {
+        JobQueue { state: Mutex::new(QueueState { pings: (0..workers).map(|_| Vec::new()).collect(), ..Default::default() }), ready: Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Enqueue a job; gives it back when the queue is closed.
+    pub fn push(&self, job: Job) -> std::result::Result<(), Box<Job>> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(Box::new(job));
+        }
+        s.jobs.push_back(job);
+        drop(s);
+        self.ready.notify_all();
+        Ok(())
+    }
+
+    /// Take the oldest job without waiting (a scheduler that fills a batch).
+    pub fn try_pop(&self) -> Option<Job> {
+        self.lock().jobs.pop_front()
+    }
+
+    fn ping(&self, worker: usize, reply: oneshot::Sender<WorkerReport>) -> bool {
+        let mut s = self.lock();
+        let Some(p) = s.pings.get_mut(worker) else { return false };
+        p.retain(|r| !r.is_closed());
+        if p.len() >= MAX_PINGS {
+            return false;
+        }
+        p.push(reply);
+        drop(s);
+        self.ready.notify_all();
+        true
+    }
+
+    /// Next thing for `worker` to do: its pings first, then a job; `Closed` once closed and drained.
+    fn next(&self, worker: usize) -> Work {
+        let mut s = self.lock();
+        loop {
+            if let Some(r) = s.pings.get_mut(worker).and_then(|p| p.pop()) {
+                return Work::Ping(r);
+            }
+            if let Some(j) = s.jobs.pop_front() {
+                return Work::Job(Box::new(j));
+            }
+            if s.closed {
+                return Work::Closed;
+            }
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
+struct WorkerSlot {
+    state: Mutex<WorkerState>,
+}
+
+impl WorkerSlot {
+    fn set(&self, s: WorkerState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+    fn get(&self) -> WorkerState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Marks the worker stopped however its thread ends.
+struct StoppedOnExit(Arc<WorkerSlot>);
+
+impl Drop for StoppedOnExit {
+    fn drop(&mut self) {
+        self.0.set(WorkerState::Stopped);
+    }
+}
+
+/// How many workers, how much queue, and a warm-up request each worker runs once after loading.
+#[derive(Clone)]
+pub struct PoolConfig {
+    pub workers: usize,
+    pub max_queue: usize,
+    pub warmup: Option<TtsRequest>,
+}
+
+pub struct Pool {
+    queue: Arc<JobQueue>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    slots: Vec<Arc<WorkerSlot>>,
+    permits: Arc<Semaphore>,
+    max_queue: usize,
+    metrics: Arc<EngineMetrics>,
+}
+
+impl Pool {
+    /// Starts the workers, each loading `model` and running the warm-up; returns once all are ready (or with the
+    /// first load error).
+    pub fn start(cfg: PoolConfig, loader: Arc<Loader>, data: &'static FrontendData, model: Arc<ModelGen>, metrics: Arc<EngineMetrics>) -> Result<Pool> {
+        let workers = cfg.workers.max(1);
+        let queue = Arc::new(JobQueue::new(workers));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
+        let mut threads = Vec::new();
+        let mut slots = Vec::new();
+        for w in 0..workers {
+            let slot = Arc::new(WorkerSlot { state: Mutex::new(WorkerState::Starting) });
+            let worker = Worker {
+                w,
+                slot: slot.clone(),
+                queue: queue.clone(),
+                loader: loader.clone(),
+                data,
+                metrics: metrics.clone(),
+                engines: HashMap::new(),
+                broken: None,
+            };
+            let (model, warmup, ready_tx) = (model.clone(), cfg.warmup.clone(), ready_tx.clone());
+            let h = std::thread::Builder::new()
+                .name(format!("gsv-worker-{w}"))
+                .spawn(move || worker.run(model, warmup, ready_tx))
+                .map_err(|e| EngineError::Internal(format!("cannot start worker thread: {e}")))?;
+            threads.push(h);
+            slots.push(slot);
+        }
+        drop(ready_tx);
+        let pool = Pool { queue, threads: Mutex::new(threads), slots, permits: Arc::new(Semaphore::new(workers + cfg.max_queue)), max_queue: cfg.max_queue, metrics };
+        for _ in 0..workers {
+            let r = ready_rx.recv().unwrap_or_else(|_| Err(EngineError::Internal("a worker thread stopped during start-up".into())));
+            if let Err(e) = r {
+                pool.shutdown();
+                return Err(e);
+            }
+        }
+        Ok(pool)
+    }
+
+    pub fn workers(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Admits a job or refuses at once with [`EngineError::Overloaded`] when `workers + max_queue` jobs are
+    /// already admitted. `timeout` starts now.
+    pub fn submit(&self, id: String, model: Arc<ModelGen>, req: TtsRequest, timeout: Option<Duration>) -> Result<Ticket> {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(EngineError::Overloaded(self.max_queue));
+            }
+        };
+        let deadline = timeout.map(|d| Instant::now() + d);
+        let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let job = Job { id, model, req, cancel: cancel.clone(), deadline, timeout, events: etx, permit: Some(permit) };
+        self.metrics.queued.fetch_add(1, Ordering::SeqCst);
+        if self.queue.push(job).is_err() {
+            self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(EngineError::ShuttingDown);
+        }
+        Ok(Ticket { events: erx, guard: CancelGuard { flag: cancel, armed: true }, deadline })
+    }
+
+    /// Asks the workers whether they can serve: idle and broken ones answer a ping (within `timeout`), busy ones
+    /// count as serving.
+    pub async fn health(&self, timeout: Duration) -> PoolHealth {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut serving = 0;
+        let mut asked = Vec::new();
+        for (w, slot) in self.slots.iter().enumerate() {
+            match slot.get() {
+                WorkerState::Busy { .. } => serving += 1,
+                WorkerState::Idle | WorkerState::Broken(_) => {
+                    let (tx, rx) = oneshot::channel();
+                    if self.queue.ping(w, tx) {
+                        asked.push((w, rx));
+                    }
+                }
+                WorkerState::Starting | WorkerState::Rebuilding | WorkerState::Stopped => {}
+            }
+        }
+        for (w, rx) in asked {
+            match tokio::time::timeout_at(until, rx).await {
+                Ok(Ok(r)) if r.ok => serving += 1,
+                Ok(Ok(_)) => {}
+                // no answer in time: it may have taken a job meanwhile
+                _ => {
+                    if matches!(self.slots[w].get(), WorkerState::Busy { .. }) {
+                        serving += 1;
+                    }
+                }
+            }
+        }
+        PoolHealth { serving, states: self.slots.iter().map(|s| s.get().name()).collect() }
+    }
+
+    /// The workers' published states, without asking them (nothing counted as serving).
+    pub fn states(&self) -> PoolHealth {
+        PoolHealth { serving: 0, states: self.slots.iter().map(|s| s.get().name()).collect() }
+    }
+
+    /// Stops taking jobs, lets the workers finish the queued and running ones, joins them.
+    pub fn shutdown(&self) {
+        self.queue.close();
+        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".into()
+    }
+}
+
+struct Worker {
+    w: usize,
+    slot: Arc<WorkerSlot>,
+    queue: Arc<JobQueue>,
+    loader: Arc<Loader>,
+    data: &'static FrontendData,
+    metrics: Arc<EngineMetrics>,
+    /// One engine per model name, with the generation it was loaded for.
+    engines: HashMap<String, (u64, Engine)>,
+    /// Why the last engine load failed (cleared by the next successful one).
+    broken: Option<String>,
+}
+
+impl Worker {
+    fn run(mut self, model: Arc<ModelGen>, warmup: Option<TtsRequest>, ready: mpsc::Sender<Result<()>>) {
+        let _stopped = StoppedOnExit(self.slot.clone());
+        let t0 = Instant::now();
+        let mut engine = match self.loader.load(&model) {
+            Ok(e) => e,
+            Err(e) => {
+                let _ = ready.send(Err(e));
+                return;
+            }
+        };
+        if let Some(req) = &warmup {
+            let w = self.w;
+            match catch_unwind(AssertUnwindSafe(|| engine.tts(self.data, req, &|| false, &mut |_| true))) {
+                Ok(Ok(st)) => tracing::info!(worker = w, ms = st.total_ms as u64, "warm-up synthesis done"),
+                Ok(Err(err)) => tracing::warn!(worker = w, "warm-up synthesis failed (requests using the default reference will fail too): {err}"),
+                Err(p) => {
+                    let _ = ready.send(Err(EngineError::Panicked(format!("warm-up: {}", panic_message(p.as_ref())))));
+                    return;
+                }
+            }
+        }
+        tracing::info!(worker = self.w, model = %model.name, ms = t0.elapsed().as_millis() as u64, "worker ready");
+        self.engines.insert(model.name.clone(), (model.generation, engine));
+        self.slot.set(WorkerState::Idle);
+        let _ = ready.send(Ok(()));
+        drop(ready);
+        loop {
+            match self.queue.next(self.w) {
+                Work::Closed => break,
+                Work::Ping(reply) => {
+                    let _ = reply.send(WorkerReport { worker: self.w, ok: self.broken.is_none(), detail: self.broken.clone() });
+                }
+                Work::Job(job) => {
+                    self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+                    self.run_job(*job);
+                    self.publish_idle_state();
+                }
+            }
+        }
+        tracing::debug!(worker = self.w, "worker stopped");
+    }
+
+    /// Between jobs: idle, or broken when the last engine load failed.
+    fn publish_idle_state(&self) {
+        self.slot.set(match &self.broken {
+            Some(why) => WorkerState::Broken(why.clone()),
+            None => WorkerState::Idle,
+        });
+    }
+
+    /// Load `model` into this worker (dropping the old engine of that name first: one model in memory per name).
+    fn load(&mut self, model: &ModelGen) -> Result<()> {
+        self.engines.remove(&model.name);
+        let t0 = Instant::now();
+        match self.loader.load(model) {
+            Ok(e) => {
+                tracing::info!(model = %model.name, generation = model.generation, ms = t0.elapsed().as_millis() as u64, "model loaded on worker");
+                self.engines.insert(model.name.clone(), (model.generation, e));
+                self.broken = None;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(model = %model.name, "cannot load the model on this worker: {e}");
+                self.broken = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn run_job(&mut self, job: Job) {
+        let span = tracing::info_span!("job", id = %job.id, worker = self.w);
+        let _e = span.enter();
+        if job.expired() {
+            self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("request timed out while queued; dropped");
+            let e = job.timeout_error();
+            job.finish(Err(e));
+            return;
+        }
+        if job.is_cancelled() {
+            self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+            tracing::info!("client left while the request was queued; dropped");
+            return;
+        }
+        self.slot.set(WorkerState::Busy { job: job.id.clone(), since: Instant::now(), deadline: job.deadline() });
+        let fresh = self.engines.get(&job.model.name).is_none_or(|(g, _)| *g != job.model.generation);
+        if fresh {
+            if let Err(e) = self.load(&job.model) {
+                self.publish_idle_state();
+                job.finish(Err(e));
+                return;
+            }
+        }
+        let Some((_, engine)) = self.engines.get_mut(&job.model.name) else {
+            job.finish(Err(EngineError::Internal("no engine for the model".into())));
+            return;
+        };
+        self.metrics.in_flight.fetch_add(1, Ordering::SeqCst);
+        let data = self.data;
+        let res = catch_unwind(AssertUnwindSafe(|| {
+            faults::before_job(&job.req.text);
+            let cancel = || job.is_cancelled() || job.expired();
+            engine.tts(data, &job.req, &cancel, &mut |seg| job.segment(seg.pcm))
+        }));
+        self.metrics.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let res = match res {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = panic_message(p.as_ref());
+                tracing::error!("job panicked: {msg}; rebuilding this worker's engine");
+                self.metrics.worker_restarts.fetch_add(1, Ordering::Relaxed);
+                let model = job.model.clone();
+                // the engine may be half-way through anything: drop it and load a fresh one now (the state is
+                // published before the answer, so a client that asks /health right after it sees the truth)
+                self.engines.remove(&model.name);
+                self.slot.set(WorkerState::Rebuilding);
+                job.finish(Err(EngineError::Panicked(msg)));
+                if self.load(&model).is_ok() {
+                    tracing::info!("engine rebuilt after the panic");
+                }
+                return;
+            }
+        };
+        let res = match res {
+            Ok(st) => {
+                self.metrics.synthesis(&st);
+                self.metrics.reference(st.reference_cached);
+                tracing::info!(
+                    segments = st.segments,
+                    tokens = st.tokens,
+                    audio_s = format!("{:.2}", st.audio_seconds()),
+                    ttfa_ms = st.first_audio_ms as u64,
+                    total_ms = st.total_ms as u64,
+                    rtf = format!("{:.3}", st.rtf()),
+                    reference_cached = st.reference_cached,
+                    "synthesis done"
+                );
+                Ok(st)
+            }
+            Err(EngineError::Cancelled) if job.expired() => {
+                self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("request timed out; stopped");
+                Err(job.timeout_error())
+            }
+            Err(EngineError::Cancelled) => {
+                self.metrics.cancelled.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("client disconnected; synthesis stopped");
+                Err(EngineError::Cancelled)
+            }
+            Err(e) => {
+                tracing::info!("synthesis failed: {e}");
+                Err(e)
+            }
+        };
+        job.finish(res);
+    }
+}
