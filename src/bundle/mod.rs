@@ -131,7 +131,43 @@ pub struct Manifest {
     /// Present in the demo bundle only: its default reference.
     #[serde(default)]
     pub demo: Option<DemoInfo>,
+    /// Optional: g2pW's polyphone model, added with `python -m export convert --g2pw DIR` (v2 bundles).
+    #[serde(default)]
+    pub g2pw: Option<G2pwInfo>,
 }
+
+/// The `g2pw` entry: upstream's `G2PWModel` folder as the bundle carries it (files relative to the bundle).
+#[derive(Debug, Clone, Deserialize)]
+pub struct G2pwInfo {
+    /// `g2pw.onnx` (upstream's `g2pW.onnx`, copied unchanged).
+    pub file: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Copies of the model folder's POLYPHONIC_CHARS.txt, MONOPHONIC_CHARS.txt, bopomofo_to_pinyin_wo_tune_dict.json.
+    pub polyphonic_chars: String,
+    pub monophonic_chars: String,
+    pub bopomofo_to_pinyin: String,
+    /// The model folder's `config.py` flags (upstream's defaults when absent).
+    #[serde(default = "default_true")]
+    pub use_mask: bool,
+    #[serde(default)]
+    pub use_char_phoneme: bool,
+    /// Number of labels (the model's output width).
+    pub labels: usize,
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The inputs of g2pW's graph as upstream feeds them: (name, element type, rank).
+pub const G2PW_INPUTS: [(&str, &str, usize); 6] = [
+    ("input_ids", "int64", 2),
+    ("token_type_ids", "int64", 2),
+    ("attention_mask", "int64", 2),
+    ("phoneme_mask", "float32", 2),
+    ("char_ids", "int64", 1),
+    ("position_ids", "int64", 1),
+];
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct BertInfo {
@@ -280,6 +316,14 @@ impl Manifest {
         if self.sovits.samples_per_frame != self.hop_length {
             return Err(field("sovits.samples_per_frame", format!("{} differs from hop_length {}", self.sovits.samples_per_frame, self.hop_length)));
         }
+        if let Some(g) = &self.g2pw {
+            if self.model_version == "v1" {
+                return Err(field("g2pw", "a v1 bundle never asks g2pW (upstream's v1 Chinese frontend is pypinyin only)"));
+            }
+            if g.labels == 0 {
+                return Err(field("g2pw.labels", "must be positive"));
+            }
+        }
         for name in GRAPH_NAMES {
             let entry = self.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
             let (ei, eo) = expected_io(name, g.n_layer).expect("known graph");
@@ -309,7 +353,34 @@ impl Bundle {
                 return Err(BundleError::MissingFile { graph: name.into(), path: p.display().to_string() });
             }
         }
+        if let Some(g) = &manifest.g2pw {
+            for (what, f) in [("g2pw.file", &g.file), ("g2pw.polyphonic_chars", &g.polyphonic_chars), ("g2pw.monophonic_chars", &g.monophonic_chars), ("g2pw.bopomofo_to_pinyin", &g.bopomofo_to_pinyin)] {
+                if !dir.join(f).is_file() {
+                    return Err(field(what, format!("file {f} is missing from the bundle")));
+                }
+            }
+        }
         Ok(Bundle { dir: dir.to_path_buf(), manifest })
+    }
+
+    /// Compare a loaded `g2pw.onnx`'s inputs with [`G2PW_INPUTS`] and its first output with `[N, labels]` float32.
+    pub fn check_g2pw(&self, inputs: &[IoSpec], outputs: &[IoSpec]) -> Result<()> {
+        let io = |what: &str, expected: String, actual: String| BundleError::GraphIo { graph: "g2pw".into(), what: what.into(), expected, actual };
+        let names: Vec<&str> = inputs.iter().map(|s| s.name.as_str()).collect();
+        for (n, t, r) in G2PW_INPUTS {
+            let a = inputs.iter().find(|s| s.name == n).ok_or_else(|| io("inputs", n.into(), format!("{names:?}")))?;
+            if a.dtype != t || a.rank != Some(r) {
+                return Err(io(&format!("input `{n}`"), format!("{t} rank {r}"), format!("{} rank {:?}", a.dtype, a.rank)));
+            }
+        }
+        if inputs.len() != G2PW_INPUTS.len() {
+            return Err(io("inputs", format!("{:?}", G2PW_INPUTS.map(|x| x.0)), format!("{names:?}")));
+        }
+        match outputs.first() {
+            Some(o) if o.dtype == "float32" && o.rank == Some(2) => Ok(()),
+            Some(o) => Err(io("first output", "float32 rank 2".into(), format!("{} rank {:?}", o.dtype, o.rank))),
+            None => Err(io("outputs", "one".into(), "none".into())),
+        }
     }
 
     pub fn graph_path(&self, name: &str) -> PathBuf {

@@ -109,6 +109,8 @@ pub struct Engine {
     /// prompt text with every request, so its BERT runs once.
     pub prompt_features: crate::reference::ReferenceCache<pipeline::TextFeatures, (String, String)>,
     tokenizer: Option<std::sync::Arc<tokenizers::Tokenizer>>,
+    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`) and what its runner needs.
+    pub g2pw: Option<(Graph, crate::text::g2pw_onnx::G2pwModel)>,
 }
 
 impl Engine {
@@ -129,6 +131,14 @@ impl Engine {
             bundle.check_graph(name, &g.inputs, &g.outputs, &g.metadata)?;
             gs.push(g);
         }
+        let g2pw = match &bundle.manifest.g2pw {
+            Some(info) => {
+                let g = rt.load("g2pw", &bundle.dir.join(&info.file), opts)?;
+                bundle.check_g2pw(&g.inputs, &g.outputs)?;
+                Some((g, pipeline::load_g2pw(&bundle, info)?))
+            }
+            None => None,
+        };
         let mut it = gs.into_iter();
         let mut next = || it.next().expect("7 graphs");
         Ok(Engine {
@@ -143,6 +153,7 @@ impl Engine {
             voices: crate::reference::ReferenceCache::new(64),
             prompt_features: crate::reference::ReferenceCache::new(64),
             tokenizer: None,
+            g2pw,
             bundle,
         })
     }

@@ -93,6 +93,27 @@ impl TtsRequest {
     }
 }
 
+/// The runner side of a bundle's `g2pw` entry: its tables, flags and the bundle's BERT tokenizer (the one
+/// upstream hands g2pW).
+pub(super) fn load_g2pw(bundle: &crate::bundle::Bundle, info: &crate::bundle::G2pwInfo) -> Result<text::g2pw_onnx::G2pwModel> {
+    let p = bundle.dir.join("tokenizer.json");
+    let bytes = std::fs::read(&p).map_err(|e| EngineError::Request(format!("cannot read {}: {e}", p.display())))?;
+    let tok = std::sync::Arc::new(text::bert::load_tokenizer(&bytes)?);
+    let d = &bundle.dir;
+    let m = text::g2pw_onnx::G2pwModel::load(
+        &d.join(&info.polyphonic_chars),
+        &d.join(&info.monophonic_chars),
+        &d.join(&info.bopomofo_to_pinyin),
+        info.use_mask,
+        info.use_char_phoneme,
+        tok,
+    )?;
+    if m.labels.labels.len() != info.labels {
+        return Err(EngineError::Request(format!("g2pw: manifest says {} labels, POLYPHONIC_CHARS.txt gives {}", info.labels, m.labels.labels.len())));
+    }
+    Ok(m)
+}
+
 /// One decoded segment, or one piece of it when streaming by token chunks.
 #[derive(Debug, Clone)]
 pub struct SegmentAudio {
@@ -176,7 +197,17 @@ impl Engine {
     /// Phones and BERT features of `text` in language `lang` (api2/api_v2 language codes).
     pub fn text_features(&mut self, data: &FrontendData, text: &str, lang: &str) -> Result<TextFeatures> {
         let version = self.symbol_version()?;
-        let ph = text::phonemize_with(data, text, lang, version)?;
+        let ph = match self.g2pw.as_mut() {
+            Some((graph, model)) => {
+                let mut run = |x: &text::g2pw_onnx::G2pwOnnxInput| {
+                    let v = (x.input_ids.view(), x.token_type_ids.view(), x.attention_masks.view(), x.phoneme_masks.view());
+                    graph.g2pw(v.0, v.1, v.2, v.3, &x.char_ids, &x.position_ids).map_err(|e| e.to_string())
+                };
+                let reader = model.reader(&mut run);
+                text::phonemize_with_polyphones(data, text, lang, version, Some(&reader))?
+            }
+            None => text::phonemize_with(data, text, lang, version)?,
+        };
         if ph.phone_ids.is_empty() {
             return Err(EngineError::Text(text::TextError::EmptyText));
         }

@@ -8,6 +8,7 @@
 //! | [`Graph::gpt_prefill`] | phone ids `N`, bert `[1024, N]`, prompt codes `P` | logits `V`; K/V rows `[N+P, D]` per layer via a sink |
 //! | [`Graph::gpt_step`] (`kv.rs`) | token, position, the [`super::KvCache`] bound in place | logits `V`; the new K/V row appended in the cache |
 //! | [`Graph::ref_enc`] | spectrogram `[1025, F]` | ge `G` |
+//! | [`Graph::g2pw`] (optional) | g2pW's six inputs (`[B, L]` text, `[N, C]` masks, `[N]` ids) | probabilities `[N, C]` |
 //! | [`Graph::sovits_decode`] | codes `T25`, target phones `N`, ge `G`, noise_scale, noise `[C, Ty]` | audio `Ty*hop` at 32 kHz (+ intermediates) |
 
 use ndarray::{Array2, ArrayD, ArrayView2, Axis};
@@ -159,6 +160,48 @@ impl Graph {
             }
         }
         Ok(out)
+    }
+}
+
+impl Graph {
+    /// g2pw (a bundle's optional `g2pw.onnx`, upstream's g2pW model): `input_ids`, `token_type_ids`,
+    /// `attention_mask` `[B, L]` (B = 1 or N), `phoneme_mask` `[N, C]`, `char_ids`, `position_ids` `[N]` ->
+    /// its first output, probabilities `[N, C]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn g2pw(
+        &mut self,
+        input_ids: ArrayView2<i64>,
+        token_type_ids: ArrayView2<i64>,
+        attention_mask: ArrayView2<i64>,
+        phoneme_mask: ArrayView2<f32>,
+        char_ids: &[i64],
+        position_ids: &[i64],
+    ) -> Result<Array2<f32>> {
+        let n = char_ids.len();
+        if n == 0 || position_ids.len() != n || phoneme_mask.nrows() != n || input_ids.dim() != attention_mask.dim() || input_ids.dim() != token_type_ids.dim() {
+            return Err(self.input_err("inconsistent g2pw input shapes"));
+        }
+        let (a, b, c, d) = (input_ids.as_standard_layout(), token_type_ids.as_standard_layout(), attention_mask.as_standard_layout(), phoneme_mask.as_standard_layout());
+        let mk = |e: ort::Error| RuntimeError::Input { graph: "g2pw".into(), msg: e.to_string() };
+        let ids = TensorRef::from_array_view(&a).map_err(mk)?;
+        let types = TensorRef::from_array_view(&b).map_err(mk)?;
+        let mask = TensorRef::from_array_view(&c).map_err(mk)?;
+        let pmask = TensorRef::from_array_view(&d).map_err(mk)?;
+        let chars = TensorRef::from_array_view(([n], char_ids)).map_err(mk)?;
+        let pos = TensorRef::from_array_view(([n], position_ids)).map_err(mk)?;
+        let out = self.outputs.first().map(|o| o.name.clone()).ok_or_else(|| self.input_err("the graph has no output"))?;
+        let outs = self
+            .session
+            .run(ort::inputs![
+                "input_ids" => ids, "token_type_ids" => types, "attention_mask" => mask,
+                "phoneme_mask" => pmask, "char_ids" => chars, "position_ids" => pos
+            ])
+            .map_err(|e| RuntimeError::Run { graph: "g2pw".into(), msg: e.to_string() })?;
+        let (shape, data) = extract(&outs, "g2pw", &out)?;
+        if shape.len() != 2 {
+            return Err(RuntimeError::Output { graph: "g2pw".into(), output: out, msg: format!("expected rank 2, got {shape:?}") });
+        }
+        Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| RuntimeError::Output { graph: "g2pw".into(), output: out, msg: e.to_string() })
     }
 }
 
