@@ -236,6 +236,9 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     }
     check_text(state, &text)?;
     let prompt_text = p.str("prompt_text").unwrap_or_default();
+    // api_v2's all_zh is upstream's current one (Latin runs read as English), not api2's (text::langseg::ALL_ZH_V2)
+    let v2_code = |l: String| if l == "all_zh" { crate::text::langseg::ALL_ZH_V2.to_string() } else { l };
+    let (text_lang, prompt_lang) = (v2_code(text_lang), v2_code(prompt_lang));
     let mut r = TtsRequest::new(&text, &text_lang, reference(state, &ref_path)?, &prompt_text, &prompt_lang);
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, "speed_factor")?;

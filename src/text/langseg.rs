@@ -7,8 +7,9 @@
 //! punctuation and spaces stay with the run before them. Digit runs then take a language by upstream's
 //! `have_num` rules (neighbour languages, punctuation, lengths), neighbouring pieces of the same kind are
 //! merged, and for `zh` / `ja` every non-English piece takes the requested language.
-//! Exact for zh text with English words (the detector only decides English runs there). `ko`, `yue` and their
-//! `all_` forms work as `zh` does; `auto` tells Hangul, kana, Han and Latin apart by script ([`split`]).
+//! Exact for zh text with English words (the detector only decides English runs there). `ko`, `yue` work as `zh`
+//! does, their `all_` forms as upstream's default-language split; `auto` tells Hangul, kana, Han and Latin apart
+//! by script ([`split`]).
 
 use super::{Lang, TextError};
 
@@ -65,6 +66,11 @@ fn runs(text: &str) -> Vec<(Script, String)> {
     }
     out
 }
+
+/// `all_zh` as current upstream reads it (`TextPreprocessor.get_phones_and_bert` / inference_webui:
+/// `LangSegmenter.getTexts(text, "zh")`): Latin runs are English, digits and everything else Chinese. api_v2's
+/// `/tts` sends its `all_zh` here; api2's routes keep api2's `all_zh` (all Chinese, Latin letters dropped).
+pub const ALL_ZH_V2: &str = "all_zh_v2";
 
 const PUNCT: [char; 8] = [',', '.', '!', '?', '，', '。', '！', '？'];
 
@@ -153,27 +159,33 @@ fn assign_digits(items: Vec<(Kind, String)>, default: Lang) -> Vec<(Lang, String
     out
 }
 
-/// Splits `text` for `lang`: `zh`, `ja`, `ko`, `yue` (and `all_ja`, `all_ko`, `all_yue`): English runs are
-/// English, the rest takes the requested language; `all_zh`: all Chinese; `en`: all English; `auto` / `auto_yue`:
-/// by script (see [`auto_pieces`]; `auto_yue` reads Chinese pieces as Cantonese).
+/// Splits `text` for `lang`: `zh`, `ja`, `ko`, `yue`: English runs are English, digits join a neighbour
+/// (LangSegmenter's `have_num` rules), the rest takes the requested language; `all_ja`, `all_ko`, `all_yue` and
+/// [`ALL_ZH_V2`] (upstream's `LangSegmenter.getTexts(text, lang)` with a default language): the same, but digits take
+/// the requested language; `all_zh`: api2's, all Chinese (Latin letters are dropped by the Chinese cleaner);
+/// `en`: all English; `auto` / `auto_yue`: by script (see [`auto_pieces`]; `auto_yue` reads Chinese pieces as
+/// Cantonese).
 pub fn split(text: &str, lang: &str) -> Result<Vec<(Lang, String)>, TextError> {
-    let (base, auto) = match lang {
+    let (base, auto, digits_default) = match lang {
         "all_zh" => return Ok(vec![(Lang::Zh, text.to_string())]),
         "en" => return Ok(vec![(Lang::En, text.to_string())]),
-        "zh" => (Lang::Zh, false),
-        // Upstream's all_ja / all_ko / all_yue are `LangSegmenter.getTexts(text, lang)`: all-Latin runs are still
-        // English, the rest takes the language, which is what the plain code gives here too.
-        "ja" | "all_ja" => (Lang::Ja, false),
-        "ko" | "all_ko" => (Lang::Ko, false),
-        "yue" | "all_yue" => (Lang::Yue, false),
-        "auto" => (Lang::Zh, true),
-        "auto_yue" => (Lang::Yue, true),
+        "zh" => (Lang::Zh, false, false),
+        "ja" => (Lang::Ja, false, false),
+        "ko" => (Lang::Ko, false, false),
+        "yue" => (Lang::Yue, false, false),
+        ALL_ZH_V2 => (Lang::Zh, false, true),
+        "all_ja" => (Lang::Ja, false, true),
+        "all_ko" => (Lang::Ko, false, true),
+        "all_yue" => (Lang::Yue, false, true),
+        "auto" => (Lang::Zh, true, false),
+        "auto_yue" => (Lang::Yue, true, false),
         other => return Err(TextError::UnknownLanguage(other.to_string())),
     };
     let mut items: Vec<(Kind, String)> = Vec::new();
     for (script, t) in runs(text) {
         match script {
             Script::Latin => items.push((Kind::L(Lang::En), t)),
+            Script::Digit if digits_default => items.push((Kind::L(base), t)),
             Script::Digit => items.push((Kind::Digit, t)),
             Script::Cjk if auto => items.extend(auto_pieces(&t, base)),
             Script::Cjk => items.push((Kind::L(base), t)),
@@ -218,5 +230,18 @@ mod tests {
         assert_eq!(s, vec![(Lang::Yue, "我用".into()), (Lang::En, "iPhone 15".into()), (Lang::Yue, "拍照".into())]);
         let s = split("Hello 세계", "all_ko").unwrap();
         assert_eq!(s, vec![(Lang::En, "Hello ".into()), (Lang::Ko, "세계".into())]);
+    }
+
+    /// all_* codes are `getTexts(text, lang)`: a digit item takes the default language at once, where the plain
+    /// code gives it a neighbour's (here the longer English piece before it).
+    #[test]
+    fn default_language_digits() {
+        let s = split("我用iPhone 15拍照", "yue").unwrap();
+        assert_eq!(s[1], (Lang::En, "iPhone 15".into()));
+        let s = split("我用iPhone 15拍照", "all_yue").unwrap();
+        assert_eq!(s, vec![(Lang::Yue, "我用".into()), (Lang::En, "iPhone ".into()), (Lang::Yue, "15拍照".into())]);
+        let s = split("我用iPhone 15拍照", ALL_ZH_V2).unwrap();
+        assert_eq!(s, vec![(Lang::Zh, "我用".into()), (Lang::En, "iPhone ".into()), (Lang::Zh, "15拍照".into())]);
+        assert_eq!(split("我用iPhone 15拍照", "all_zh").unwrap(), vec![(Lang::Zh, "我用iPhone 15拍照".into())]);
     }
 }
