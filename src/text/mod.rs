@@ -11,6 +11,7 @@ pub mod bert;
 pub mod cut;
 pub mod data;
 pub mod en;
+pub mod fasttext;
 pub mod g2pw;
 pub mod g2pw_onnx;
 pub mod golden;
