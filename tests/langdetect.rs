@@ -36,3 +36,40 @@ fn fasttext_matches_fasttext() {
     assert!(bad.is_empty(), "{} of {} differ:\n{}", bad.len(), bad.len() + n, bad.join("\n"));
     assert!(n > 200);
 }
+
+#[test]
+fn langsegmenter_matches_upstream() {
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (scripts/setup)");
+    let ld = data.langdetect().expect("lid.176.ftz and budoux models (scripts/setup)");
+    let mut n = 0;
+    let mut bad = Vec::new();
+    for c in fixtures("langsegmenter.jsonl") {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<(String, String)> = c["auto"].as_array().unwrap().iter().map(|x| (x["lang"].as_str().unwrap().to_string(), x["text"].as_str().unwrap().to_string())).collect();
+        let got = ld.get_texts(text);
+        if got == want {
+            n += 1;
+        } else {
+            bad.push(format!("{text}\n  got      {got:?}\n  upstream {want:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{} of {} differ:\n{}", bad.len(), bad.len() + n, bad.join("\n"));
+}
+
+/// `auto` through `phonemize_with`: upstream's pieces, each cleaned in its language; a Japanese sentence of kanji
+/// only reads as Japanese, as upstream's detector says.
+#[test]
+fn auto_uses_langsegmenter() {
+    use gsv::text::{phonemize_with, Lang, SymbolVersion};
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (scripts/setup)");
+    let p = phonemize_with(&data, "東京大学", "auto", SymbolVersion::V2).unwrap();
+    assert_eq!(p.segments.iter().map(|s| s.language).collect::<Vec<_>>(), [Lang::Ja]);
+    let p = phonemize_with(&data, "안녕하세요, 你好。Hello world!", "auto", SymbolVersion::V2).unwrap();
+    assert_eq!(p.segments.iter().map(|s| s.language).collect::<Vec<_>>(), [Lang::Ko, Lang::Zh, Lang::En]);
+    let p = phonemize_with(&data, "你好。我是学生。", "auto_yue", SymbolVersion::V2).unwrap();
+    assert!(p.segments.iter().all(|s| s.language == Lang::Yue));
+    // Korean detected with a v1 model is read as upstream's v1 cleaner reads an unknown language: English " "
+    let p = phonemize_with(&data, "안녕하세요 你好朋友", "auto", SymbolVersion::V1).unwrap();
+    assert_eq!(p.segments[0].language, Lang::En);
+    assert_eq!(p.segments[0].text, " ");
+}

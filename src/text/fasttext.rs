@@ -490,8 +490,9 @@ mod tests {
     #[test]
     fn huffman_tree_shape() {
         let t = huffman(&[5, 3, 1]);
-        // leaves sorted by count descending: the two smallest (1, 3) join first
+        // leaves sorted by count descending: the two smallest (1, 3) join first, then that node (4) and 5
         assert_eq!((t[3].left, t[3].right), (2, 1));
-        assert_eq!((t[4].left, t[4].right), (0, 3));
+        assert_eq!((t[4].left, t[4].right), (3, 0));
+        assert_eq!(t[4].count, 9);
     }
 }

