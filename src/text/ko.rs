@@ -297,7 +297,7 @@ pub fn convert_num(text: &str) -> String {
                 found.push(t);
             }
         }
-        found.sort_by(|a, b| (b.0.len() + b.1.len()).cmp(&(a.0.len() + a.1.len())));
+        found.sort_by_key(|t| std::cmp::Reverse(t.0.len() + t.1.len()));
         for (num, bn) in found {
             let spelled = process_num(&num, !BOUND_NOUNS.contains(&bn.as_str()));
             s = s.replace(&format!("{num}{bn}/B"), &format!("{spelled}{bn}/B"));

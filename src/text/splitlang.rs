@@ -283,8 +283,8 @@ impl LangDetect {
         let mut out = vec![first.clone()];
         for p in &pieces[1..] {
             let (left_kana, cur_kana) = (has_kana(out.last().map(String::as_str).unwrap_or("")), has_kana(p));
-            let same = left_kana == cur_kana;
-            if left_kana && same || (!left_kana && same && p.chars().count() == 1) {
+            // both kana, or both without kana and the new piece a single character (upstream's two merge cases)
+            if left_kana == cur_kana && (left_kana || p.chars().count() == 1) {
                 if let Some(last) = out.last_mut() {
                     last.push_str(p);
                 }
