@@ -19,13 +19,16 @@ def _quiet():
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export", description="GPT-SoVITS checkpoints -> gsv ONNX bundle")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    c = sub.add_parser("convert", help="export a GPT .ckpt + SoVITS .pth (+ HuBERT, BERT folders) into a bundle")
-    c.add_argument("--gpt", required=True, help="GPT weights (.ckpt), e.g. GPT_weights_v2/name-e15.ckpt")
-    c.add_argument("--sovits", required=True, help="SoVITS weights (.pth), e.g. SoVITS_weights_v2/name_e8_s96.pth")
-    c.add_argument("--hubert", required=True, help="chinese-hubert-base folder (Hugging Face layout)")
-    c.add_argument("--bert", required=True, help="chinese-roberta-wwm-ext-large folder (Hugging Face layout)")
+    c = sub.add_parser("convert", help="export a GPT .ckpt + SoVITS .pth (+ HuBERT, BERT folders) into a bundle; "
+                       "--g2pw DIR adds g2pW's polyphone model (alone: to the existing bundle --out)")
+    c.add_argument("--gpt", help="GPT weights (.ckpt), e.g. GPT_weights_v2/name-e15.ckpt")
+    c.add_argument("--sovits", help="SoVITS weights (.pth), e.g. SoVITS_weights_v2/name_e8_s96.pth")
+    c.add_argument("--hubert", help="chinese-hubert-base folder (Hugging Face layout)")
+    c.add_argument("--bert", help="chinese-roberta-wwm-ext-large folder (Hugging Face layout)")
     c.add_argument("--out", required=True, help="bundle folder to write, e.g. onnx/myvoice")
     c.add_argument("--fp16", action="store_true", help="store weights as float16 (I/O stays float32)")
+    c.add_argument("--g2pw", metavar="DIR", help="upstream's GPT_SoVITS/text/G2PWModel folder (g2pW.onnx + its "
+                   "tables): Chinese polyphonic characters are then read by the model, as upstream does")
     v = sub.add_parser("verify", help="compare a bundle with a golden folder, stage by stage")
     v.add_argument("--bundle", required=True)
     v.add_argument("--golden", required=True)
@@ -53,8 +56,16 @@ def main(argv=None) -> int:
 
     try:
         if args.cmd == "convert":
+            sources = [args.gpt, args.sovits, args.hubert, args.bert]
+            if args.g2pw and not any(sources):
+                from .g2pw import add_to_bundle
+                add_to_bundle(args.g2pw, args.out)
+                return 0
+            if not all(sources):
+                ap.error("convert needs --gpt, --sovits, --hubert and --bert (or only --g2pw DIR with an existing "
+                         "bundle as --out)")
             from .convert import convert
-            convert(args.gpt, args.sovits, args.hubert, args.bert, args.out, fp16=args.fp16)
+            convert(args.gpt, args.sovits, args.hubert, args.bert, args.out, fp16=args.fp16, g2pw=args.g2pw)
             return 0
         if args.cmd == "verify":
             from .verify import main as vmain

@@ -1,8 +1,9 @@
 """`python -m export convert`: GPT .ckpt + SoVITS .pth + HuBERT/BERT folders -> ONNX bundle (see BUNDLE.md).
 
 In:  paths to the four sources, an output folder, options (--fp16).
-Out: the bundle folder: manifest.json, tokenizer.json and the seven graphs. Re-running with the same sources and
-     options reuses every graph already exported (the manifest records the sources' sha256 and the options).
+Out: the bundle folder: manifest.json, tokenizer.json and the seven graphs (+ g2pw.onnx and g2pw/ with --g2pw, see
+     g2pw.py). Re-running with the same sources and options reuses every graph already exported (the manifest
+     records the sources' sha256 and the options).
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def _graph_meta(name: str, version: str, extra: dict) -> dict:
 
 
 def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool = False, log=print,
-            name: str | None = None) -> dict:
+            name: str | None = None, g2pw: str | None = None) -> dict:
     import torch
 
     from .models.gpt import build_gpt, onnx_specs as gpt_specs
@@ -95,6 +96,9 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         raise CheckpointError(f"{gpt} is a SoVITS checkpoint, not a GPT one (pass it as --sovits)")
     sov_ck = load_checkpoint(sovits, "SoVITS .pth")
     version = detect_sovits_version(sovits, sov_ck)
+    if g2pw:
+        from .g2pw import check_version
+        check_version(version)
     symbols = symbols_for(version)
     gm = gpt_ck.config.get("model", {})
     if int(gm.get("phoneme_vocab_size", 0)) < len(symbols):
@@ -141,6 +145,16 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         graphs[gname] = info
     shutil.copyfile(tok, os.path.join(out, "tokenizer.json"))
 
+    g2pw_entry = None
+    if g2pw:
+        from .g2pw import add_g2pw
+        g2pw_entry = add_g2pw(g2pw, out, log=log)
+    elif old and isinstance(old.get("g2pw"), dict) and old.get("model_version") == version \
+            and os.path.isfile(os.path.join(out, old["g2pw"].get("file", ""))) \
+            and sha256_file(os.path.join(out, old["g2pw"]["file"])) == old["g2pw"].get("sha256"):
+        log("  g2pw.onnx: kept (added earlier with --g2pw)")
+        g2pw_entry = old["g2pw"]
+
     log(f"[4/4] writing manifest")
     sc = sov_ck.config
     smodel, sdata = sc.get("model", {}), sc.get("data", {})
@@ -186,6 +200,8 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "precision": "fp16" if fp16 else "fp32",
         "exporter": {"gsv_export": EXPORTER_VERSION, "torch": torch.__version__.split("+")[0], "opset": 18},
     }
+    if g2pw_entry:
+        manifest["g2pw"] = g2pw_entry
     tmp = os.path.join(out, "manifest.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1)

@@ -786,3 +786,47 @@ fn voice_encoded_once_across_workers() {
     assert_eq!(workers.len(), 2, "both workers ran requests: {workers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Korean and Cantonese (issue 13) on every route: api2 `/` (target and prompt language), api_v2 `/tts` (every ko/yue
+/// code it lists), the OpenAI route's `language`; malformed Korean/Cantonese text is a 200 or a 400, never a 500,
+/// and the server stays up.
+#[test]
+fn korean_and_cantonese_on_every_route() {
+    let srv = Server::start(&[]);
+    let wav_ok = |r: Resp, what: &str| {
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("audio/wav"), "{what}");
+        let n = check_wav(&r.body);
+        assert!(n > 32000 * 3 / 10, "{what}: speech before api2's 0.3 s of silence ({n} samples)");
+    };
+    const KO: &str = "안녕하세요, 저는 학생입니다. 3개를 샀어요.";
+    const YUE: &str = "我今日好開心，你呢？佢哋去咗邊度？";
+    for (text, lang) in [(KO, "ko"), (YUE, "yue")] {
+        wav_ok(srv.get(&format!("/?text={}&text_language={lang}&seed=2", enc(text))), &format!("GET / {lang}"));
+        // the reference transcript in the language too
+        let body = serde_json::json!({"text": text, "text_language": lang, "refer_wav_path": "onnx/demo/ref.wav",
+                                      "prompt_text": text, "prompt_language": lang, "seed": 2});
+        wav_ok(srv.post("/", &body.to_string()), &format!("POST / {lang} prompt"));
+        let o = srv.post("/v1/audio/speech", &serde_json::json!({"input": text, "voice": "default", "language": lang, "response_format": "wav", "seed": 2}).to_string());
+        wav_ok(o, &format!("/v1/audio/speech {lang}"));
+    }
+    for (text, lang) in [(KO, "ko"), (KO, "all_ko"), (YUE, "yue"), (YUE, "all_yue"), (YUE, "auto_yue"), ("我用iPhone拍照，很好看。", "all_zh")] {
+        let b = serde_json::json!({"text": text, "text_lang": lang, "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT,
+                                   "prompt_lang": "zh", "seed": 2});
+        wav_ok(srv.post("/tts", &b.to_string()), &format!("/tts {lang}"));
+    }
+    let b = serde_json::json!({"text": YUE, "text_lang": "yue", "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": YUE, "prompt_lang": "yue"});
+    wav_ok(srv.post("/tts", &b.to_string()), "/tts yue prompt");
+    // malformed input: lone jamo, unassigned and private-use code points, emoji, stray marks
+    for text in ["ㅋㅋㅋㅋㅋ", "ᄀᄀᄀ ᅡᅡ ᆨᆨ", "한\u{0378}국\u{E000}어 😀😀", "粵語😀😀😀！！", "咗咗咗咗 ~~~~", "\u{AC00}\u{0301}\u{0301} 가나다"] {
+        for lang in ["ko", "yue"] {
+            let r = srv.post("/", &serde_json::json!({"text": text, "text_language": lang}).to_string());
+            assert!(r.status == 200 || r.status == 400, "{lang} {text:?}: {} {}", r.status, r.text());
+            let r = srv.post("/tts", &serde_json::json!({"text": text, "text_lang": lang, "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT, "prompt_lang": "zh"}).to_string());
+            assert!(r.status == 200 || r.status == 400, "/tts {lang} {text:?}: {} {}", r.status, r.text());
+        }
+    }
+    assert_eq!(srv.get("/health").status, 200);
+    let log = srv.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}

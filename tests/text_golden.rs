@@ -378,3 +378,30 @@ fn parity_text_checks() {
     // a folder without cases fails
     assert!(text::golden::check(&data, std::path::Path::new("/nonexistent")).iter().all(|c| !c.pass));
 }
+
+/// g2pk2 itself (its MeCab-ko tags, bound-noun numbers and tag rules) against g2pk2's own output on the same text,
+/// tagged by upstream's tagger (`tests/fixtures/frontend/ko_g2pk2/`). gsv tags with Debian's libmecab2 on the same
+/// dictionary; MeCab-ko adds a penalty for a particle right after a space (`left-space-penalty-factor`), which
+/// libmecab2 lacks: cases marked `libmecab_differs` show where that changes the result.
+#[test]
+fn ko_g2pk2_matches_upstream() {
+    let data = FrontendData::load(&FrontendData::default_dir()).expect("frontend data (run scripts/setup)");
+    let ko = data.korean().expect("Korean data (scripts/setup: g2pk2 tables, mecab-ko-dic)");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/frontend/ko_g2pk2/cases.jsonl");
+    let (mut same, mut differs) = (0, 0);
+    let mut failures = Vec::new();
+    for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+        let c: Value = serde_json::from_str(line).unwrap();
+        let text = c["text"].as_str().unwrap();
+        let got = gsv::text::ko::g2pk2(ko, text).unwrap();
+        let want = c["g2pk2"].as_str().unwrap();
+        match (got == want, c["libmecab_differs"].is_string()) {
+            (true, false) => same += 1,
+            (false, true) => differs += 1,
+            (ok, _) => failures.push(format!("{text}: got {got}, upstream {want} (expected {})", if ok { "a difference" } else { "equality" })),
+        }
+    }
+    println!("g2pk2: {same} cases equal to upstream, {differs} known libmecab2 differences");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(same >= 80);
+}

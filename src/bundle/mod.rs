@@ -227,6 +227,32 @@ pub struct Manifest {
     /// Present in the demo bundle only: its default reference.
     #[serde(default)]
     pub demo: Option<DemoInfo>,
+    /// Optional: g2pW's polyphone model, added with `python -m export convert --g2pw DIR` (v2 bundles).
+    #[serde(default)]
+    pub g2pw: Option<G2pwInfo>,
+}
+
+/// The `g2pw` entry: upstream's `G2PWModel` folder as the bundle carries it (files relative to the bundle).
+#[derive(Debug, Clone, Deserialize)]
+pub struct G2pwInfo {
+    /// `g2pw.onnx` (upstream's `g2pW.onnx`, copied unchanged).
+    pub file: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Copies of the model folder's POLYPHONIC_CHARS.txt, MONOPHONIC_CHARS.txt, bopomofo_to_pinyin_wo_tune_dict.json.
+    pub polyphonic_chars: String,
+    pub monophonic_chars: String,
+    pub bopomofo_to_pinyin: String,
+    /// The model folder's `config.py` flags (upstream's defaults when absent).
+    #[serde(default = "default_true")]
+    pub use_mask: bool,
+    #[serde(default)]
+    pub use_char_phoneme: bool,
+    /// Number of labels (the model's output width).
+    pub labels: usize,
+}
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -333,6 +359,14 @@ impl Manifest {
         if self.sovits.samples_per_frame != self.hop_length {
             return Err(field("sovits.samples_per_frame", format!("{} differs from hop_length {}", self.sovits.samples_per_frame, self.hop_length)));
         }
+        if let Some(g) = &self.g2pw {
+            if self.model_version == "v1" {
+                return Err(field("g2pw", "a v1 bundle never asks g2pW (upstream's v1 Chinese frontend is pypinyin only)"));
+            }
+            if g.labels == 0 {
+                return Err(field("g2pw.labels", "must be positive"));
+            }
+        }
         self.check_declared(&crate::engine::graph_contracts(self))
     }
 
@@ -372,6 +406,13 @@ impl Bundle {
                 }
                 if !dir.join(&e.file).is_file() {
                     return Err(field(&format!("graphs.{name}.variants.{v}"), format!("file {} is missing", e.file)));
+                }
+            }
+        }
+        if let Some(g) = &manifest.g2pw {
+            for (what, f) in [("g2pw.file", &g.file), ("g2pw.polyphonic_chars", &g.polyphonic_chars), ("g2pw.monophonic_chars", &g.monophonic_chars), ("g2pw.bopomofo_to_pinyin", &g.bopomofo_to_pinyin)] {
+                if !dir.join(f).is_file() {
+                    return Err(field(what, format!("file {f} is missing from the bundle")));
                 }
             }
         }

@@ -171,7 +171,10 @@ impl Engine {
     /// Phones and BERT features of `text` in language `lang`. Upstream's retry (fewer than 6 phones: once more
     /// with "." in front) happens once, inside [`text::phonemize_with`].
     pub fn text_features(&mut self, data: &FrontendData, text: &str, lang: Language) -> Result<TextFeatures> {
-        let ph = text::phonemize_with(data, text, lang.code(), self.symbols)?;
+        let ph = match self.g2pw.as_mut() {
+            Some(g) => g.phonemize(data, text, lang.code(), self.symbols)?,
+            None => text::phonemize_with(data, text, lang.code(), self.symbols)?,
+        };
         if ph.phone_ids.is_empty() {
             return Err(EngineError::Text(TextError::EmptyText));
         }

@@ -203,6 +203,8 @@ pub struct Engine {
     bert: Bert,
     gpt: Gpt,
     vocoder: Vocoder,
+    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
+    g2pw: Option<crate::text::g2pw_onnx::G2pw>,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
     features: Arc<FeatureCache>,
 }
@@ -230,13 +232,22 @@ impl Engine {
         let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
         let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
         let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, features: Arc::new(FeatureCache::default()) })
+        let g2pw = match &bundle.manifest.g2pw {
+            Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
+            None => None,
+        };
+        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, features: Arc::new(FeatureCache::default()) })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
     pub fn with_features(mut self, cache: Arc<FeatureCache>) -> Engine {
         self.features = cache;
         self
+    }
+
+    /// Whether the bundle's g2pW polyphone model is loaded (polyphonic characters are then read by it).
+    pub fn has_g2pw(&self) -> bool {
+        self.g2pw.is_some()
     }
 
     pub fn bundle(&self) -> &Bundle {

@@ -241,7 +241,8 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     };
     check_text(state, &text)?;
     let prompt_text = p.str("prompt_text").unwrap_or_default();
-    let mut r = TtsRequest::new(&text, text_lang, reference(state, &ref_path)?, &prompt_text, prompt_lang);
+    // api_v2's all_zh is upstream's current one (Latin runs read as English), not api2's (Language::AllZhUpstream)
+    let mut r = TtsRequest::new(&text, text_lang.for_api_v2(), reference(state, &ref_path)?, &prompt_text, prompt_lang.for_api_v2());
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, "speed_factor")?;
     // streaming_mode 2 (token streaming) and 3 (fixed chunks): decode while generating, by token chunks

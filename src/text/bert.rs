@@ -63,7 +63,7 @@ pub enum BertError {
 /// The BERT graph of a bundle with its tokenizer.
 pub struct Bert {
     graph: Graph,
-    tokenizer: tokenizers::Tokenizer,
+    tokenizer: std::sync::Arc<tokenizers::Tokenizer>,
     /// `H` (1024 for chinese-roberta-wwm-ext-large; the manifest's `bert.hidden`).
     hidden: usize,
 }
@@ -84,7 +84,12 @@ impl Bert {
         let bytes = std::fs::read(&path).map_err(|e| BundleError::Io { path: path.display().to_string(), msg: e.to_string() })?;
         let tokenizer = load_tokenizer(&bytes).map_err(|e| BundleError::Field { field: "tokenizer.json".into(), msg: e.to_string() })?;
         let graph = bundle.load_graph(rt, &Bert::contract(&bundle.manifest), precision, opts)?;
-        Ok(Bert { graph, tokenizer, hidden: bundle.manifest.bert_hidden() })
+        Ok(Bert { graph, tokenizer: std::sync::Arc::new(tokenizer), hidden: bundle.manifest.bert_hidden() })
+    }
+
+    /// The bundle's tokenizer (g2pW's runner uses it too, as upstream does).
+    pub fn tokenizer(&self) -> std::sync::Arc<tokenizers::Tokenizer> {
+        self.tokenizer.clone()
     }
 
     pub fn hidden_size(&self) -> usize {

@@ -49,6 +49,8 @@ pub struct FrontendData {
     /// jieba's POS segmenter (`jieba_fast.posseg` upstream), loaded on first use (see [`Self::posseg`]).
     pub posseg: OnceLock<Result<super::posseg::PosSeg, String>>,
     pub en: EnDict,
+    /// `auto`'s language detector (fastText lid.176.ftz + budoux), read on first use (see [`Self::langdetect`]).
+    pub langdetect: OnceLock<Result<super::splitlang::LangDetect, String>>,
     /// The Japanese frontend (MeCab + dictionaries), opened on first use (see [`super::ja::frontend`]).
     pub ja: OnceLock<Result<super::ja::JaFrontend, String>>,
 }
@@ -129,6 +131,14 @@ impl FrontendData {
         }
     }
 
+    /// `auto`'s language detector, read from this data dir on first use.
+    pub fn langdetect(&self) -> Result<&super::splitlang::LangDetect, TextError> {
+        match self.langdetect.get_or_init(|| super::splitlang::LangDetect::load(&self.dir).map_err(|e| e.to_string())) {
+            Ok(t) => Ok(t),
+            Err(e) => Err(TextError::MissingData(e.clone())),
+        }
+    }
+
     /// The Korean tables, read from this data dir on first use.
     pub fn korean(&self) -> Result<&super::ko::KoData, TextError> {
         match self.korean.get_or_init(|| super::ko::KoData::load(&self.dir).map_err(|e| e.to_string())) {
@@ -180,6 +190,7 @@ impl FrontendData {
             posseg: OnceLock::new(),
             en,
             ja: OnceLock::new(),
+            langdetect: OnceLock::new(),
         })
     }
 }

@@ -95,55 +95,116 @@ fn pinyin_items(data: &FrontendData, text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A polyphonic character's reading without the neural model: the contextual reading on the simplified clause.
+/// Upstream's default `g2pw_polyphonic_context_chars`: the model sees the sentence from 16 characters before
+/// the first polyphonic character to 16 after the last one.
+pub const POLYPHONIC_CONTEXT_CHARS: usize = 16;
+
+/// g2pW's neural polyphone model (`g2pw.onnx` of a bundle, [`super::g2pw_onnx`]).
 pub trait PolyphoneReader {
-    /// `queries`: indices (in chars of `trad`) the model is asked about. Returns one reading per query, or
-    /// None to use the fallback.
-    fn predict(&self, trad: &str, queries: &[usize]) -> Option<Vec<String>>;
+    /// The model's own character tables (its POLYPHONIC_CHARS/MONOPHONIC_CHARS and bopomofo map): they decide
+    /// which characters are asked about, as upstream reads them from the model folder.
+    fn tables(&self) -> &G2pwTables;
+    /// `prepare_onnx_input` + `predict` + the style conversion: one TONE3 pinyin per query (`None` where the
+    /// predicted bopomofo has no pinyin). `texts[k]` is the (traditional) text the k-th query is asked in,
+    /// `query_ids[k]` the character index in it.
+    fn predict(&self, texts: &[String], query_ids: &[usize]) -> Result<Vec<Option<String>>, TextError>;
 }
 
-/// Per-character readings of one clause (see the module doc). `model`: a loaded `g2pw.onnx`, if any.
+/// `_prepare_data`'s model queries for a batch of traditional sentences.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelQueries {
+    /// The text each query is asked in: its sentence cut to the context window.
+    pub texts: Vec<String>,
+    /// Index of the polyphonic character in `texts[k]`.
+    pub model_query_ids: Vec<usize>,
+    /// Index of the polyphonic character in its sentence.
+    pub result_query_ids: Vec<usize>,
+    pub sent_ids: Vec<usize>,
+}
+
+/// The model queries of `_prepare_data`: for each sentence with polyphonic characters (per `tables`), one query
+/// per such character, all asked in the same window of the sentence ([`POLYPHONIC_CONTEXT_CHARS`] around
+/// the first and last of them).
+pub fn model_queries(tables: &G2pwTables, sentences: &[Vec<char>]) -> ModelQueries {
+    let mut q = ModelQueries::default();
+    for (sent_id, sent) in sentences.iter().enumerate() {
+        let poly: Vec<usize> = (0..sent.len()).filter(|&i| tables.polyphonic.contains(&sent[i])).collect();
+        let (Some(&first), Some(&last)) = (poly.first(), poly.last()) else { continue };
+        let left = first.saturating_sub(POLYPHONIC_CONTEXT_CHARS);
+        let right = (last + POLYPHONIC_CONTEXT_CHARS + 1).min(sent.len());
+        let window: String = sent[left..right].iter().collect();
+        for &i in &poly {
+            q.texts.push(window.clone());
+            q.model_query_ids.push(i - left);
+            q.result_query_ids.push(i);
+            q.sent_ids.push(sent_id);
+        }
+    }
+    q
+}
+
+/// Per-character readings of one clause (see the module doc). `model`: a bundle's `g2pw.onnx`, if any.
 pub fn clause_readings(
     data: &FrontendData,
     seg: &str,
     model: Option<&dyn PolyphoneReader>,
 ) -> Result<Vec<String>, TextError> {
-    let tables = data.g2pw()?;
-    let s2tw = data.s2tw()?;
-    let chars: Vec<char> = seg.chars().collect();
-    let mut trad: Vec<char> = s2tw.convert(seg).chars().collect();
-    if trad.len() != chars.len() {
-        // upstream asserts equal lengths; keep the simplified clause instead of failing the request
-        trad = chars.clone();
-    }
-    let simp_round_trip: String = trad.iter().map(|c| *data.t2s.get(c).unwrap_or(c)).collect();
-    let round_trip = pinyin_items(data, &simp_round_trip);
-    let contextual = pinyin_items(data, seg);
-    let fallback = |i: usize| -> String {
-        round_trip.get(i).cloned().unwrap_or_else(|| chars.get(i).map(|c| c.to_string()).unwrap_or_default())
+    Ok(batch_readings(data, &[seg.to_string()], model)?.pop().unwrap_or_default())
+}
+
+/// `G2PWOnnxConverter.__call__` on a batch of clauses (upstream's `_g2p` sends all clauses of one text at
+/// once): per clause, one TONE3 reading per character (punctuation is returned as itself).
+pub fn batch_readings(
+    data: &FrontendData,
+    segs: &[String],
+    model: Option<&dyn PolyphoneReader>,
+) -> Result<Vec<Vec<String>>, TextError> {
+    let tables = match model {
+        Some(m) => m.tables(),
+        None => data.g2pw()?,
     };
-    let mut out: Vec<String> = Vec::with_capacity(chars.len());
-    let mut queries = Vec::new();
-    for (i, c) in trad.iter().enumerate() {
-        if tables.polyphonic.contains(c) {
-            queries.push(i);
-            out.push(String::new());
-        } else if let Some(p) = tables.monophonic.get(c) {
-            out.push(p.clone());
-        } else {
-            out.push(fallback(i));
+    let s2tw = data.s2tw()?;
+    let mut out: Vec<Vec<String>> = Vec::with_capacity(segs.len());
+    let mut trads: Vec<Vec<char>> = Vec::with_capacity(segs.len());
+    let mut contextual: Vec<Vec<String>> = Vec::with_capacity(segs.len());
+    for seg in segs {
+        let chars: Vec<char> = seg.chars().collect();
+        let mut trad: Vec<char> = s2tw.convert(seg).chars().collect();
+        if trad.len() != chars.len() {
+            // upstream asserts equal lengths; keep the simplified clause instead of failing the request
+            trad = chars.clone();
         }
-    }
-    if queries.is_empty() {
-        return Ok(out);
-    }
-    let trad_s: String = trad.iter().collect();
-    let predicted = model.and_then(|m| m.predict(&trad_s, &queries)).filter(|p| p.len() == queries.len());
-    for (k, &i) in queries.iter().enumerate() {
-        out[i] = match &predicted {
-            Some(p) => p[k].clone(),
-            None => contextual.get(i).cloned().unwrap_or_else(|| fallback(i)),
+        let simp_round_trip: String = trad.iter().map(|c| *data.t2s.get(c).unwrap_or(c)).collect();
+        let round_trip = pinyin_items(data, &simp_round_trip);
+        let fallback = |i: usize| -> String {
+            round_trip.get(i).cloned().unwrap_or_else(|| chars.get(i).map(|c| c.to_string()).unwrap_or_default())
         };
+        let mut readings = Vec::with_capacity(chars.len());
+        for (i, c) in trad.iter().enumerate() {
+            if tables.polyphonic.contains(c) {
+                readings.push(String::new());
+            } else if let Some(p) = tables.monophonic.get(c) {
+                readings.push(p.clone());
+            } else {
+                readings.push(fallback(i));
+            }
+        }
+        // without the model: the contextual reading of the simplified clause (module doc, step 4)
+        let ctx = pinyin_items(data, seg);
+        let ctx: Vec<String> = (0..chars.len()).map(|i| ctx.get(i).cloned().unwrap_or_else(|| fallback(i))).collect();
+        out.push(readings);
+        trads.push(trad);
+        contextual.push(ctx);
+    }
+    let q = model_queries(tables, &trads);
+    let predicted: Vec<Option<String>> = match model {
+        Some(m) if !q.texts.is_empty() => m.predict(&q.texts, &q.model_query_ids)?,
+        _ => Vec::new(),
+    };
+    for (k, (&s, &i)) in q.sent_ids.iter().zip(q.result_query_ids.iter()).enumerate() {
+        // a prediction whose bopomofo has no pinyin (upstream would fail later) keeps the contextual reading
+        let r = predicted.get(k).cloned().flatten().unwrap_or_else(|| contextual[s][i].clone());
+        out[s][i] = r;
     }
     Ok(out)
 }

@@ -67,7 +67,7 @@ impl Mecab {
     /// Opens libmecab and a tagger on dictionary `dicdir` (which must hold a `dicrc`), with an optional
     /// user dictionary.
     pub fn open(dicdir: &Path, userdic: Option<&Path>) -> Result<Self, TextError> {
-        let setup = "the Japanese frontend needs libmecab (Debian libmecab2)";
+        let setup = "the Japanese and Korean frontends need libmecab (Debian libmecab2)";
         let mut last = String::new();
         let mut lib = None;
         for name in ["libmecab.so.2", "libmecab.so", "libmecab.2.dylib", "libmecab.dylib"] {
@@ -93,7 +93,7 @@ impl Mecab {
         };
         let dicrc = dicdir.join("dicrc");
         if !dicrc.is_file() {
-            return Err(TextError::MissingData(format!("Japanese MeCab dictionary: {} not found", dicrc.display())));
+            return Err(TextError::MissingData(format!("MeCab dictionary: {} not found (run scripts/setup)", dicrc.display())));
         }
         let path_arg = |p: &Path| {
             CString::new(p.to_string_lossy().into_owned())

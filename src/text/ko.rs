@@ -2,18 +2,20 @@
 //!
 //! In: raw Korean text. Out: [`Cleaned`] whose phones are v2 symbols: Hangul compatibility jamo (`ㄱ`, `ㅏ`, ...;
 //! diphthongs split as korean.py does), punctuation, `空` for a space and `停` for anything else.
-//! Pipeline, as upstream: Latin letters spelled in Hangul (`latin_to_hangul`) -> g2pk2: idioms.txt, numbers,
-//! decomposition into conjoining jamo, the special rules, table.csv (coda + onset rules), linking rules,
+//! Pipeline, as upstream: Latin letters spelled in Hangul (`latin_to_hangul`) -> g2pk2: idioms.txt, MeCab tags,
+//! numbers, decomposition into conjoining jamo, the special rules, table.csv (coda + onset rules), linking rules,
 //! recomposition -> `divide_hangul`, `fix_g2pk2_error`, a final jamo gets ".", `post_replace_ph` per character.
 //! g2pk2's data (table.csv, idioms.txt) comes from its PyPI wheel at set-up.
 //!
-//! What is not exact: g2pk2 tags morphemes with MeCab-ko and four of its rules look at the tags (verb stems
-//! ending in ㄴ/ㅁ and ㄼ/ㄾ/ㄺ tensing the next consonant, a modifying ㄹ ending tensing the next word, and
-//! numbers before a bound noun read as native numerals). No MeCab-ko dictionary is used here: the tag-dependent
-//! rules are not applied, except the number one, approximated (a number directly followed by a Hangul
-//! syllable is a number before a bound noun; native numerals before g2pk2's BOUND_NOUNS, Sino-Korean otherwise).
+//! Morpheme tags: g2pk2 tags with MeCab-ko (python-mecab-ko) on mecab-ko-dic 2.1.1; here Debian's libmecab2 opens
+//! the same dictionary (from the `python-mecab-ko-dic` wheel at set-up) and [`annotate`] marks the text as
+//! g2pk2 does, so its tag rules (verb stems in ㄴ/ㅁ/ㄼ/ㄾ/ㄺ, a modifying ㄹ ending, numbers before a counting
+//! bound noun) run as upstream. One difference remains: MeCab-ko adds a cost to a particle right after a space
+//! (`left-space-penalty-factor` in the dicrc), which libmecab2 ignores; on badly spaced text the tags can differ
+//! (2 of 94 test sentences; neither changed g2pk2's output: `tests/fixtures/frontend/ko_g2pk2/`).
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use fancy_regex::Regex;
 
@@ -25,6 +27,8 @@ pub struct KoData {
     table: Vec<(Regex, String)>,
     /// idioms.txt: (pattern, replacement).
     idioms: Vec<(Regex, String)>,
+    /// MeCab (Debian libmecab2) on mecab-ko-dic 2.1.1, the dictionary upstream's tagger (python-mecab-ko) uses.
+    mecab: Option<super::ja::Mecab>,
 }
 
 /// Python `re.sub` replacement syntax (`\1`) to fancy_regex's (`${1}`).
@@ -54,7 +58,9 @@ impl KoData {
             let p = dir.join(name);
             std::fs::read_to_string(&p).map_err(|e| TextError::MissingData(format!("{}: {e}", p.display())))
         };
-        Self::parse(&read("g2pk2_table.csv")?, &read("g2pk2_idioms.txt")?)
+        let mut d = Self::parse(&read("g2pk2_table.csv")?, &read("g2pk2_idioms.txt")?)?;
+        d.mecab = Some(super::ja::Mecab::open(&dir.join("mecab-ko-dic"), None)?);
+        Ok(d)
     }
 
     /// g2pk2 `parse_table` and `idioms`.
@@ -81,7 +87,7 @@ impl KoData {
                 }
             }
         }
-        Ok(KoData { table, idioms })
+        Ok(KoData { table, idioms, mecab: None })
     }
 }
 
@@ -242,35 +248,63 @@ fn process_num(num: &str, sino: bool) -> String {
     spelled.concat()
 }
 
-/// g2pk2 `convert_num`, with the bound-noun tag approximated (see the module doc).
-fn convert_num(text: &str) -> String {
-    let c: Vec<char> = text.chars().collect();
-    let is_syl = |x: char| ('가'..='힣').contains(&x);
-    let mut out = String::with_capacity(text.len() * 2);
-    let mut i = 0;
-    while i < c.len() {
-        if c[i].is_ascii_digit() {
-            let mut j = i;
-            while j < c.len() && (c[j].is_ascii_digit() || c[j] == ',') {
-                j += 1;
+/// g2pk2 `annotate`: MeCab-ko's tags, as markers after the last character of a morpheme: `의/J` (particle 의),
+/// `/E` (an ending whose last jamo is ㄹ), `/P` (a verb or adjective stem ending in ㄴ ㄵ ㅁ ㄻ ㄺ ㄼ ㄾ),
+/// `/B` (a counting bound noun, NNBC). Text whose morphemes do not spell it (spaces aside) is left as it is.
+pub fn annotate(mecab: &super::ja::Mecab, text: &str) -> Result<String, TextError> {
+    let tokens = mecab.parse(text)?;
+    let joined: String = tokens.iter().map(|(surface, _)| surface.as_str()).collect();
+    if text.replace(' ', "") != joined {
+        return Ok(text.to_string());
+    }
+    let mut tags: Vec<char> = Vec::with_capacity(text.len());
+    for (surface, features) in &tokens {
+        let pos = features.split(',').next().unwrap_or("");
+        let last = pos.rsplit('+').next().unwrap_or("");
+        let tag = if last == "NNBC" { 'B' } else { last.chars().next().unwrap_or('_') };
+        let n = surface.chars().count();
+        tags.extend(std::iter::repeat_n('_', n.saturating_sub(1)));
+        tags.push(tag);
+    }
+    let mut tag_it = tags.into_iter();
+    let mut out = String::with_capacity(text.len() + 16);
+    for ch in text.chars() {
+        let tag = if ch == ' ' { ' ' } else { tag_it.next().unwrap_or('_') };
+        out.push(ch);
+        let last_jamo = h2j(&ch.to_string()).chars().last().unwrap_or(ch);
+        match tag {
+            'J' if ch == '의' => out.push_str("/J"),
+            'E' if last_jamo == 'ᆯ' => out.push_str("/E"),
+            'V' if "ᆫᆬᆷᆱᆰᆲᆴ".contains(last_jamo) => out.push_str("/P"),
+            'B' => out.push_str("/B"),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// g2pk2 `convert_num` on annotated text: a number before a bound noun (`3개/B`) is spelled out, in native numerals
+/// before g2pk2's BOUND_NOUNS and Sino-Korean otherwise; every other digit is read one by one. (Upstream replaces
+/// the matches in the order of a Python set; here longer numbers go first, so `11개/B` is not read as `1` + `1개/B`.)
+pub fn convert_num(text: &str) -> String {
+    static RE: OnceLock<Option<Regex>> = OnceLock::new();
+    let mut s = text.to_string();
+    if let Some(re) = RE.get_or_init(|| Regex::new(r"([\d][\d,]*)([ㄱ-힣]+)/B").ok()) {
+        let mut found: Vec<(String, String)> = Vec::new();
+        for c in re.captures_iter(text).flatten() {
+            let t = (c.get(1).map(|m| m.as_str().to_string()).unwrap_or_default(), c.get(2).map(|m| m.as_str().to_string()).unwrap_or_default());
+            if !found.contains(&t) {
+                found.push(t);
             }
-            let num: String = c[i..j].iter().collect();
-            if j < c.len() && is_syl(c[j]) {
-                let two: String = c[j..(j + 2).min(c.len())].iter().collect();
-                let one = c[j].to_string();
-                let native = BOUND_NOUNS.contains(&two.as_str()) || BOUND_NOUNS.contains(&one.as_str());
-                out.push_str(&process_num(&num, !native));
-            } else {
-                out.push_str(&num);
-            }
-            i = j;
-        } else {
-            out.push(c[i]);
-            i += 1;
+        }
+        found.sort_by_key(|t| std::cmp::Reverse(t.0.len() + t.1.len()));
+        for (num, bn) in found {
+            let spelled = process_num(&num, !BOUND_NOUNS.contains(&bn.as_str()));
+            s = s.replace(&format!("{num}{bn}/B"), &format!("{spelled}{bn}/B"));
         }
     }
     const NAMES: [&str; 10] = ["영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구"];
-    out.chars().map(|ch| ch.to_digit(10).map(|d| NAMES[d as usize].to_string()).unwrap_or_else(|| ch.to_string())).collect()
+    s.chars().map(|ch| if ch.is_ascii_digit() { NAMES[(ch as u8 - b'0') as usize].to_string() } else { ch.to_string() }).collect()
 }
 
 fn sub_all(re: &Regex, s: &str, repl: &str) -> String {
@@ -280,38 +314,64 @@ fn sub_all(re: &Regex, s: &str, repl: &str) -> String {
     }
 }
 
+/// g2pk2's special rules on decomposed, annotated text, in its order (descriptive=False: `ye` and `vowel_ui` do
+/// nothing), then the markers are dropped. Every pattern is upstream's, in conjoining jamo as upstream writes them
+/// (`[그]` is a class of the two jamo ᄀ and ᅳ, as in upstream's regex).
+fn special(inp: &str) -> String {
+    static RULES: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    let rules = RULES.get_or_init(|| {
+        let mut v: Vec<(&str, &'static str)> = vec![
+            ("([ᄌᄍᄎ])ᅧ", "${1}ᅥ"),                                 // jyeo
+            ("([ᄀᄁᄂᄃᄄᄅᄆᄇᄈᄉᄊᄌᄍᄎᄏᄐᄑᄒ])ᅴ", "${1}ᅵ"),               // consonant_ui
+            ("/J", ""),                                              // josa_ui
+            // jamo: `[그]`, `[으]` are classes of two conjoining jamo, as upstream's regex has them
+            ("([\u{1100}\u{1173}])\u{11AE}\u{110B}", "${1}\u{1109}"),
+            ("([\u{110B}\u{1173}])[\u{11BD}\u{11BE}\u{11C0}\u{11C2}]\u{110B}", "${1}\u{1109}"),
+            ("([\u{110B}\u{1173}])[\u{11BF}]\u{110B}", "${1}\u{1100}"),
+            ("([\u{110B}\u{1173}])[\u{11C1}]\u{110B}", "${1}\u{1107}"),
+            ("ᆰ/P([ᄀᄁ])", "ᆯᄁ"),                                   // rieulgiyeok
+            ("([ᆲᆴ])/Pᄀ", "${1}ᄁ"), ("([ᆲᆴ])/Pᄃ", "${1}ᄄ"),       // rieulbieub
+            ("([ᆲᆴ])/Pᄉ", "${1}ᄊ"), ("([ᆲᆴ])/Pᄌ", "${1}ᄍ"),
+            ("([ᆫᆷ])/Pᄀ", "${1}ᄁ"), ("([ᆫᆷ])/Pᄃ", "${1}ᄄ"),       // verb_nieun
+            ("([ᆫᆷ])/Pᄉ", "${1}ᄊ"), ("([ᆫᆷ])/Pᄌ", "${1}ᄍ"),
+            ("ᆬ/Pᄀ", "ᆫᄁ"), ("ᆬ/Pᄃ", "ᆫᄄ"), ("ᆬ/Pᄉ", "ᆫᄊ"), ("ᆬ/Pᄌ", "ᆫᄍ"),
+            ("ᆱ/Pᄀ", "ᆷᄁ"), ("ᆱ/Pᄃ", "ᆷᄄ"), ("ᆱ/Pᄉ", "ᆷᄊ"), ("ᆱ/Pᄌ", "ᆷᄍ"),
+            // balb (바, 너 decomposed)
+            ("(\u{1107}\u{1161})\u{11B2}($|[^\u{110B}\u{1112}])", "${1}\u{11B8}${2}"),
+            ("(\u{1102}\u{1165})\u{11B2}([\u{110C}\u{110D}]\u{116E}|[\u{1103}\u{1104}]\u{116E})", "${1}\u{11B8}${2}"),
+            ("ᆮᄋ([ᅵᅧ])", "ᄌ${1}"), ("ᇀᄋ([ᅵᅧ])", "ᄎ${1}"),     // palatalize
+            ("ᆴᄋ([ᅵᅧ])", "ᆯᄎ${1}"), ("ᆮᄒ([ᅵ])", "ᄎ${1}"),
+            ("ᆯ/E ᄀ", "ᆯ ᄁ"), ("ᆯ/E ᄃ", "ᆯ ᄄ"), ("ᆯ/E ᄇ", "ᆯ ᄈ"), // modifying_rieul
+            ("ᆯ/E ᄉ", "ᆯ ᄊ"), ("ᆯ/E ᄌ", "ᆯ ᄍ"),
+            // modifying_rieul's fixed words (decomposed)
+            ("\u{11AF}\u{1100}\u{1165}\u{11AF}", "\u{11AF}\u{1101}\u{1165}\u{11AF}"),
+            ("\u{11AF}\u{1107}\u{1161}\u{11A9}\u{110B}\u{1166}", "\u{11AF}\u{1108}\u{1161}\u{1101}\u{1166}"),
+            ("\u{11AF}\u{1109}\u{1166}\u{1105}\u{1161}", "\u{11AF}\u{110A}\u{1166}\u{1105}\u{1161}"),
+            ("\u{11AF}\u{1109}\u{116E}\u{1105}\u{1169}\u{11A8}", "\u{11AF}\u{110A}\u{116E}\u{1105}\u{1169}\u{11A8}"),
+            ("\u{11AF}\u{110C}\u{1175}\u{1105}\u{1161}\u{1103}\u{1169}", "\u{11AF}\u{110D}\u{1175}\u{1105}\u{1161}\u{1103}\u{1169}"),
+            ("\u{11AF}\u{110C}\u{1175}\u{110B}\u{1165}\u{11AB}\u{110C}\u{1165}\u{11BC}", "\u{11AF}\u{110D}\u{1175}\u{110B}\u{1165}\u{11AB}\u{110C}\u{1165}\u{11BC}"),
+            ("\u{11AF}\u{110C}\u{1175}\u{11AB}\u{1103}\u{1162}", "\u{11AF}\u{110D}\u{1175}\u{11AB}\u{1103}\u{1162}"),
+            ("/[PJEB]", ""),
+        ];
+        v.drain(..).filter_map(|(p, r)| Regex::new(p).ok().map(|re| (re, r))).collect()
+    });
+    let mut out = inp.to_string();
+    for (re, r) in rules {
+        out = sub_all(re, &out, r);
+    }
+    out
+}
+
 /// g2pk2 `G2p.__call__` (descriptive=False, group_vowels=False, to_syl=True) on Latin-free text.
-fn g2pk2(data: &KoData, text: &str) -> String {
+pub fn g2pk2(data: &KoData, text: &str) -> Result<String, TextError> {
     let mut s = text.to_string();
     for (re, r) in &data.idioms {
         s = sub_all(re, &s, r);
     }
+    let mecab = data.mecab.as_ref().ok_or_else(|| TextError::MissingData("Korean MeCab dictionary (mecab-ko-dic) not loaded".into()))?;
+    let s = annotate(mecab, &s)?;
     let s = convert_num(&s);
-    let mut inp: Vec<char> = h2j(&s).chars().collect();
-    // special rules that need no morpheme tags: jyeo, consonant_ui, palatalize (ye / vowel_ui only act in
-    // descriptive mode; jamo, balb and the fixed-word part of modifying_rieul match precomposed syllables that
-    // h2j has already decomposed, so they never fire upstream either)
-    for i in 1..inp.len() {
-        if inp[i] == 'ᅧ' && "ᄌᄍᄎ".contains(inp[i - 1]) {
-            inp[i] = 'ᅥ';
-        }
-        if inp[i] == 'ᅴ' && "ᄀᄁᄂᄃᄄᄅᄆᄇᄈᄉᄊᄌᄍᄎᄏᄐᄑᄒ".contains(inp[i - 1]) {
-            inp[i] = 'ᅵ';
-        }
-    }
-    let mut out: String = inp.into_iter().collect();
-    // palatalize, in upstream's order (conjoining jamo: h2j has decomposed every syllable)
-    for (from, to) in [
-        ("ᆮ이", "지"),
-        ("ᆮ여", "져"),
-        ("ᇀ이", "치"),
-        ("ᇀ여", "쳐"),
-        ("ᆴ이", "ᆯ치"),
-        ("ᆴ여", "ᆯ쳐"),
-        ("ᆮ히", "치"),
-    ] {
-        out = out.replace(from, to);
-    }
+    let mut out = special(&h2j(&s));
     for (re, r) in &data.table {
         out = sub_all(re, &out, r);
     }
@@ -323,7 +383,7 @@ fn g2pk2(data: &KoData, text: &str) -> String {
     ] {
         out = out.replace(from, to);
     }
-    compose(&out)
+    Ok(compose(&out))
 }
 
 /// korean.py `divide_hangul`.
@@ -379,7 +439,7 @@ fn post_replace_ph(ph: &str, table: &SymbolTable) -> String {
 pub fn g2p(data: &FrontendData, text: &str) -> Result<Vec<String>, TextError> {
     let ko = data.korean()?;
     let s = latin_to_hangul(text);
-    let s = g2pk2(ko, &s);
+    let s = g2pk2(ko, &s)?;
     let s = divide_hangul(&s);
     let mut s = fix_g2pk2_error(&s);
     if s.chars().last().is_some_and(|c| ('\u{3131}'..='\u{3163}').contains(&c)) {
@@ -415,7 +475,20 @@ mod tests {
         assert_eq!(process_num("20", false), "스무");
         assert_eq!(process_num("3", false), "세");
         assert_eq!(process_num("10000", true), "만");
-        assert_eq!(convert_num("3개 10분 2024"), "세개 십분 이영이사");
+        assert_eq!(convert_num("3개/B 10분/B 2024"), "세개/B 십분/B 이영이사");
+        assert_eq!(convert_num("11개/B와 1개/B"), "열한개/B와 한개/B");
+        assert_eq!(convert_num("3개 10"), "삼개 일영", "no bound-noun tag: digit by digit");
+    }
+
+    #[test]
+    fn special_rules() {
+        let r = |s: &str| compose(&special(&h2j(s)));
+        assert_eq!(r("밟/P고"), "밥꼬", "rieulbieub, then balb");
+        assert_eq!(r("신/P고"), "신꼬", "verb_nieun");
+        assert_eq!(r("할/E 수"), "할 쑤", "modifying_rieul");
+        assert_eq!(r("끝이"), "끄시", "jamo: ([으])[ᆽᆾᇀᇂ]ᄋ -> ᄉ, before palatalize");
+        assert_eq!(r("나의/J"), "나의", "josa_ui drops the marker");
+        assert_eq!(r("닫이"), "다지", "palatalize");
     }
 
     #[test]

