@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             from .quantize import quantize, quantize_all, quantize_bert, quantize_vocoder
             if args.all:
                 res = quantize_all(args.bundle, golden=args.golden, ref=args.ref, tokens=args.tokens)
-                print("variants: " + ", ".join(f"{k} {'registered' if v == 0 else 'refused'}" for k, v in res.items()))
+                print("variants: " + ", ".join(f"{k} {('registered', 'refused', 'FAILED')[v]}" for k, v in res.items()))
                 return 0
             if args.vocoder:
                 return quantize_vocoder(args.bundle, ref=args.ref, force=args.force)

@@ -110,10 +110,13 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "hubert": {"file": os.path.basename(os.path.normpath(hubert)), "sha256": _dir_hash(hubert)},
         "bert": {"file": os.path.basename(os.path.normpath(bert)), "sha256": _dir_hash(bert)},
     }
+    # where the sources were when this bundle was made: the benchmark's PyTorch and Genie-TTS systems need them and
+    # look here first (checked by sha256); not part of the reuse test, so moving the sources re-exports nothing
+    where = {k: os.path.abspath(p) for k, p in (("gpt", gpt), ("sovits", sovits), ("hubert", hubert), ("bert", bert))}
     options = {"fp16": bool(fp16), "exporter_code": exporter_code_hash()}
     os.makedirs(out, exist_ok=True)
     old = _read_manifest(out)
-    reuse = old is not None and old.get("sources") == sources and old.get("options") == options \
+    reuse = old is not None and _strip_paths(old.get("sources")) == sources and old.get("options") == options \
         and old.get("format_version") == FORMAT_VERSION
 
     log(f"[2/4] building models (SoVITS {version}, GPT {gm.get('n_layer')} layers x {gm.get('hidden_dim')})")
@@ -186,7 +189,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "symbols": {"version": version, "count": len(symbols), "sha256": symbols_hash(symbols), "list": symbols},
         "bert": {"hidden": int(brt.hidden_size), "layer": -3},
         "graphs": graphs,
-        "sources": sources,
+        "sources": {k: dict(v, path=where[k]) for k, v in sources.items()},
         "options": options,
         "precision": "fp16" if fp16 else "fp32",
         "exporter": {"gsv_export": EXPORTER_VERSION, "torch": torch.__version__.split("+")[0], "opset": 18},
@@ -207,7 +210,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
 
         log("[variants] building and gating the precision variants (--no-variants skips this)")
         res = quantize_all(out, golden=golden, ref=ref, log=log)
-        log("variants: " + ", ".join(f"{k} {'registered' if v == 0 else 'refused'}" for k, v in res.items()))
+        log("variants: " + ", ".join(f"{k} {('registered', 'refused', 'FAILED')[v]}" for k, v in res.items()))
         with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
             manifest = json.load(f)
     log(f"done in {time.time() - t0:.0f}s: {out}")
@@ -231,6 +234,10 @@ def _reusable_variants(out: str, old: dict):
                 return None
             graphs.setdefault(g, {})[v] = e
     return {"graphs": graphs, "quantization": q}
+
+
+def _strip_paths(sources):
+    return {k: {f: x for f, x in v.items() if f != "path"} for k, v in sources.items()} if sources else sources
 
 
 def exporter_code_hash() -> str:
