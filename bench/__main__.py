@@ -151,7 +151,7 @@ def run_export(args: list) -> None:
         raise SystemExit(f"bench: `{' '.join(cmd)}` failed with exit status {p.returncode}")
 
 
-def prepare(a) -> None:
+def build_missing(a) -> None:
     """Build what the benchmark needs when it is missing: for onnx/fullsize (the README's table), the full-size
     random checkpoints in onnx/fullsize-ckpt, the bundle and its gated variants; for any bundle without variant
     records (made before convert built them), the variants; the release binary (cargo build --release) when no gsv is found."""
@@ -318,6 +318,7 @@ def parse(argv):
     p.add_argument("--lang", default="zh")
     p.add_argument("--repeat", type=int, default=1, help="rounds over all systems, interleaved; each system reports "
                    "its median run by RTF (a shared machine's noise then falls on every system alike)")
+    p.add_argument("--save-json", help="also write the JSON report to this file (the table goes to stdout)")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="do not build missing variants")
     p.add_argument("--no-steps", dest="steps", action="store_false", help="skip the GPT step / bound section")
     p.add_argument("--spin", choices=["0", "1"], default=None, help="gsv systems: GSV_ORT_SPIN (ONNX Runtime "
@@ -343,7 +344,7 @@ def parse(argv):
 
 def main(argv=None) -> int:
     a = parse(argv)
-    prepare(a)
+    build_missing(a)
     man = load_manifest(a.bundle)
     log("measuring memory bandwidth")
     bw = bandwidth.measure(a.bandwidth_mb)
@@ -399,6 +400,9 @@ def main(argv=None) -> int:
     rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
            "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens, "repeat": a.repeat,
            "systems": systems, "gpt_steps": steps}
+    if a.save_json:
+        with open(a.save_json, "w", encoding="utf-8") as f:
+            json.dump(rep, f, indent=1)
     if a.json:
         print(json.dumps(rep))
     else:

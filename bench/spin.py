@@ -8,7 +8,8 @@ request of scripts/bench, EOS ignored, `--tokens` tokens, CPU provider) with GSV
 session option from it), `--intra-threads` from --threads, and either nothing else running or a single-threaded
 busy loop (`while True: pass`) pinned to the last usable core. Conditions are interleaved within each round; each
 reports its median over rounds of: GPT ms per step, prefill ms, vocoder ms per audio second, RTF, and gsv's CPU
-time (user + system) per second of audio, which shows what spinning burns.
+time (user + system) per second of audio, which shows what spinning burns, and the 1-minute load average when the
+run started (the machine's other tenants: a "quiet" row is only as quiet as that).
 `--variants` passes the int8 variants that passed their gates (as scripts/bench's gsv-int8 row).
 """
 from __future__ import annotations
@@ -34,6 +35,7 @@ def run_once(exe, a, man, threads: int, spin: str) -> dict:
             cmd += [INT8_FLAGS[g], "int8"]
     env = child_env(threads)
     env["GSV_ORT_SPIN"] = spin
+    load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -45,7 +47,7 @@ def run_once(exe, a, man, threads: int, spin: str) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"ms_per_step": j["ms_per_step"], "prefill_ms": j["prefill_ms"],
             "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
-            "cpu_s_per_audio_s": cpu / j["audio_s"], "process_wall_s": wall}
+            "cpu_s_per_audio_s": cpu / j["audio_s"], "process_wall_s": wall, "loadavg_1min": load}
 
 
 def median(xs):
@@ -104,12 +106,12 @@ def main(argv=None) -> int:
     print(f"gsv bench --tokens {a.tokens} on {a.bundle}{' (int8 variants)' if a.variants else ''}; {len(cores)} usable "
           f"cores; busy loop pinned to core {cores[-1]}; median of {a.rounds} interleaved rounds")
     hdr = f"{'other process':18s} {'threads':>7s} {'spin':>5s} {'ms/step':>8s} {'prefill':>8s} {'voc ms/s':>9s} " \
-          f"{'RTF':>6s} {'CPU s/audio s':>13s}  RTF of each round"
+          f"{'RTF':>6s} {'CPU s/audio s':>13s} {'load':>5s}  RTF of each round"
     print(hdr)
     for r in rows:
         print(f"{r['other_process']:18s} {r['intra_threads']:7d} {'on' if r['allow_spinning'] else 'off':>5s} "
               f"{r['ms_per_step']:8.2f} {r['prefill_ms']:8.1f} {r['vocoder_ms_per_audio_s']:9.1f} {r['rtf']:6.3f} "
-              f"{r['cpu_s_per_audio_s']:13.2f}  {r['rtf_all']}")
+              f"{r['cpu_s_per_audio_s']:13.2f} {r['loadavg_1min']:5.1f}  {r['rtf_all']}")
     return 0
 
 
