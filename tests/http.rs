@@ -1019,7 +1019,7 @@ fn every_format_of_every_route() {
     assert_eq!(wav.status, 200);
     let api_pcm = wav_pcm(&wav.body);
     assert_eq!(srv.post("/", &serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 11}).to_string()).body, wav.body, "-mt wav is the default");
-    for media in ["wav", "ogg", "aac", "mp3", "flac", "opus"] {
+    for media in ["wav", "raw", "ogg", "aac", "mp3", "flac", "opus"] {
         let r = srv.post("/", &api_body(media, false));
         let label = format!("/ {media} whole");
         assert_eq!(r.status, 200, "{label}: {}", r.text());
@@ -1032,8 +1032,8 @@ fn every_format_of_every_route() {
         let body = check_streamed(&label, media, &chunks, rate);
         check_format(&label, media, &body, rate, true, &api_pcm, sr, true);
     }
-    let e = srv.post("/", &api_body("raw", false));
-    assert_eq!((e.status, e.json()["code"].as_i64()), (400, Some(400)), "api.py has no raw: {}", e.text());
+    let e = srv.post("/", &api_body("wma", false));
+    assert_eq!((e.status, e.json()["code"].as_i64()), (400, Some(400)), "{}", e.text());
 
     // OpenAI: every response_format; mp3 when absent; streamed by default (WAV complete), `stream: false` complete
     let oa = |fmt: Option<&str>, extra: serde_json::Value| {

@@ -230,11 +230,11 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         Some(_) => p.bool("stream")?.unwrap_or(false),
         None => state.limits.stream_default,
     };
-    // the server's -mt; a request may name another (gsv extension, api.py's names)
+    // the server's -mt; a request may name another (gsv extension; api_v2's names, so `raw` too)
     let format = match p.nonempty("media_type") {
         None => state.limits.api_py_format,
-        Some(m) => AudioFormat::from_api_py(&m, state.limits.stream_default)
-            .ok_or_else(|| HttpError::BadRequest(format!("media_type: {m} is not supported (wav, ogg, aac, mp3, flac, opus)")))?,
+        Some(m) => AudioFormat::from_api_v2(&m)
+            .ok_or_else(|| HttpError::BadRequest(format!("media_type: {m} is not supported (wav, raw, ogg, aac, mp3, flac, opus)")))?,
     };
     if !format.available() {
         return Err(HttpError::BadRequest(format.unavailable_message()));
