@@ -4,10 +4,11 @@
 //! Shape: hyper 1 (HTTP/1.1) on a tokio runtime accepts connections; handlers parse parameters
 //! ([`params`]) into a typed [`TtsRequest`] (languages, cut methods, numbers parsed here, once) and submit it to
 //! the engine's supervised [`Pool`] (N threads, each owning an `Engine`). Audio comes back piece by piece over the
-//! job's channel; streaming responses forward each piece as one chunk, the others collect them and send a complete
-//! WAV. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
+//! job's channel into the request's own encoder ([`audio`]: the route's format, WAV, raw, MP3, Ogg Vorbis/Opus, AAC,
+//! FLAC); streaming responses send what each piece completes as a chunk (or as OpenAI SSE events), the others
+//! collect the pieces and send one complete file. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
 //! ([`HttpError::status`]) and [`error::error_body`] writes the JSON body in the route's shape.
-//! A client that disconnects drops the handler future or the response body, whose [`CancelGuard`] sets the job's
+//! A client that disconnects drops the handler future or the response body, whose `CancelGuard` sets the job's
 //! cancel flag; the worker sees it at the next GPT step. `/health` asks the workers. SIGINT/SIGTERM (or
 //! `/control?command=exit`) stop the accept loop, let running requests finish, then stop the workers.
 
