@@ -16,15 +16,19 @@
 //!    [`SegmentSink`] ([`WholeSegment`], or [`TokenChunks`] when the request streams by tokens at speed 1) that
 //!    decodes the segment's phones only.
 //!
+//! Reference-free requests ([`TtsRequest::ref_free`]: no transcript) skip the transcript in 1 and 2, and the GPT
+//! gets the segment's phones and BERT alone with no prompt codes ([`gpt_text`]); the voice's speaker vector
+//! (SoVITS's timbre) is still computed from the reference recording, as upstream's `ref_free` path does.
+//!
 //! `cancel` is polled between GPT steps, so a client that disconnects stops its work within one step.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{concatenate, Axis};
+use ndarray::{concatenate, Array2, Axis};
 
 use super::sink::{SegmentSink, TokenChunks, WholeSegment};
-use super::{Engine, EngineError, Result, SegmentAudio, TextSplit, TtsRequest, TtsStats};
+use super::{Engine, EngineError, Result, SegmentAudio, TextFeatures, TextSplit, TtsRequest, TtsStats};
 use crate::gpt::{GenerateConfig, GptInput, SamplingParams};
 use crate::text::{self, FrontendData};
 use crate::vocoder::{DecodeParams, Speaker};
@@ -34,7 +38,7 @@ use crate::vocoder::{DecodeParams, Speaker};
 pub struct Plan {
     /// Target segments, synthesised one by one.
     pub segments: Vec<String>,
-    /// The preprocessed reference transcript.
+    /// The preprocessed reference transcript; empty for a reference-free request.
     pub prompt_text: String,
 }
 
@@ -48,6 +52,7 @@ pub fn plan(req: &TtsRequest) -> Result<Plan> {
         return Err(EngineError::Text(text::TextError::EmptyText));
     }
     let prompt_text = match req.split {
+        _ if req.ref_free() => String::new(),
         TextSplit::Api2(_) => text::cut::api2_prompt(&req.prompt_text, req.prompt_lang.code()),
         TextSplit::V2(_) => req.prompt_text.trim_matches('\n').to_string(),
     };
@@ -72,7 +77,8 @@ impl Engine {
         // planning and the transcript's features
         let t0 = Instant::now();
         let plan = plan(req)?;
-        let (prompt, _) = self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?;
+        // reference-free: no transcript features (and, below, no prompt codes)
+        let prompt = if req.ref_free() { None } else { Some(self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?.0) };
         st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
 
         // the voice
@@ -117,8 +123,7 @@ impl Engine {
                 Err(EngineError::Text(text::TextError::EmptyText)) => continue,
                 Err(e) => return Err(e),
             };
-            let ids: Vec<i64> = prompt.phone_ids.iter().chain(feats.phone_ids.iter()).copied().collect();
-            let bert = concatenate(Axis(1), &[prompt.bert.view(), feats.bert.view()]).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?;
+            let (ids, bert) = gpt_text(prompt.as_deref(), &feats)?;
             let cfg = GenerateConfig {
                 params: SamplingParams { top_k, top_p: req.top_p, temperature: req.temperature, repetition_penalty: req.repetition_penalty },
                 seed: seed.wrapping_add(si as u64),
@@ -138,7 +143,8 @@ impl Engine {
                     &mut whole
                 }
             };
-            let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: &voice.prompt_codes };
+            let codes: &[i64] = if prompt.is_some() { &voice.prompt_codes } else { &[] };
+            let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: codes };
             let run = self.generate_segment(&input, &cfg, sink, cancel, &mut |pcm, tokens, last| {
                 st.samples += pcm.len();
                 if last {
@@ -160,6 +166,20 @@ impl Engine {
         }
         st.total_ms = t_all.elapsed().as_secs_f64() * 1e3;
         Ok(st)
+    }
+}
+
+/// The GPT's text input for one segment: the transcript's phones and BERT features, then the segment's
+/// (`[1024, N_prompt + N_segment]`), or the segment's alone for a reference-free request (`prompt` is `None`),
+/// as upstream's `to_batch(prompt_data=None)` / webui `ref_free` build it.
+pub fn gpt_text(prompt: Option<&TextFeatures>, segment: &TextFeatures) -> Result<(Vec<i64>, Array2<f32>)> {
+    match prompt {
+        None => Ok((segment.phone_ids.clone(), segment.bert.clone())),
+        Some(p) => {
+            let ids = p.phone_ids.iter().chain(segment.phone_ids.iter()).copied().collect();
+            let bert = concatenate(Axis(1), &[p.bert.view(), segment.bert.view()]).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?;
+            Ok((ids, bert))
+        }
     }
 }
 

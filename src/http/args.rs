@@ -121,9 +121,10 @@ pub struct ServeArgs {
     /// api.py stream mode for `/`: close (complete WAV, default) or normal (audio sent segment by segment) (-sm)
     #[arg(long = "stream_mode", alias = "stream-mode", default_value = "close")]
     pub stream_mode: String,
-    /// api.py media type (-mt): only wav is produced; accepted for compatibility
-    #[arg(long = "media_type", alias = "media-type", default_value = "wav")]
-    pub media_type: String,
+    /// api.py media type of `/` (-mt): wav, ogg, aac (+ mp3, flac, opus). Not given: wav, or ogg with `-sm normal`
+    /// (api.py's rule)
+    #[arg(long = "media_type", alias = "media-type")]
+    pub media_type: Option<String>,
     /// api.py sample type (-st): only int16 is produced; accepted for compatibility
     #[arg(long = "sub_type", alias = "sub-type", default_value = "int16")]
     pub sub_type: String,
@@ -172,7 +173,7 @@ pub struct ServeArgs {
     /// More models, selectable by name (OpenAI `model`, /set_model): NAME=DIR (repeatable)
     #[arg(long = "bundle")]
     pub bundle: Vec<String>,
-    /// A named voice for /v1/audio/speech: NAME=WAV|TEXT|LANG (repeatable); "default" is the default reference
+    /// A named voice for /v1/audio/speech: NAME=WAV|TEXT|LANG (repeatable; an empty TEXT is a reference-free voice); "default" is the default reference
     #[arg(long = "voice")]
     pub voice: Vec<String>,
     /// Largest request body in bytes
@@ -181,6 +182,13 @@ pub struct ServeArgs {
     /// Longest text in characters
     #[arg(long = "max-text", default_value_t = 10_000)]
     pub max_text: usize,
+    /// Honour api.py's `speed` on `/` (by default `/` ignores it, as api2.py does: pyvideotrans sends 2.0 by accident)
+    #[arg(long = "api-py-speed")]
+    pub api_py_speed: bool,
+    /// OpenAI route: refuse voice names that are not configured (default: any other name, OpenAI's `alloy` ...
+    /// included, is the default voice)
+    #[arg(long = "strict-voices")]
+    pub strict_voices: bool,
     /// Skip the warm-up synthesis at start-up (/health is then 200 once the models are loaded)
     #[arg(long)]
     pub no_warmup: bool,

@@ -34,6 +34,9 @@ pub enum HttpError {
     /// The request is wrong; the message is safe to show.
     #[error("{0}")]
     BadRequest(String),
+    /// A wrong value of a named parameter (OpenAI's error object names it in `param`); otherwise as `BadRequest`.
+    #[error("{message}")]
+    Invalid { param: &'static str, message: String },
     /// api_v2 `tts failed` (a client-side synthesis error, shown in `Exception`).
     #[error("tts failed: {0}")]
     TtsFailed(String),
@@ -104,7 +107,11 @@ impl Kind {
 impl HttpError {
     pub fn kind(&self) -> Kind {
         match self {
-            HttpError::NoDefaultReference | HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => {
+            HttpError::NoDefaultReference
+            | HttpError::BadRequest(_)
+            | HttpError::Invalid { .. }
+            | HttpError::TtsFailed(_)
+            | HttpError::ChangeFailed { .. } => {
                 Kind::Engine(ErrorKind::Validation)
             }
             HttpError::Unauthorized => Kind::Unauthorized,
@@ -187,19 +194,27 @@ pub fn error_body(err: &HttpError, shape: Shape, request_id: &str) -> (u16, Stri
             _ if status == 500 => format!("{{\"message\":\"tts failed\",\"Exception\":{}}}", json_escape(&msg)),
             _ => format!("{{\"message\":{}}}", json_escape(&msg)),
         },
+        // OpenAI's error object: message, type, param, code (the SDK maps the status to its exception class)
         Shape::OpenAi => {
             let typ = match status {
-                401 => "authentication_error",
-                404 => "not_found_error",
                 429 => "rate_limit_error",
                 s if s >= 500 => "server_error",
                 _ => "invalid_request_error",
             };
-            let code = match err {
-                HttpError::UnknownModel(_) => "\"model_not_found\"".to_string(),
-                _ => "null".to_string(),
+            let code = match (err, status) {
+                (HttpError::UnknownModel(_), _) => Some("model_not_found"),
+                (HttpError::Unauthorized, _) => Some("invalid_api_key"),
+                (_, 429) => Some("rate_limit_exceeded"),
+                (_, 504) => Some("timeout"),
+                _ => None,
             };
-            format!("{{\"error\":{{\"message\":{},\"type\":\"{typ}\",\"code\":{code}}}}}", json_escape(&msg))
+            let param = match err {
+                HttpError::Invalid { param, .. } => Some(*param),
+                HttpError::UnknownModel(_) => Some("model"),
+                _ => None,
+            };
+            let v = serde_json::json!({"error": {"message": msg, "type": typ, "param": param, "code": code}});
+            serde_json::to_string(&v).unwrap_or_default()
         }
     };
     (status, body)

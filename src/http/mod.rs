@@ -4,21 +4,23 @@
 //! Shape: hyper 1 (HTTP/1.1) on a tokio runtime accepts connections; handlers parse parameters
 //! ([`params`]) into a typed [`TtsRequest`] (languages, cut methods, numbers parsed here, once) and submit it to
 //! the engine's supervised [`Pool`] (N threads, each owning an `Engine`). Audio comes back piece by piece over the
-//! job's channel; streaming responses forward each piece as one chunk, the others collect them and send a complete
-//! WAV. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
+//! job's channel into the request's own encoder ([`audio`]: the route's format, WAV, raw, MP3, Ogg Vorbis/Opus, AAC,
+//! FLAC); streaming responses send what each piece completes as a chunk (or as OpenAI SSE events), the others
+//! collect the pieces and send one complete file. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
 //! ([`HttpError::status`]) and [`error::error_body`] writes the JSON body in the route's shape.
-//! A client that disconnects drops the handler future or the response body, whose [`CancelGuard`] sets the job's
+//! A client that disconnects drops the handler future or the response body, whose `CancelGuard` sets the job's
 //! cancel flag; the worker sees it at the next GPT step. `/health` asks the workers. SIGINT/SIGTERM (or
 //! `/control?command=exit`) stop the accept loop, let running requests finish, then stop the workers.
 
 pub mod args;
+mod audio;
 pub mod error;
 pub mod metrics;
 pub mod params;
 pub mod paths;
 mod routes;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -36,10 +38,12 @@ use hyper::{Request, Response};
 use tracing::Instrument;
 
 pub use args::ServeArgs;
+pub use audio::AudioStream;
 pub use error::{HttpError, Shape};
 
 use crate::bundle::{Bundle, Precision};
-use crate::engine::pool::{CancelGuard, Event, Loader, ModelGen, Pool, PoolConfig};
+use crate::codec::AudioFormat;
+use crate::engine::pool::{Loader, ModelGen, Pool, PoolConfig};
 use crate::engine::{Api2Cut, EngineOptions, Precisions, RefAudio, TtsRequest};
 use crate::runtime::{Device, OptLevel, Runtime, SessionOptions};
 use crate::text::{FrontendData, Language};
@@ -72,6 +76,12 @@ pub struct Limits {
     pub cut: Api2Cut,
     /// api.py `-sm normal`: `/` streams by default.
     pub stream_default: bool,
+    /// api.py `-mt` (with api.py's rule for `-sm normal`): the format of `/`.
+    pub api_py_format: AudioFormat,
+    /// `--api-py-speed`: `speed` on `/` changes the audio (api.py); off: ignored, as api2.py does.
+    pub api_py_speed: bool,
+    /// `--strict-voices`: an OpenAI voice name that is not configured is a 400 instead of the default voice.
+    pub strict_voices: bool,
     pub timeout: Option<Duration>,
     pub api_key: Option<String>,
     pub ref_roots: Vec<PathBuf>,
@@ -169,16 +179,6 @@ pub enum Body {
     Audio(AudioStream),
 }
 
-pub struct AudioStream {
-    pending: VecDeque<Bytes>,
-    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    /// Dropped with the body (client gone) -> the worker stops.
-    _guard: CancelGuard,
-    metrics: Arc<Metrics>,
-    id: String,
-    done: bool,
-}
-
 impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = std::io::Error;
@@ -186,32 +186,7 @@ impl hyper::body::Body for Body {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Audio(s) => {
-                if let Some(b) = s.pending.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(b))));
-                }
-                if s.done {
-                    return Poll::Ready(None);
-                }
-                match s.events.poll_recv(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Some(Event::Segment(pcm))) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(crate::wav::pcm16_bytes(&pcm)))))),
-                    Poll::Ready(Some(Event::Done(Ok(_)))) => {
-                        s.done = true;
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(Event::Done(Err(e)))) => {
-                        s.done = true;
-                        s.metrics.failure("stream_aborted");
-                        tracing::warn!(id = %s.id, "stream aborted after the first segment: {e}");
-                        Poll::Ready(Some(Err(std::io::Error::other("synthesis failed"))))
-                    }
-                    Poll::Ready(None) => {
-                        s.done = true;
-                        Poll::Ready(Some(Err(std::io::Error::other("worker stopped"))))
-                    }
-                }
-            }
+            Body::Audio(s) => Pin::new(s).poll(cx),
         }
     }
 
@@ -295,8 +270,9 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
     for v in &a.voice {
         let (n, rest) = split_named("--voice", v)?;
         let parts: Vec<&str> = rest.splitn(3, '|').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-            bail!("--voice expects NAME=WAV|TEXT|LANG, got {v:?}");
+        // an empty TEXT (`NAME=WAV||LANG`) makes a reference-free voice
+        if parts.len() != 3 || parts[0].is_empty() || parts[2].is_empty() {
+            bail!("--voice expects NAME=WAV|TEXT|LANG (TEXT may be empty: reference-free), got {v:?}");
         }
         if Language::from_api(parts[2]).is_none() {
             bail!("--voice {n}: unknown language {:?}", parts[2]);
@@ -311,9 +287,13 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         "normal" => true,
         other => bail!("-sm/--stream_mode must be close or normal, got {other:?}"),
     };
-    if a.media_type != "wav" {
-        bail!("-mt/--media_type: only wav is produced (ogg/aac are not implemented)");
-    }
+    // api.py: `-mt aac|ogg` as given, otherwise wav with `-sm close` and ogg with `-sm normal`; gsv also takes
+    // an explicit wav, mp3, flac or opus, and refuses a name it does not know instead of serving something else
+    let api_py_format = match AudioFormat::from_api_py(a.media_type.as_deref().unwrap_or(""), stream_default) {
+        Some(f) if f.available() => f,
+        Some(f) => bail!("-mt/--media_type {}: {}", f.name(), f.unavailable_message()),
+        None => bail!("-mt/--media_type must be wav, ogg or aac (or mp3, flac, opus), got {:?}", a.media_type.as_deref().unwrap_or("")),
+    };
     if a.sub_type != "int16" {
         bail!("-st/--sub_type: only int16 is produced");
     }
@@ -335,6 +315,9 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             max_text: a.max_text.max(1),
             cut: Api2Cut::from_number(a.cut),
             stream_default,
+            api_py_format,
+            api_py_speed: a.api_py_speed,
+            strict_voices: a.strict_voices,
             timeout: if a.timeout_s == 0 { None } else { Some(Duration::from_secs(a.timeout_s)) },
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
             ref_roots: paths::canonical_roots(&a.ref_root).map_err(|e| anyhow!(e))?,
@@ -530,7 +513,7 @@ fn route_label(path: &str) -> &'static str {
 
 fn route_shape(path: &str) -> Shape {
     match path {
-        "/tts" | "/set_gpt_weights" | "/set_sovits_weights" | "/set_refer_audio" => Shape::V2,
+        "/tts" | "/set_gpt_weights" | "/set_sovits_weights" | "/set_refer_audio" | "/control" => Shape::V2,
         p if p.starts_with("/v1/") => Shape::OpenAi,
         _ => Shape::Api2,
     }
@@ -585,8 +568,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
 pub(crate) struct Synth {
     pub model: Arc<ModelGen>,
     pub req: TtsRequest,
-    pub stream: bool,
-    /// WAV header in front of the PCM (false: raw PCM).
-    pub wav: bool,
-    pub content_type: &'static str,
+    /// Format, encoder options, streaming and framing of the response.
+    pub out: audio::Output,
 }
