@@ -16,7 +16,10 @@
 //!    [`SegmentSink`] ([`WholeSegment`], or [`TokenChunks`] when the request streams by tokens at speed 1) that
 //!    decodes the segment's phones only.
 //!
-//! `cancel` is polled between GPT steps, so a client that disconnects stops its work within one step.
+//! `cancel` (the client left, or the request's deadline passed) is polled at every stage boundary — before planning,
+//! after the transcript's features, between the steps of a voice that has to be computed, after the voice, before and
+//! after each segment's text features, before the prefill, between GPT steps, before each decode — so a request
+//! never runs more than one stage past its deadline.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -68,22 +71,26 @@ impl Engine {
         let t_all = Instant::now();
         let mut st = TtsStats { sample_rate: self.sample_rate(), ..Default::default() };
         req.validate()?;
+        let stop = || if cancel() { Err(EngineError::Cancelled) } else { Ok(()) };
+        stop()?;
 
         // planning and the transcript's features
         let t0 = Instant::now();
         let plan = plan(req)?;
         let (prompt, _) = self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?;
         st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+        stop()?;
 
         // the voice
         let t0 = Instant::now();
-        let (voice, cached) = self.voice(&req.ref_audio)?;
+        let (voice, cached) = self.voice(&req.ref_audio, cancel)?;
         let speaker = if req.aux_refs.is_empty() {
             voice.speaker.clone()
         } else {
             let mut others = Vec::with_capacity(req.aux_refs.len());
             for r in &req.aux_refs {
-                others.push(self.voice(r)?.0.speaker.clone());
+                stop()?;
+                others.push(self.voice(r, cancel)?.0.speaker.clone());
             }
             Speaker::mean(&voice.speaker, &others)
         };
@@ -111,6 +118,7 @@ impl Engine {
             let t0 = Instant::now();
             let feats = self.text_features(data, seg_text, req.text_lang);
             st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+            stop()?;
             let feats = match feats {
                 Ok(f) => f,
                 // a segment with nothing to say (only punctuation, or only text of a dropped language) is skipped
