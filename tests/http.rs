@@ -596,7 +596,11 @@ fn overload_disconnect_and_model_swap() {
     let j = bad.json();
     assert_eq!(j["message"], "change sovits weight failed");
     assert!(j["Exception"].as_str().unwrap().contains("python -m export convert"));
+    // outside the model roots (the start-up bundle's folder and onnx/): 403, existing or not (issue 14)
     let bad = srv.post("/set_model", r#"{"gpt_model_path": "/nonexistent/bundle"}"#);
+    assert_eq!(bad.status, 403);
+    assert_eq!(bad.json()["code"], 403);
+    let bad = srv.post("/set_model", r#"{"gpt_model_path": "onnx/nonexistent"}"#);
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["code"], 400);
     assert_eq!(srv.metric("gsv_model_swaps_total"), 2.0);

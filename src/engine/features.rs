@@ -204,32 +204,55 @@ impl Engine {
     }
 
     /// Prompt codes and speaker vector of a reference, from the shared cache when the same bytes were seen before
-    /// (by any worker). Returns whether it was cached.
-    pub fn voice(&mut self, r: &RefAudio) -> Result<(Arc<VoiceFeatures>, bool)> {
+    /// (by any worker). Returns whether it was cached. `cancel` is polled between the stages of a voice that has to
+    /// be computed (read, decode + resample, HuBERT, reference encoder).
+    pub fn voice(&mut self, r: &RefAudio, cancel: &dyn Fn() -> bool) -> Result<(Arc<VoiceFeatures>, bool)> {
         let bytes_owned;
         let (bytes, ext): (&[u8], Option<String>) = match r {
             RefAudio::Path(p) => {
-                bytes_owned = std::fs::read(p).map_err(|source| reference::ReferenceError::Io { path: p.clone(), source })?;
-                (&bytes_owned, p.extension().and_then(|e| e.to_str()).map(str::to_string))
+                let f = reference::open_reference(p, &[], reference::LOCAL_MAX_REF_BYTES)?;
+                bytes_owned = read_stoppable(&f, cancel)?;
+                (&bytes_owned, f.ext.clone())
+            }
+            RefAudio::File(f) => {
+                bytes_owned = read_stoppable(f, cancel)?;
+                (&bytes_owned, f.ext.clone())
             }
             RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
         };
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let hash = reference::content_hash(bytes);
         let cache = self.features.clone();
-        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref()))
+        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref(), cancel))
     }
 
     /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, reference encoder.
-    fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>) -> Result<VoiceFeatures> {
+    fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>, cancel: &dyn Fn() -> bool) -> Result<VoiceFeatures> {
         let m = &self.bundle.manifest;
         let sp = SpecParams { n_fft: m.filter_length, hop: m.hop_length, win: m.win_length };
         let prepared = reference::prepare_bytes(bytes, ext, m.sample_rate, sp)?;
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let prompt_codes = self.hubert.prompt_codes(&prepared.wav16k_padded)?;
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
             .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
         let speaker = self.vocoder.speaker(spec.view())?;
         Ok(VoiceFeatures { prompt_codes, speaker })
     }
+}
+
+/// A reference file's bytes; a stop request is [`EngineError::Cancelled`].
+fn read_stoppable(f: &reference::RefFile, cancel: &dyn Fn() -> bool) -> Result<Vec<u8>> {
+    f.read_all(cancel).map_err(|e| match e {
+        reference::ReferenceError::Interrupted => EngineError::Cancelled,
+        e => e.into(),
+    })
 }
 
 #[cfg(test)]

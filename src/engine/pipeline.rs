@@ -20,7 +20,10 @@
 //! gets the segment's phones and BERT alone with no prompt codes ([`gpt_text`]); the voice's speaker vector
 //! (SoVITS's timbre) is still computed from the reference recording, as upstream's `ref_free` path does.
 //!
-//! `cancel` is polled between GPT steps, so a client that disconnects stops its work within one step.
+//! `cancel` (the client left, or the request's deadline passed) is polled at every stage boundary — before planning,
+//! after the transcript's features, between the steps of a voice that has to be computed, after the voice, before and
+//! after each segment's text features, before the prefill, between GPT steps, before each decode — so a request
+//! never runs more than one stage past its deadline.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -73,6 +76,8 @@ impl Engine {
         let t_all = Instant::now();
         let mut st = TtsStats { sample_rate: self.sample_rate(), ..Default::default() };
         req.validate()?;
+        let stop = || if cancel() { Err(EngineError::Cancelled) } else { Ok(()) };
+        stop()?;
 
         // planning and the transcript's features
         let t0 = Instant::now();
@@ -80,16 +85,18 @@ impl Engine {
         // reference-free: no transcript features (and, below, no prompt codes)
         let prompt = if req.ref_free() { None } else { Some(self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?.0) };
         st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+        stop()?;
 
         // the voice
         let t0 = Instant::now();
-        let (voice, cached) = self.voice(&req.ref_audio)?;
+        let (voice, cached) = self.voice(&req.ref_audio, cancel)?;
         let speaker = if req.aux_refs.is_empty() {
             voice.speaker.clone()
         } else {
             let mut others = Vec::with_capacity(req.aux_refs.len());
             for r in &req.aux_refs {
-                others.push(self.voice(r)?.0.speaker.clone());
+                stop()?;
+                others.push(self.voice(r, cancel)?.0.speaker.clone());
             }
             Speaker::mean(&voice.speaker, &others)
         };
@@ -117,6 +124,7 @@ impl Engine {
             let t0 = Instant::now();
             let feats = self.text_features(data, seg_text, req.text_lang);
             st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+            stop()?;
             let feats = match feats {
                 Ok(f) => f,
                 // a segment with nothing to say (only punctuation, or only text of a dropped language) is skipped

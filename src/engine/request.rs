@@ -105,7 +105,11 @@ pub enum TextSplit {
 /// Where the reference recording comes from.
 #[derive(Debug, Clone)]
 pub enum RefAudio {
+    /// A file the operator named (`gsv synth --ref`): opened by the engine, a regular file only.
     Path(PathBuf),
+    /// A file already opened and checked ([`crate::reference::open_reference`]: confinement, file type, size). The
+    /// server reads these into [`RefAudio::Bytes`] before a job reaches a worker, so a worker never waits on a file.
+    File(Arc<crate::reference::RefFile>),
     /// File contents (e.g. an upload) and an extension hint for format probing.
     Bytes(Arc<Vec<u8>>, Option<String>),
 }

@@ -158,9 +158,32 @@ pub struct ServeArgs {
     /// Allowed folder for reference audio paths sent by clients (repeatable); without it any readable path is allowed
     #[arg(long = "ref-root")]
     pub ref_root: Vec<PathBuf>,
-    /// Require `Authorization: Bearer KEY` on every route but /health
+    /// Require `Authorization: Bearer KEY` on every route but /health and /ready
     #[arg(long = "api-key")]
     pub api_key: Option<String>,
+    /// Key of the admin routes (/set_model, /set_*_weights, /change_refer, /set_refer_audio, /control, /metrics);
+    /// without it they need the --api-key (when one is set)
+    #[arg(long = "admin-key")]
+    pub admin_key: Option<String>,
+    /// Allowed folder for model bundles named by /set_model and /set_*_weights (repeatable); default: the bundle
+    /// folders given at start-up and onnx/
+    #[arg(long = "model-root")]
+    pub model_root: Vec<PathBuf>,
+    /// Largest reference audio file in bytes (refused before reading); default: 10 s of 48 kHz stereo float WAV + slack
+    #[arg(long = "max-ref-bytes", default_value_t = crate::reference::DEFAULT_MAX_REF_BYTES)]
+    pub max_ref_bytes: u64,
+    /// Seconds a client has to send its whole request body (408 after that)
+    #[arg(long = "body-timeout-s", default_value_t = 30)]
+    pub body_timeout_s: u64,
+    /// A worker still busy this many seconds after its job's deadline is wedged: abandoned and replaced
+    #[arg(long = "wedge-margin-s", default_value_t = 30)]
+    pub wedge_margin_s: u64,
+    /// Load graphs without checking their sha256 against the bundle's manifest.json
+    #[arg(long)]
+    pub skip_integrity: bool,
+    /// Log format on stderr: text (one line per record, control characters escaped) or json (JSON lines)
+    #[arg(long = "log-format", default_value = "text")]
+    pub log_format: String,
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
@@ -189,7 +212,7 @@ pub struct ServeArgs {
     /// included, is the default voice)
     #[arg(long = "strict-voices")]
     pub strict_voices: bool,
-    /// Skip the warm-up synthesis at start-up (/health is then 200 once the models are loaded)
+    /// Skip the warm-up synthesis at start-up (otherwise a failed warm-up stops the server at start)
     #[arg(long)]
     pub no_warmup: bool,
 }

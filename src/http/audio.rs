@@ -225,17 +225,32 @@ impl AudioStream {
 }
 
 /// Feeds a streamed response: every further piece of the job through the packer into `tx`, then the tail. A
-/// failure after the first bytes aborts the transfer (the status is already sent); the client sees a cut stream.
+/// failure after the first bytes, or the request's `deadline` passing while it waits for audio, aborts the transfer
+/// (the status is already sent); the client sees a cut stream.
 pub(crate) async fn pump(
     mut packer: Packer,
     mut events: tokio::sync::mpsc::UnboundedReceiver<Event>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     metrics: Arc<Metrics>,
     id: String,
+    deadline: Option<std::time::Instant>,
 ) {
     let abort = |what: &str| Err(std::io::Error::other(what.to_string()));
     loop {
-        let msg = match events.recv().await {
+        // a stream still waiting for audio at the request's deadline is aborted (its worker may be wedged)
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), events.recv()).await {
+                Ok(e) => e,
+                Err(_) => {
+                    metrics.failure("stream_aborted");
+                    tracing::warn!(id = %id, "stream aborted: the request's deadline passed");
+                    let _ = tx.send(abort("deadline passed")).await;
+                    return;
+                }
+            },
+            None => events.recv().await,
+        };
+        let msg = match next {
             Some(Event::Segment(pcm)) => match packer.push(pcm).await {
                 Ok(Some(b)) => Ok(b),
                 Ok(None) => continue,

@@ -57,6 +57,9 @@ pub enum HttpError {
     MethodNotAllowed,
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The request body did not arrive within `--body-timeout-s`.
+    #[error("请求体接收超时 / the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// From the engine: admission (overloaded), deadline (timeout), shutting down, and every synthesis failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -72,6 +75,7 @@ pub enum Kind {
     Unauthorized,
     MethodNotAllowed,
     TooLarge,
+    BodyTimeout,
 }
 
 impl Kind {
@@ -82,6 +86,7 @@ impl Kind {
             Kind::Unauthorized => "unauthorized",
             Kind::MethodNotAllowed => "method_not_allowed",
             Kind::TooLarge => "too_large",
+            Kind::BodyTimeout => "body_timeout",
         }
     }
 
@@ -93,6 +98,7 @@ impl Kind {
             Kind::Engine(ErrorKind::Forbidden) => 403,
             Kind::Engine(ErrorKind::NotFound) => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::BodyTimeout => 408,
             Kind::TooLarge => 413,
             Kind::Engine(ErrorKind::Overloaded) => 429,
             // nobody reads it: the client went away (nginx's "client closed request")
@@ -119,6 +125,7 @@ impl HttpError {
             HttpError::NotFound | HttpError::UnknownModel(_) => Kind::Engine(ErrorKind::NotFound),
             HttpError::MethodNotAllowed => Kind::MethodNotAllowed,
             HttpError::BodyTooLarge(_) => Kind::TooLarge,
+            HttpError::BodyTimeout(_) => Kind::BodyTimeout,
             HttpError::Engine(e) => Kind::Engine(e.kind()),
             HttpError::Internal(_) => Kind::Engine(ErrorKind::Internal),
         }
@@ -153,6 +160,16 @@ fn engine_message(e: &EngineError) -> String {
         }
         EngineError::Reference(crate::reference::ReferenceError::Io { source, .. }) => {
             format!("无法读取参考音频 / cannot read the reference audio: {}", io_kind(source))
+        }
+        EngineError::Reference(crate::reference::ReferenceError::Forbidden) => "参考音频路径不在允许的目录内 / reference path is outside the allowed folders".into(),
+        EngineError::Reference(crate::reference::ReferenceError::NotRegular(kind)) => {
+            format!("参考音频不是普通文件 / the reference is not a regular file (a {kind})")
+        }
+        EngineError::Reference(crate::reference::ReferenceError::TooLarge { max }) => {
+            format!("参考音频文件过大 / the reference file is larger than {max} bytes (--max-ref-bytes)")
+        }
+        EngineError::Reference(crate::reference::ReferenceError::TooLong { max_secs }) => {
+            format!("参考音频在3~10秒范围外，请更换！ / reference audio must be 3-10 s long, got more than {max_secs} s")
         }
         EngineError::Reference(r) => format!("参考音频无法解码 / reference audio: {r}"),
         EngineError::Gpt(GptError::EmptyGeneration) => "模型没有生成任何内容 / the model generated no audio for this text".into(),

@@ -1,7 +1,8 @@
 //! Route handlers. Each returns `Result<Response, HttpError>`; `handle` in the parent module turns errors into
 //! responses.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,13 +18,12 @@ use super::{full, json, paths, AudioStream, Body, RefSpec, State, Synth};
 use crate::codec::{AudioFormat, API_PY_AAC_BITRATE, OPENAI_PCM_CONTENT_TYPE};
 use crate::engine::pool::Event;
 use crate::engine::{Api2Cut, EngineError, RefAudio, TextSplit, TtsRequest, TtsStats, V2Cut};
+use crate::reference::ReferenceError;
 use crate::text::Language;
 
 pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
     let path = req.uri().path().to_string();
-    if path != "/health" {
-        check_key(state, &req)?;
-    }
+    check_key(state, &req, &path)?;
     let get_or_post = matches!(*req.method(), Method::GET | Method::POST);
     match path.as_str() {
         "/" if get_or_post => {
@@ -66,29 +66,61 @@ pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &st
             set_refer_audio(state, &p)
         }
         "/health" if *req.method() == Method::GET => Ok(health(state).await),
+        "/ready" if *req.method() == Method::GET => Ok(ready(state).await),
         "/metrics" if *req.method() == Method::GET => Ok(full(200, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())),
         "/" | "/tts" | "/v1/audio/speech" | "/v1/models" | "/change_refer" | "/set_model" | "/control" | "/set_gpt_weights"
-        | "/set_sovits_weights" | "/set_refer_audio" | "/health" | "/metrics" => Err(HttpError::MethodNotAllowed),
+        | "/set_sovits_weights" | "/set_refer_audio" | "/health" | "/ready" | "/metrics" => Err(HttpError::MethodNotAllowed),
         _ => Err(HttpError::NotFound),
     }
 }
 
-fn check_key(state: &State, req: &Request<Incoming>) -> Result<(), HttpError> {
-    let Some(key) = &state.limits.api_key else { return Ok(()) };
+/// Routes that change what the server serves or reveal its state: they need the admin key (or the API key when no
+/// admin key is set).
+const ADMIN_ROUTES: &[&str] = &["/set_model", "/set_gpt_weights", "/set_sovits_weights", "/change_refer", "/set_refer_audio", "/control", "/metrics"];
+
+/// Which key a route needs: none for `/health` and `/ready`; the admin key (else the API key) for [`ADMIN_ROUTES`];
+/// the API key (the admin key works too) for the others. `Authorization: Bearer KEY`, the scheme in any case.
+fn check_key(state: &State, req: &Request<Incoming>, path: &str) -> Result<(), HttpError> {
+    if matches!(path, "/health" | "/ready") {
+        return Ok(());
+    }
+    let l = &state.limits;
+    let accepted: Vec<&str> = if ADMIN_ROUTES.contains(&path) {
+        match (&l.admin_key, &l.api_key) {
+            (Some(a), _) => vec![a],
+            (None, Some(k)) => vec![k],
+            (None, None) => return Ok(()),
+        }
+    } else {
+        match &l.api_key {
+            Some(k) => std::iter::once(k.as_str()).chain(l.admin_key.as_deref()).collect(),
+            None => return Ok(()),
+        }
+    };
     let got = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+        .and_then(|v| {
+            let v = v.trim_start();
+            let (scheme, rest) = v.split_at(v.find([' ', '\t'])?);
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        })
         .unwrap_or("");
-    // constant-time comparison
-    let (a, b) = (got.as_bytes(), key.as_bytes());
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    // constant-time comparison against each accepted key
+    let matches = |key: &str| {
+        let (a, b) = (got.as_bytes(), key.as_bytes());
+        let mut diff = (a.len() != b.len()) as u8;
+        for i in 0..a.len().max(b.len()) {
+            diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+        }
+        diff == 0
+    };
+    let mut ok = false;
+    for k in accepted {
+        ok |= matches(k);
     }
-    if diff == 0 {
+    if ok {
         Ok(())
     } else {
         Err(HttpError::Unauthorized)
@@ -105,9 +137,10 @@ async fn read_params(state: &State, req: Request<Incoming>) -> Result<Params, Ht
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(HttpError::BodyTooLarge(limit));
     }
-    let body = http_body_util::Limited::new(req.into_body(), limit)
-        .collect()
+    let secs = state.limits.body_timeout.as_secs();
+    let body = tokio::time::timeout(state.limits.body_timeout, http_body_util::Limited::new(req.into_body(), limit).collect())
         .await
+        .map_err(|_| HttpError::BodyTimeout(secs))?
         .map_err(|e| {
             if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 HttpError::BodyTooLarge(limit)
@@ -127,8 +160,35 @@ fn check_text(state: &State, text: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// A reference path sent by a client: opened now, once, confined to `--ref-root` in the same call, and checked
+/// (regular file, at most `--max-ref-bytes`); the job reads that very file ([`RefAudio::File`]).
 fn reference(state: &State, p: &str) -> Result<RefAudio, HttpError> {
-    Ok(RefAudio::Path(paths::resolve_reference(p, &state.limits.ref_roots)?))
+    match crate::reference::open_reference(Path::new(p), &state.limits.ref_roots, state.limits.max_ref_bytes) {
+        Ok(f) => Ok(RefAudio::File(Arc::new(f))),
+        Err(e) => Err(reference_error(e, p)),
+    }
+}
+
+/// The answer for a reference that cannot be opened: 403 outside the roots, else 400 (naming only what was sent).
+fn reference_error(e: ReferenceError, sent: &str) -> HttpError {
+    match e {
+        ReferenceError::Forbidden => HttpError::Forbidden(format!("参考音频路径不在允许的目录内 / reference path is outside the allowed folders: {sent}")),
+        ReferenceError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            HttpError::BadRequest(format!("无法读取参考音频 / cannot read the reference audio: file not found: {sent}"))
+        }
+        other => HttpError::Engine(EngineError::Reference(other)),
+    }
+}
+
+/// A stored reference (the default, a `--voice`), opened again at every use: a client-set one (`/change_refer`)
+/// under `--ref-root` again; messages do not name the stored path.
+fn stored_reference(state: &State, r: &RefSpec) -> Result<RefAudio, HttpError> {
+    let roots: &[PathBuf] = if r.confined { &state.limits.ref_roots } else { &[] };
+    match crate::reference::open_reference(Path::new(&r.path), roots, state.limits.max_ref_bytes) {
+        Ok(f) => Ok(RefAudio::File(Arc::new(f))),
+        Err(ReferenceError::Forbidden) => Err(HttpError::Forbidden("默认参考音频路径不在允许的目录内 / the stored reference path is outside the allowed folders".into())),
+        Err(e) => Err(HttpError::Engine(EngineError::Reference(e))),
+    }
 }
 
 /// Sampling extensions shared by `/` (api.py's fields) and `/tts`. `speed_key`: the field that sets the speed
@@ -183,7 +243,7 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
                     if d.path.is_empty() {
                         return Err(HttpError::NoDefaultReference);
                     }
-                    RefAudio::Path(PathBuf::from(&d.path))
+                    stored_reference(state, &d)?
                 }
             };
             (audio, String::new(), p.nonempty("prompt_language").unwrap_or_default())
@@ -194,8 +254,8 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
             if !d.is_ready() {
                 return Err(HttpError::NoDefaultReference);
             }
-            // the operator's own default is not confined to --ref-root
-            (RefAudio::Path(PathBuf::from(&d.path)), d.text, d.lang)
+            // the operator's own default is not confined to --ref-root (one set by /change_refer is, again)
+            (stored_reference(state, &d)?, d.text, d.lang)
         }
     };
     let text = text?;
@@ -374,7 +434,7 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     };
     // a voice without a transcript (`--voice NAME=WAV||LANG`, or -dr without -dt) is reference-free
     let prompt_lang = if voice.text.is_empty() && voice.lang.is_empty() { text_lang } else { lang(&voice.lang, "voice language")? };
-    let mut r = TtsRequest::new(&input, text_lang, RefAudio::Path(PathBuf::from(&voice.path)), &voice.text, prompt_lang);
+    let mut r = TtsRequest::new(&input, text_lang, stored_reference(state, &voice)?, &voice.text, prompt_lang);
     r.split = TextSplit::Api2(state.limits.cut);
     if let Some(s) = p.f64("speed").map_err(|_| invalid("speed", "speed must be a number".into()))? {
         if !(0.25..=4.0).contains(&s) {
@@ -426,17 +486,49 @@ async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<Event>, de
     r.ok_or_else(|| HttpError::Internal("worker stopped without an answer".into()))
 }
 
+/// Reads every opened reference file of `req` into memory, on a blocking thread and under `deadline` (a read past it
+/// is stopped between chunks and the request answered 504), so that the worker never touches a file.
+async fn read_references(req: &mut TtsRequest, deadline: Option<Instant>, timeout_s: u64) -> Result<(), HttpError> {
+    for r in std::iter::once(&mut req.ref_audio).chain(req.aux_refs.iter_mut()) {
+        let RefAudio::File(f) = r else { continue };
+        let (f, stop) = (f.clone(), Arc::new(AtomicBool::new(false)));
+        let s2 = stop.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let bytes = f.read_all(&|| s2.load(Ordering::Relaxed))?;
+            Ok::<_, ReferenceError>((bytes, f.ext.clone()))
+        });
+        let res = match deadline {
+            Some(d) => match tokio::time::timeout_at(d.into(), task).await {
+                Ok(r) => r,
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(HttpError::Engine(EngineError::Timeout(timeout_s)));
+                }
+            },
+            None => task.await,
+        };
+        let (bytes, ext) = res.map_err(|e| HttpError::Internal(format!("reference read task: {e}")))?.map_err(|e| HttpError::Engine(EngineError::Reference(e)))?;
+        *r = RefAudio::Bytes(Arc::new(bytes), ext);
+    }
+    Ok(())
+}
+
 /// Sends the job to a worker; streams its audio through the request's encoder, or collects it into one file.
-async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<Body>, HttpError> {
+async fn synthesize(state: &Arc<State>, id: &str, mut s: Synth) -> Result<Response<Body>, HttpError> {
     let out = s.out;
     // the encoder exists before the job is queued: a codec that cannot start answers with a status, not a cut stream
     let enc = out.encoder(s.model.sample_rate)?;
     let rate = enc.output_rate();
     let mut packer = Packer::new(enc, out.framing);
     let token_chunks = s.req.stream.is_some() && s.req.speed == 1.0;
-    let mut ticket = state.pool.submit(id.to_string(), s.model.clone(), s.req, state.limits.timeout)?;
-    let deadline = ticket.deadline;
+    // the request's deadline starts now and covers reading the references, the queue and the synthesis
+    let deadline = state.limits.timeout.map(|t| Instant::now() + t);
     let timeout_s = state.limits.timeout.map(|d| d.as_secs()).unwrap_or(0);
+    // a place in the pool first (429 at once when full), so that at most workers + max_queue requests hold
+    // reference bytes in memory
+    let admission = state.pool.admit()?;
+    read_references(&mut s.req, deadline, timeout_s).await?;
+    let mut ticket = state.pool.submit_admitted(admission, id.to_string(), s.model.clone(), s.req, deadline, state.limits.timeout)?;
     if out.stream {
         // wait for the first piece, so errors before any audio still get a proper status
         let first = match next_event(&mut ticket.events, deadline, timeout_s).await? {
@@ -446,7 +538,7 @@ async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<B
         };
         let first = packer.push(first).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(8);
-        tokio::spawn(audio::pump(packer, ticket.events, tx, state.metrics.clone(), id.to_string()));
+        tokio::spawn(audio::pump(packer, ticket.events, tx, state.metrics.clone(), id.to_string(), deadline));
         let body = Body::Audio(AudioStream::new(first, rx, ticket.guard));
         return Response::builder()
             .status(200)
@@ -479,28 +571,71 @@ async fn synthesize(state: &Arc<State>, id: &str, s: Synth) -> Result<Response<B
     Ok(resp)
 }
 
-/// 200 when at least one worker answers that it can serve (busy workers count) and the server is not stopping.
+/// Liveness: 200 when at least one worker answers that it can serve (busy workers within their job's deadline count)
+/// and the server is not stopping.
 async fn health(state: &State) -> Response<Body> {
     let m = state.default_model();
     let stopping = *state.shutdown.borrow();
     // a stopping server is not asked: its workers are finishing their last jobs
     let h = if stopping { state.pool.states() } else { state.pool.health(HEALTH_TIMEOUT).await };
-    let ready = h.can_serve() && !stopping;
+    let ok = h.can_serve() && !stopping;
     let body = json!({
-        "status": if ready { "ok" } else { "unavailable" },
+        "status": if ok { "ok" } else { "unavailable" },
         "model": m.label,
         "version": m.version,
         "generation": m.generation,
         "models": state.model_names(),
         "workers": state.pool.workers(),
         "workers_serving": h.serving,
+        "workers_overrunning": h.overrunning,
+        "workers_wedged_total": h.wedged_total,
+        "workers_abandoned": h.abandoned_running,
         "worker_states": h.states,
         "default_reference": state.default_ref().is_ready(),
     });
-    json(if ready { 200 } else { 503 }, &body)
+    json(if ok { 200 } else { 503 }, &body)
 }
 
-/// How long `/health` waits for the workers' answers.
+/// Readiness: 200 only when a synthesis request can succeed now: the server is not stopping, the warm-up passed (or
+/// was not asked for), every worker answers that it can serve (none broken, rebuilding or past its job's deadline),
+/// and the default reference, when one is configured, can be opened (confined again when a client set it). The body
+/// lists what is wrong.
+async fn ready(state: &State) -> Response<Body> {
+    let stopping = *state.shutdown.borrow();
+    let mut reasons: Vec<String> = Vec::new();
+    if stopping {
+        reasons.push("the server is stopping".into());
+    }
+    let h = if stopping { state.pool.states() } else { state.pool.health(HEALTH_TIMEOUT).await };
+    if !h.all_serving() {
+        reasons.push(format!("{} of {} workers can serve ({} past their job's deadline)", h.serving, h.states.len(), h.overrunning));
+    }
+    let d = state.default_ref();
+    let default_reference = if d.is_ready() {
+        match stored_reference(state, &d) {
+            Ok(_) => "readable",
+            Err(e) => {
+                reasons.push(format!("default reference: {}", e.public_message("-")));
+                "unreadable"
+            }
+        }
+    } else {
+        "none"
+    };
+    let ok = reasons.is_empty();
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "reasons": reasons,
+        "warmup": if state.warmed_up { "passed" } else { "skipped" },
+        "workers": h.states.len(),
+        "workers_serving": h.serving,
+        "worker_states": h.states,
+        "default_reference": default_reference,
+    });
+    json(if ok { 200 } else { 503 }, &body)
+}
+
+/// How long `/health` and `/ready` wait for the workers' answers.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// api.py `/change_refer`: replaces the default reference (fields left empty keep their value).
@@ -509,13 +644,11 @@ fn change_refer(state: &State, p: &Params) -> Result<Response<Body>, HttpError> 
     if path.is_none() && text.is_none() && lang_.is_none() {
         return Err(HttpError::BadRequest(r#"缺少任意一项以下参数: "path", "text", "language""#.into()));
     }
+    // checked now (confinement, regular file, size); stored as sent and checked again at every use
     let path = match path {
         Some(pth) => {
-            let resolved = paths::resolve_reference(&pth, &state.limits.ref_roots)?;
-            if !resolved.is_file() {
-                return Err(HttpError::BadRequest(format!("无法读取参考音频 / cannot read the reference audio: file not found: {pth}")));
-            }
-            Some(resolved.display().to_string())
+            reference(state, &pth)?;
+            Some(pth)
         }
         None => None,
     };
@@ -526,6 +659,7 @@ fn change_refer(state: &State, p: &Params) -> Result<Response<Body>, HttpError> 
     let mut next: RefSpec = d.clone();
     if let Some(x) = path {
         next.path = x;
+        next.confined = true;
     }
     if let Some(x) = text {
         next.text = x;
@@ -539,7 +673,7 @@ fn change_refer(state: &State, p: &Params) -> Result<Response<Body>, HttpError> 
 
 /// The bundle a `/set_model`-style path names: a `--bundle` name, or a folder (checkpoints get the convert
 /// command as the error).
-fn bundle_dir(state: &State, sovits: Option<&str>, gpt: Option<&str>) -> Result<PathBuf, String> {
+fn bundle_dir(state: &State, sovits: Option<&str>, gpt: Option<&str>) -> Result<PathBuf, HttpError> {
     for n in [sovits, gpt].into_iter().flatten() {
         if let Some(m) = state.named_model(n) {
             if !std::path::Path::new(n).exists() {
@@ -548,15 +682,21 @@ fn bundle_dir(state: &State, sovits: Option<&str>, gpt: Option<&str>) -> Result<
         }
     }
     let l = &state.limits;
-    paths::bundle_from_models(sovits.map(std::path::Path::new), gpt.map(std::path::Path::new), l.hubert_path.as_deref(), l.bert_path.as_deref())?
-        .ok_or_else(|| "缺少参数 / give gpt_model_path and/or sovits_model_path (a bundle folder)".to_string())
+    // checkpoints get the convert command (nothing is looked up); folders must be inside a model root (403)
+    let is_ckpt = |p: &str| matches!(Path::new(p).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(), Some("pth" | "ckpt"));
+    for p in [sovits, gpt].into_iter().flatten().filter(|p| !is_ckpt(p)) {
+        paths::confine_model(Path::new(p), &l.model_roots)?;
+    }
+    Ok(paths::bundle_from_models(sovits.map(Path::new), gpt.map(Path::new), l.hubert_path.as_deref(), l.bert_path.as_deref())
+        .map_err(HttpError::BadRequest)?
+        .ok_or_else(|| HttpError::BadRequest("缺少参数 / give gpt_model_path and/or sovits_model_path (a bundle folder)".to_string()))?)
 }
 
 /// api.py `/set_model`: `gpt_model_path`, `sovits_model_path` (bundle folders; both may name the same one).
 async fn set_model(state: &State, p: &Params) -> Result<Response<Body>, HttpError> {
     let (g, s) = (p.nonempty("gpt_model_path"), p.nonempty("sovits_model_path"));
-    let dir = bundle_dir(state, s.as_deref(), g.as_deref()).map_err(HttpError::BadRequest)?;
-    state.swap_model("default", dir).await.map_err(|e| HttpError::BadRequest(format!("模型加载失败 / cannot load the model: {e}")))?;
+    let dir = bundle_dir(state, s.as_deref(), g.as_deref())?;
+    state.swap_model("default", dir).await.map_err(HttpError::BadRequest)?;
     Ok(json(200, &json!({"code": 0, "message": "Success"})))
 }
 
@@ -567,7 +707,11 @@ async fn set_weights(state: &State, p: &Params, gpt: bool) -> Result<Response<Bo
         return Err(HttpError::BadRequest("weights_path is required".into()));
     };
     let (s, g) = if gpt { (None, Some(w.as_str())) } else { (Some(w.as_str()), None) };
-    let dir = bundle_dir(state, s, g).map_err(|detail| HttpError::ChangeFailed { what, detail })?;
+    let dir = match bundle_dir(state, s, g) {
+        Ok(d) => d,
+        Err(e @ HttpError::Forbidden(_)) => return Err(e),
+        Err(e) => return Err(HttpError::ChangeFailed { what, detail: e.public_message("-") }),
+    };
     state.swap_model("default", dir).await.map_err(|detail| HttpError::ChangeFailed { what, detail })?;
     Ok(json(200, &json!({"message": "success"})))
 }
@@ -578,11 +722,14 @@ fn set_refer_audio(state: &State, p: &Params) -> Result<Response<Body>, HttpErro
     let Some(pth) = p.nonempty("refer_audio_path") else {
         return Err(HttpError::BadRequest("refer_audio_path is required".into()));
     };
-    let resolved = paths::resolve_reference(&pth, &state.limits.ref_roots)?;
-    if !resolved.is_file() {
-        return Err(HttpError::ChangeFailed { what, detail: format!("file not found: {pth}") });
+    match reference(state, &pth) {
+        Ok(_) => {}
+        Err(e @ HttpError::Forbidden(_)) => return Err(e),
+        Err(e) => return Err(HttpError::ChangeFailed { what, detail: e.public_message("-") }),
     }
-    state.default_ref.write().unwrap_or_else(|e| e.into_inner()).path = resolved.display().to_string();
+    let mut d = state.default_ref.write().unwrap_or_else(|e| e.into_inner());
+    d.path = pth;
+    d.confined = true;
     Ok(json(200, &json!({"message": "success"})))
 }
 
@@ -599,7 +746,7 @@ async fn control(state: &State, p: &Params) -> Result<Response<Body>, HttpError>
         }
         Some("restart") => {
             let dir = state.default_model().dir.clone();
-            state.swap_model("default", dir).await.map_err(HttpError::Internal)?;
+            state.swap_model("default", dir).await.map_err(|e| HttpError::Internal(format!("restart: {e}")))?;
             Ok(json(200, &json!({"code": 0, "message": "Success"})))
         }
         Some(_) => Ok(json(200, &serde_json::Value::Null)),

@@ -296,11 +296,13 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     pub inter_threads: usize,
     pub opt_level: OptLevel,
+    /// Load graphs without comparing their sha256 with the manifest's (`--skip-integrity`; see `bundle::verify_file`).
+    pub skip_integrity: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, skip_integrity: false }
     }
 }
 
