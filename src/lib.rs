@@ -16,4 +16,5 @@ pub mod reference;
 pub mod runtime;
 pub mod text;
 pub mod vocoder;
+pub mod voices;
 pub mod wav;

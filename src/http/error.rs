@@ -47,6 +47,12 @@ pub enum HttpError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// Something the request names does not exist (a voice); the message is safe to show.
+    #[error("{0}")]
+    Missing(String),
+    /// The request conflicts with what exists (a voice name already taken).
+    #[error("{0}")]
+    Conflict(String),
     /// OpenAI: unknown `model`.
     #[error("{0}")]
     UnknownModel(String),
@@ -69,6 +75,7 @@ pub enum Kind {
     Unauthorized,
     MethodNotAllowed,
     TooLarge,
+    Conflict,
 }
 
 impl Kind {
@@ -79,6 +86,7 @@ impl Kind {
             Kind::Unauthorized => "unauthorized",
             Kind::MethodNotAllowed => "method_not_allowed",
             Kind::TooLarge => "too_large",
+            Kind::Conflict => "conflict",
         }
     }
 
@@ -90,6 +98,7 @@ impl Kind {
             Kind::Engine(ErrorKind::Forbidden) => 403,
             Kind::Engine(ErrorKind::NotFound) => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::Conflict => 409,
             Kind::TooLarge => 413,
             Kind::Engine(ErrorKind::Overloaded) => 429,
             // nobody reads it: the client went away (nginx's "client closed request")
@@ -109,7 +118,8 @@ impl HttpError {
             }
             HttpError::Unauthorized => Kind::Unauthorized,
             HttpError::Forbidden(_) => Kind::Engine(ErrorKind::Forbidden),
-            HttpError::NotFound | HttpError::UnknownModel(_) => Kind::Engine(ErrorKind::NotFound),
+            HttpError::NotFound | HttpError::UnknownModel(_) | HttpError::Missing(_) => Kind::Engine(ErrorKind::NotFound),
+            HttpError::Conflict(_) => Kind::Conflict,
             HttpError::MethodNotAllowed => Kind::MethodNotAllowed,
             HttpError::BodyTooLarge(_) => Kind::TooLarge,
             HttpError::Engine(e) => Kind::Engine(e.kind()),

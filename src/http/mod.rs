@@ -15,8 +15,12 @@ pub mod args;
 pub mod error;
 pub mod metrics;
 pub mod params;
+pub mod openapi;
+mod page;
 pub mod paths;
 mod routes;
+pub mod table;
+mod voices;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -79,6 +83,8 @@ pub struct Limits {
     pub default_cut_punc: Option<Api2Cut>,
     pub hubert_path: Option<String>,
     pub bert_path: Option<String>,
+    /// Largest `POST /voices` body (`--max-upload`).
+    pub max_upload: usize,
 }
 
 pub struct State {
@@ -86,6 +92,8 @@ pub struct State {
     models: RwLock<Models>,
     default_ref: RwLock<RefSpec>,
     voices: RwLock<BTreeMap<String, RefSpec>>,
+    /// `--voices DIR`.
+    library: Option<Arc<crate::voices::Library>>,
     pool: Pool,
     pub metrics: Arc<Metrics>,
     loader: Arc<Loader>,
@@ -137,6 +145,7 @@ impl State {
         checked.map_err(|e| e.to_string())?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let gen = Arc::new(ModelGen::open(name, &dir, generation).map_err(|e| e.to_string())?);
+        voices::attach(&self.library, &gen);
         let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
         if name == "default" {
             m.default = gen.clone();
@@ -254,6 +263,7 @@ struct Plan {
     named: Vec<(String, PathBuf)>,
     default_ref: RefSpec,
     voices: BTreeMap<String, RefSpec>,
+    library: Option<Arc<crate::voices::Library>>,
     limits: Limits,
     opts: EngineOptions,
     workers: usize,
@@ -324,12 +334,17 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
     if a.max_body < 1024 {
         bail!("--max-body must be at least 1024 bytes");
     }
+    let library = match &a.voices {
+        Some(d) => Some(Arc::new(crate::voices::Library::open(d)?)),
+        None => None,
+    };
     Ok(Plan {
         addr: SocketAddr::new(ip, a.port),
         model_dir,
         named,
         default_ref,
         voices,
+        library,
         limits: Limits {
             max_body: a.max_body,
             max_text: a.max_text.max(1),
@@ -341,6 +356,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             default_cut_punc: a.cut_punc.as_deref().and_then(Api2Cut::from_punctuation),
             hubert_path: a.hubert_path.clone(),
             bert_path: a.bert_path.clone(),
+            max_upload: a.max_upload.max(1024),
         },
         opts: EngineOptions {
             session: SessionOptions {
@@ -393,6 +409,8 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
     for (i, (n, d)) in p.named.iter().enumerate() {
         named.insert(n.clone(), Arc::new(ModelGen::open(n, d, 2 + i as u64)?));
     }
+    voices::attach(&p.library, &default);
+    named.values().for_each(|g| voices::attach(&p.library, g));
     let warmup = match (p.warmup, p.default_ref.is_ready(), Language::from_api(&p.default_ref.lang)) {
         (true, true, Some(lang)) => {
             let mut r = TtsRequest::new("你好，世界。", Language::Zh, RefAudio::Path(PathBuf::from(&p.default_ref.path)), &p.default_ref.text, lang);
@@ -417,6 +435,7 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
         models: RwLock::new(Models { default, named }),
         default_ref: RwLock::new(p.default_ref),
         voices: RwLock::new(p.voices),
+        library: p.library,
         pool,
         metrics,
         loader,
@@ -524,7 +543,7 @@ fn route_label(path: &str) -> &'static str {
         "/set_refer_audio" => "/set_refer_audio",
         "/health" => "/health",
         "/metrics" => "/metrics",
-        _ => "other",
+        _ => table::label(path),
     }
 }
 

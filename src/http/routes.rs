@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::error::HttpError;
 use super::params::{v2_languages, Params};
+use super::table::RouteId;
 use super::{full, json, paths, AudioStream, Body, RefSpec, State, Synth};
 use crate::engine::pool::Event;
 use crate::engine::{Api2Cut, EngineError, RefAudio, TextSplit, TtsRequest, TtsStats, V2Cut};
@@ -21,8 +22,18 @@ use crate::text::Language;
 
 pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
     let path = req.uri().path().to_string();
-    if path != "/health" {
+    // the route table decides what exists (404/405); public routes (the page, its files, the API description) need no key
+    let route = super::table::lookup(req.method(), &path);
+    if path != "/health" && !route.as_ref().is_ok_and(|m| m.route.public || (m.route.id == RouteId::Root && super::page::wants_page(&req))) {
         check_key(state, &req)?;
+    }
+    let route = route?;
+    match route.route.id {
+        RouteId::Voices | RouteId::Voice => return super::voices::handle(state, req, route).await,
+        RouteId::OpenApi | RouteId::Docs | RouteId::DocsAsset => return super::openapi::handle(route),
+        RouteId::PageAsset => return super::page::asset(route.param.as_deref().unwrap_or("")),
+        RouteId::Root if super::page::wants_page(&req) => return Ok(super::page::index()),
+        _ => {}
     }
     let get_or_post = matches!(*req.method(), Method::GET | Method::POST);
     match path.as_str() {
@@ -73,7 +84,7 @@ pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &st
     }
 }
 
-fn check_key(state: &State, req: &Request<Incoming>) -> Result<(), HttpError> {
+pub(super) fn check_key(state: &State, req: &Request<Incoming>) -> Result<(), HttpError> {
     let Some(key) = &state.limits.api_key else { return Ok(()) };
     let got = req
         .headers()
@@ -209,7 +220,13 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
 fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let model = state.default_model();
     let bad = |m: String| Err(HttpError::BadRequest(m));
-    let Some(ref_path) = p.nonempty("ref_audio_path") else { return bad("ref_audio_path is required".into()) };
+    // gsv extension `voice`: a voice name supplies ref_audio_path, prompt_text and prompt_lang (fields given win)
+    let voice = match p.nonempty("voice") {
+        Some(n) => Some(super::voices::resolve(state, &n)?),
+        None => None,
+    };
+    let voice_ref = voice.as_ref().filter(|_| p.nonempty("ref_audio_path").is_none());
+    let Some(ref_path) = p.nonempty("ref_audio_path").or_else(|| voice_ref.map(|v| v.spec.path.clone())) else { return bad("ref_audio_path is required".into()) };
     let Some(text) = p.nonempty("text") else { return bad("text is required".into()) };
     let langs = v2_languages(&model.version);
     let v2_lang = |l: &str| Language::from_code(l).filter(|x| langs.contains(x));
@@ -221,6 +238,10 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         },
     };
     let prompt_lang = match p.nonempty("prompt_lang") {
+        None if voice.is_some() => match voice.as_ref().and_then(|v| Language::from_api(&v.spec.lang)) {
+            Some(l) => l,
+            None => return bad("prompt_lang is required".into()),
+        },
         None => return bad("prompt_lang is required".into()),
         Some(l) => match v2_lang(&l) {
             Some(x) => x,
@@ -240,9 +261,12 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         return bad(format!("text_split_method:{method} is not supported"));
     };
     check_text(state, &text)?;
-    let prompt_text = p.str("prompt_text").unwrap_or_default();
+    let prompt_text = p.nonempty("prompt_text").or_else(|| voice.as_ref().map(|v| v.spec.text.clone())).unwrap_or_default();
     // api_v2's all_zh is upstream's current one (Latin runs read as English), not api2's (Language::AllZhUpstream)
-    let mut r = TtsRequest::new(&text, text_lang.for_api_v2(), reference(state, &ref_path)?, &prompt_text, prompt_lang.for_api_v2());
+    // a library voice's files are the operator's (not confined to --ref-root), like -dr
+    let ref_audio = if voice_ref.is_some() { RefAudio::Path(PathBuf::from(&ref_path)) } else { reference(state, &ref_path)? };
+    let mut r = TtsRequest::new(&text, text_lang.for_api_v2(), ref_audio, &prompt_text, prompt_lang.for_api_v2());
+    r.aux_refs.extend(voice.iter().flat_map(|v| v.aux.iter().cloned()).map(RefAudio::Path));
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, "speed_factor")?;
     // streaming_mode 2 (token streaming) and 3 (fixed chunks): decode while generating, by token chunks
@@ -264,7 +288,7 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
 
 /// OpenAI-style `POST /v1/audio/speech`.
 fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
-    let model = match p.nonempty("model") {
+    let mut model = match p.nonempty("model") {
         None => state.default_model(),
         Some(m) => match state.named_model(&m) {
             Some(g) => g,
@@ -276,22 +300,14 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let input = p.nonempty("input").ok_or_else(|| HttpError::BadRequest("input is required".into()))?;
     check_text(state, &input)?;
     let voice_name = p.nonempty("voice").unwrap_or_else(|| "default".into());
-    let voice = if voice_name == "default" {
-        let d = state.default_ref();
-        if !d.is_ready() {
-            return Err(HttpError::BadRequest("voice `default`: the server has no default reference (-dr/-dt/-dl)".into()));
+    // `default`, a --voice flag or a library voice (--voices); a library voice may name the model it was made for
+    let resolved = super::voices::resolve(state, &voice_name)?;
+    if p.nonempty("model").is_none() {
+        if let Some(m) = resolved.model.as_deref().and_then(|m| state.named_model(m)) {
+            model = m;
         }
-        d
-    } else {
-        let v = state.voices.read().unwrap_or_else(|e| e.into_inner()).get(&voice_name).cloned();
-        match v {
-            Some(v) => v,
-            None => {
-                let known: Vec<String> = std::iter::once("default".to_string()).chain(state.voices.read().unwrap_or_else(|e| e.into_inner()).keys().cloned()).collect();
-                return Err(HttpError::BadRequest(format!("unknown voice `{voice_name}`; configured voices: {}", known.join(", "))));
-            }
-        }
-    };
+    }
+    let voice = resolved.spec;
     let fmt = p.str("response_format").unwrap_or_else(|| "wav".into());
     let (wav, content_type) = match fmt.as_str() {
         "wav" => (true, "audio/wav"),
@@ -304,6 +320,7 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     };
     let prompt_lang = lang(&voice.lang, "voice language")?;
     let mut r = TtsRequest::new(&input, text_lang, RefAudio::Path(PathBuf::from(&voice.path)), &voice.text, prompt_lang);
+    r.aux_refs.extend(resolved.aux.into_iter().map(RefAudio::Path));
     r.split = TextSplit::Api2(state.limits.cut);
     if let Some(s) = p.f64("speed")? {
         r.speed = s;
