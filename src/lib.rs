@@ -6,6 +6,7 @@
 //! ([`bundle::GraphContract`]); stages take and return plain data; [`engine`] runs them in order, one request path,
 //! on supervised worker threads.
 
+pub mod batch;
 pub mod bundle;
 pub mod codec;
 pub mod engine;
