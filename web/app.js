@@ -111,13 +111,17 @@ function drawWave(samples) {
   g.fillRect(0, 0, w, h);
   if (!samples.length) return;
   g.fillStyle = "#60a5fa";
+  // scaled to the loudest sample so quiet audio is visible too
+  let peak = 1;
+  for (let i = 0; i < samples.length; i++) { const a = Math.abs(samples[i]); if (a > peak) peak = a; }
+  const gain = 0.9 * 32768 / peak;
   const per = Math.max(1, Math.ceil(samples.length / w));
   for (let x = 0; x < w; x++) {
     let lo = 0, hi = 0;
     const start = x * per;
     if (start >= samples.length) break;
     for (let i = start; i < Math.min(samples.length, start + per); i++) {
-      const s = samples[i] / 32768;
+      const s = samples[i] * gain / 32768;
       if (s < lo) lo = s;
       if (s > hi) hi = s;
     }
@@ -170,7 +174,8 @@ async function synthesize() {
   if (voice === UPLOAD) { showError(0, "Save the uploaded reference as a voice first (or pick a voice)."); return; }
   const body = { model: $("model").value || undefined, voice, input: $("text").value, language: $("lang").value,
     speed: Number($("speed").value), response_format: "wav", stream: true };
-  if ($("seed").value !== "") body.seed = Number($("seed").value);
+  // a seed chosen here when none is given, so that the result can be reproduced (it is shown below)
+  body.seed = $("seed").value !== "" ? Number($("seed").value) : Math.floor(Math.random() * 2 ** 31);
   Object.assign(state, { phase: "requesting", chunks: 0, bytes: 0, sampleRate: 0, firstAudioMs: null });
   $("go").disabled = true; $("stop").disabled = false; $("download").hidden = true; $("info").textContent = "";
   pcmParts = [];
@@ -188,7 +193,7 @@ async function synthesize() {
     const r = await fetch("/v1/audio/speech", { method: "POST", headers: headers({ "Content-Type": "application/json" }),
       body: JSON.stringify(body), signal: abort.signal });
     if (!r.ok) { showError(r.status, await r.text()); return; }
-    seed = r.headers.get("x-gsv-seed");
+    seed = r.headers.get("x-gsv-seed") || String(body.seed);
     state.phase = "streaming";
     player.play().catch(() => {});
     const reader = r.body.getReader();

@@ -12,7 +12,7 @@ const APP_JS: &str = include_str!("../../web/app.js");
 const STYLE: &str = include_str!("../../web/style.css");
 
 /// Same-origin only: the page loads nothing from elsewhere and plays audio it built itself (blob:, MediaStream).
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src 'self' blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// A browser asking for a page: `GET /` with no query string and `text/html` in `Accept`. api2 clients send a
 /// query (GET) or a body (POST) and do not ask for HTML.
