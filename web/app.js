@@ -247,11 +247,13 @@ async function synthesize() {
       ctx.close();
     }, left * 1000 + 100);
   } catch (e) {
-    if (e.name === "AbortError") { state.phase = "stopped"; $("info").textContent = "stopped"; ctx.close(); }
+    if (e.name === "AbortError") { state.phase = "stopped"; $("info").textContent = "stopped"; }
     else showError(0, String(e.message || e));
   } finally {
     $("go").disabled = false; $("stop").disabled = true;
     abort = null;
+    // a finished stream closes its audio context once it has played out; any other ending closes it now
+    if (state.phase !== "done") ctx.close().catch(() => {});
   }
 }
 
