@@ -79,6 +79,12 @@ pub struct Api2Request {
     sample_steps: Option<i64>,
     /// api.py v3/v4 field: accepted, ignored.
     if_sr: Option<bool>,
+    /// gsv extension: this request's format (api_v2's names: wav, raw, ogg, aac; also mp3, flac, opus). Default: -mt.
+    media_type: Option<String>,
+    /// gsv extension: reference-free synthesis (the transcript is not used; the audio is refer_wav_path or the
+    /// default reference's). api2 itself reads an empty prompt_text as "use the defaults".
+    #[schema(default = false)]
+    ref_free: Option<bool>,
 }
 
 /// api_v2.py `/tts` request (`GET` query or `POST` JSON body), with its checks and messages.
@@ -156,12 +162,19 @@ pub struct SpeechRequest {
     /// Text to speak.
     #[schema(example = "你好，世界。")]
     input: String,
-    /// `default` (the server's default reference), a --voice name or a library voice (`GET /voices`).
-    #[schema(default = "default")]
+    /// `default` (the server's default reference), a --voice name or a library voice (`GET /voices`), or an object
+    /// `{"id": name}`. Other names (OpenAI's alloy, ...) speak with the default voice unless --strict-voices.
+    #[schema(value_type = Option<Value>, default = "default")]
     voice: Option<String>,
-    /// wav or pcm (PCM16 at X-GSV-Sample-Rate).
-    #[schema(default = "wav")]
+    /// mp3 (the default, as OpenAI's), opus, aac, flac, wav, pcm (PCM16 at 24 kHz, as OpenAI's).
+    #[schema(default = "mp3")]
     response_format: Option<String>,
+    /// `audio` (the encoded stream) or `sse` (server-sent `speech.audio.delta` events with base64 audio, then
+    /// `speech.audio.done`).
+    #[schema(default = "audio")]
+    stream_format: Option<String>,
+    /// OpenAI's style instructions: accepted, ignored (GPT-SoVITS takes its style from the reference audio).
+    instructions: Option<String>,
     #[schema(default = 1.0, minimum = 0.25, maximum = 4.0)]
     speed: Option<f64>,
     /// gsv extension: language of `input` (api2 codes).
@@ -169,7 +182,7 @@ pub struct SpeechRequest {
     language: Option<String>,
     /// gsv extension: reproducible output.
     seed: Option<i64>,
-    /// gsv extension: stream (chunked) instead of one complete file; pcm always streams.
+    /// gsv extension: stream (chunked) or send one complete file; default: every format but wav streams.
     stream: Option<bool>,
 }
 
