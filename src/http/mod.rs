@@ -660,6 +660,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
             if let HttpError::Unauthorized = e {
                 r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
             }
+            if r.status() == 429 {
+                // a place frees up as soon as any running request ends
+                r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            }
             if let HttpError::BodyTimeout(_) = e {
                 // the rest of the body may still come: do not read it as the next request
                 r.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
