@@ -449,7 +449,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rtf = (gpt_ms + voc_ms) / 1e3 / audio_s;
             let rss = peak_rss_kib().unwrap_or(0);
             let ms_step = g.timings.ms_per_step();
-            let device = engine.gpt().device().name();
+            let device = engine.gpt_device().name();
             if json {
                 println!(
                     "{}",

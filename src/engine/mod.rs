@@ -16,6 +16,7 @@
 //! * Errors: each layer has its own `thiserror` enum; [`EngineError`] wraps them and [`EngineError::kind`] collapses
 //!   them into a few [`ErrorKind`]s, which `http/` maps to a status in one `match`.
 
+pub mod batch;
 pub mod faults;
 pub mod features;
 pub mod metrics;
@@ -201,13 +202,20 @@ pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
     v
 }
 
+/// Who runs this engine's GPT: its own [`Gpt`] (the pool: one model copy per worker), or the server's
+/// [`batch::BatchScheduler`] (`--scheduler batched`: one model copy, every request's sequence in one batch).
+pub enum GptRunner {
+    Own(Gpt),
+    Batched(Arc<batch::BatchScheduler>),
+}
+
 /// One loaded bundle.
 pub struct Engine {
     bundle: Bundle,
     symbols: SymbolVersion,
     hubert: Hubert,
     bert: Bert,
-    gpt: Gpt,
+    gpt: GptRunner,
     vocoder: Vocoder,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
     g2pw: Option<crate::text::g2pw_onnx::G2pw>,
@@ -219,6 +227,11 @@ impl Engine {
     /// Open and validate the bundle, load every graph and check it against its contract, parse the tokenizer.
     /// Everything a bundle declares is checked here, so a bad bundle fails the load, not every request.
     pub fn load(rt: &Runtime, dir: &Path, opts: &EngineOptions) -> Result<Engine> {
+        Engine::load_with(rt, dir, opts, None)
+    }
+
+    /// [`Engine::load`], with the GPT run by `batched` (loaded once for the server) instead of a copy of its own.
+    pub fn load_with(rt: &Runtime, dir: &Path, opts: &EngineOptions, batched: Option<Arc<batch::BatchScheduler>>) -> Result<Engine> {
         let bundle = Bundle::open(dir)?;
         let m = &bundle.manifest;
         let symbols = SymbolVersion::parse(&m.symbols.version).map_err(|e| BundleError::Field { field: "symbols.version".into(), msg: e.to_string() })?;
@@ -236,7 +249,10 @@ impl Engine {
         let s = &opts.session;
         let hubert = Hubert::load(rt, &bundle, s)?;
         let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
-        let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
+        let gpt = match batched {
+            Some(b) => GptRunner::Batched(b),
+            None => GptRunner::Own(Gpt::load(rt, &bundle, s, opts.precision.gpt)?),
+        };
         let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
         let g2pw = match &bundle.manifest.g2pw {
             Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
@@ -272,11 +288,29 @@ impl Engine {
         &self.features
     }
 
-    pub fn gpt(&self) -> &Gpt {
-        &self.gpt
+    /// The engine's own GPT (`None` when the batched scheduler runs it).
+    pub fn gpt(&self) -> Option<&Gpt> {
+        match &self.gpt {
+            GptRunner::Own(g) => Some(g),
+            GptRunner::Batched(_) => None,
+        }
     }
-    pub fn gpt_mut(&mut self) -> &mut Gpt {
-        &mut self.gpt
+    pub fn gpt_mut(&mut self) -> Option<&mut Gpt> {
+        match &mut self.gpt {
+            GptRunner::Own(g) => Some(g),
+            GptRunner::Batched(_) => None,
+        }
+    }
+    /// Where the GPT runs (after any fallback to the CPU).
+    pub fn gpt_device(&self) -> crate::runtime::Device {
+        match &self.gpt {
+            GptRunner::Own(g) => g.device(),
+            GptRunner::Batched(b) => b.device(),
+        }
+    }
+    /// Whether the GPT is the shared batched one.
+    pub fn gpt_batched(&self) -> bool {
+        matches!(self.gpt, GptRunner::Batched(_))
     }
     pub fn vocoder_mut(&mut self) -> &mut Vocoder {
         &mut self.vocoder

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use super::{Engine, EngineError, Result};
+use super::{Engine, EngineError, GptRunner, Result};
 use crate::gpt::{GenerateConfig, GenerateOutput, GptError, GptInput};
 use crate::vocoder::stream::{StreamDecoder, StreamParams};
 use crate::vocoder::{self, DecodeParams, Int16Scale, Speaker, Vocoder, VocoderError};
@@ -113,7 +113,7 @@ impl Engine {
         let mut decode_ms = 0.0;
         let mut speech_samples = 0usize;
         let t0 = Instant::now();
-        let res = gpt.generate(input, cfg, &mut |t| {
+        let mut on_token = |t: i64| {
             if cancel() {
                 return false;
             }
@@ -135,7 +135,11 @@ impl Engine {
                     false
                 }
             }
-        });
+        };
+        let res = match gpt {
+            GptRunner::Own(g) => g.generate(input, cfg, &mut on_token),
+            GptRunner::Batched(b) => b.generate(input, cfg, cancel, &mut on_token),
+        };
         let gen_ms = t0.elapsed().as_secs_f64() * 1e3 - decode_ms;
         if let Some(e) = failure {
             return Err(e.into());
