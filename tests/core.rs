@@ -182,20 +182,20 @@ fn streaming_decode_close_to_whole() {
     let text = g.array("decode_text").unwrap().i64();
     let speaker = Speaker { ge: g.array("decode_ge").unwrap().f32() };
     let dp = DecodeParams { noise_scale: 0.0, speed: 1.0, seed: 0 };
-    let voc = engine.vocoder_mut();
+    let mut voc = engine.vocoder_mut();
     let whole = voc.decode(&codes, &text, &speaker, dp, None, false).unwrap().audio;
     for sp in [StreamParams::default(), StreamParams { chunk: 10, first_chunk: 0, lookahead: 2, left: 8, crossfade: 320 }, StreamParams { chunk: 24, first_chunk: 4, lookahead: 2, left: 8, crossfade: 320 }] {
         let mut dec = StreamDecoder::new(sp, 1280, &text, &speaker, dp);
         let mut streamed = Vec::new();
         let mut pieces = 0;
         for n in 1..=codes.len() {
-            let a = dec.push(voc, &codes[..n]).unwrap();
+            let a = dec.push(&mut voc, &codes[..n]).unwrap();
             if !a.is_empty() {
                 pieces += 1;
             }
             streamed.extend(a);
         }
-        streamed.extend(dec.finish(voc, &codes).unwrap());
+        streamed.extend(dec.finish(&mut voc, &codes).unwrap());
         assert_eq!(streamed.len(), whole.len(), "{sp:?}");
         assert!(pieces >= codes.len() / sp.chunk - 1, "{pieces} pieces");
         let sig: f64 = whole.iter().map(|&x| (x as f64).powi(2)).sum();

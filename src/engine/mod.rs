@@ -209,16 +209,35 @@ pub enum GptRunner {
     Batched(Arc<batch::BatchScheduler>),
 }
 
+/// A model of an engine behind a mutex, so that the engines of a batched server share one copy (each request
+/// thread locks it for one call: a BERT pass, one chunk's decode). In the pool every engine has its own and the
+/// lock is never contended.
+pub struct Shared<T>(Arc<std::sync::Mutex<T>>);
+
+impl<T> Shared<T> {
+    fn new(t: T) -> Shared<T> {
+        Shared(Arc::new(std::sync::Mutex::new(t)))
+    }
+    /// The model, for one call. A panic in another thread's call does not make it unusable (the pool rebuilds the
+    /// engine after a panic; the graphs themselves hold no state between calls).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn share(&self) -> Shared<T> {
+        Shared(self.0.clone())
+    }
+}
+
 /// One loaded bundle.
 pub struct Engine {
     bundle: Bundle,
     symbols: SymbolVersion,
-    hubert: Hubert,
-    bert: Bert,
+    hubert: Shared<Hubert>,
+    bert: Shared<Bert>,
     gpt: GptRunner,
-    vocoder: Vocoder,
+    vocoder: Shared<Vocoder>,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
-    g2pw: Option<crate::text::g2pw_onnx::G2pw>,
+    g2pw: Option<Shared<crate::text::g2pw_onnx::G2pw>>,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
     features: Arc<FeatureCache>,
 }
@@ -258,7 +277,32 @@ impl Engine {
             Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
             None => None,
         };
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, features: Arc::new(FeatureCache::default()) })
+        Ok(Engine {
+            bundle,
+            symbols,
+            hubert: Shared::new(hubert),
+            bert: Shared::new(bert),
+            gpt,
+            vocoder: Shared::new(vocoder),
+            g2pw: g2pw.map(Shared::new),
+            features: Arc::new(FeatureCache::default()),
+        })
+    }
+
+    /// Another engine over the same models (batched scheduler only: its GPT is already shared; `None` for an
+    /// engine with its own GPT, which cannot be shared).
+    pub fn share(&self) -> Option<Engine> {
+        let GptRunner::Batched(b) = &self.gpt else { return None };
+        Some(Engine {
+            bundle: self.bundle.clone(),
+            symbols: self.symbols,
+            hubert: self.hubert.share(),
+            bert: self.bert.share(),
+            gpt: GptRunner::Batched(b.clone()),
+            vocoder: self.vocoder.share(),
+            g2pw: self.g2pw.as_ref().map(Shared::share),
+            features: self.features.clone(),
+        })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
@@ -312,14 +356,14 @@ impl Engine {
     pub fn gpt_batched(&self) -> bool {
         matches!(self.gpt, GptRunner::Batched(_))
     }
-    pub fn vocoder_mut(&mut self) -> &mut Vocoder {
-        &mut self.vocoder
+    pub fn vocoder_mut(&mut self) -> std::sync::MutexGuard<'_, Vocoder> {
+        self.vocoder.lock()
     }
-    pub fn hubert_mut(&mut self) -> &mut Hubert {
-        &mut self.hubert
+    pub fn hubert_mut(&mut self) -> std::sync::MutexGuard<'_, Hubert> {
+        self.hubert.lock()
     }
-    pub fn bert_mut(&mut self) -> &mut Bert {
-        &mut self.bert
+    pub fn bert_mut(&mut self) -> std::sync::MutexGuard<'_, Bert> {
+        self.bert.lock()
     }
 }
 

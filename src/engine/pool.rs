@@ -62,9 +62,9 @@ pub struct ModelGen {
     /// The manifest's own name (e.g. `demo`).
     pub label: String,
     pub features: Arc<FeatureCache>,
-    /// The batched GPT of this generation (`--scheduler batched`), started by the first engine load and shared by
-    /// every worker's engine: one model copy for the server.
-    batch: Mutex<Option<Arc<BatchScheduler>>>,
+    /// `--scheduler batched`: the first engine loaded for this generation (its GPT the batched scheduler's);
+    /// every worker gets an [`Engine::share`] of it, so the server holds one copy of each model.
+    batch: Mutex<Option<Engine>>,
 }
 
 impl std::fmt::Debug for ModelGen {
@@ -137,26 +137,31 @@ impl Loader {
             return Err(EngineError::Internal("engine load refused by GSV_TEST_FAIL_REBUILD".into()));
         }
         let e = catch_unwind(AssertUnwindSafe(|| -> Result<Engine> {
-            let batched = self.batch_scheduler(model)?;
-            Engine::load_with(&self.runtime, &model.dir, &self.opts, batched)
+            match self.batched_engine(model)? {
+                Some(e) => Ok(e),
+                None => Engine::load(&self.runtime, &model.dir, &self.opts),
+            }
         }))
         .map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
         Ok(e.with_features(model.features.clone()))
     }
 
-    /// The generation's batched GPT, started on first use (`None` with the pool scheduler).
-    fn batch_scheduler(&self, model: &ModelGen) -> Result<Option<Arc<BatchScheduler>>> {
+    /// `--scheduler batched`: a share of the generation's engine, loaded (with the batched GPT and its scheduler
+    /// thread) on first use. `None` with the pool scheduler.
+    fn batched_engine(&self, model: &ModelGen) -> Result<Option<Engine>> {
         let Scheduler::Batched { max_batch, kv_rows } = self.scheduler else { return Ok(None) };
         let mut slot = model.batch.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = slot.as_ref() {
-            return Ok(Some(s.clone()));
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.share());
         }
         let bundle = Bundle::open(&model.dir)?;
         let gpt = BatchGpt::load(&self.runtime, &bundle, &self.opts.session, self.opts.precision.gpt, max_batch, kv_rows)?;
         tracing::info!(model = %model.name, max_batch, kv_rows, device = gpt.device().name(), "batched GPT loaded");
         let s = BatchScheduler::start(gpt, self.metrics.clone()).map_err(|e| EngineError::Internal(format!("cannot start the batched GPT thread: {e}")))?;
-        *slot = Some(s.clone());
-        Ok(Some(s))
+        let e = Engine::load_with(&self.runtime, &model.dir, &self.opts, Some(s))?.with_features(model.features.clone());
+        let shared = e.share();
+        *slot = Some(e);
+        Ok(shared)
     }
 
     /// Load a bundle folder once to check it (`/set_model`).

@@ -106,7 +106,7 @@ impl Engine {
         if cancel() {
             return Err(EngineError::Cancelled);
         }
-        let (gpt, voc) = (&mut self.gpt, &mut self.vocoder);
+        let (gpt, voc) = (&mut self.gpt, &self.vocoder);
         let mut toks: Vec<i64> = Vec::new();
         let mut failure: Option<VocoderError> = None;
         let mut gone = false;
@@ -119,7 +119,7 @@ impl Engine {
             }
             toks.push(t);
             let t1 = Instant::now();
-            match sink.token(voc, &toks) {
+            match sink.token(&mut voc.lock(), &toks) {
                 Ok(pcm) if !pcm.is_empty() => {
                     decode_ms += t1.elapsed().as_secs_f64() * 1e3;
                     speech_samples += pcm.len();
@@ -156,7 +156,7 @@ impl Engine {
             return Err(EngineError::Cancelled);
         }
         let t1 = Instant::now();
-        let mut pcm = sink.finish(voc, &gen.tokens)?;
+        let mut pcm = sink.finish(&mut voc.lock(), &gen.tokens)?;
         decode_ms += t1.elapsed().as_secs_f64() * 1e3;
         speech_samples += pcm.len();
         pcm.extend(std::iter::repeat_n(0i16, gap));
