@@ -15,8 +15,8 @@
 //! sequences; free slots inside a bucket run as padding (`seqlens_k = 0`: one row of each GEMM, writing only their own
 //! row 0). Fixed shapes per bucket are what CUDA graphs capture; on the CPU they keep the GEMM sizes to a few. When
 //! the sequences outgrow the bucket the next one is allocated and each sequence's valid rows are copied over (same
-//! slot index); when they fall to a quarter of it or less they are compacted into the smaller one (the caller is
-//! told the new slot of each). Memory is `B * C * H * Dk * 4 bytes * 2 * n_layer` for the current bucket only.
+//! slot index); when they fall to a quarter of it or less (but not to none: an idle server keeps its buffers for the
+//! next burst) they are compacted into the smaller one (the caller is told the new slot of each). Memory is `B * C * H * Dk * 4 bytes * 2 * n_layer` for the current bucket only.
 
 use super::{GptDims, GptError, GptInput, Result};
 use crate::bundle::{Bundle, LoadError, Precision};
@@ -195,11 +195,7 @@ impl BatchGpt {
         let running = self.running();
         let bucket = self.bucket();
         if running == 0 {
-            // keep the smallest bucket's buffers warm; drop a bigger one
-            if bucket > 1 {
-                self.bufs = None;
-                self.slots.clear();
-            }
+            // an idle server keeps its buffers for the next burst (no re-allocation, no zero-filling)
             return Ok(None);
         }
         if bucket >= 4 && running * 4 <= bucket {

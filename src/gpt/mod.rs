@@ -380,7 +380,12 @@ impl Sequence {
 
     /// Rows of K/V this sequence can still need: its prefill's plus one per remaining step.
     pub fn max_rows(phones: usize, prompt: usize, cfg: &GenerateConfig) -> usize {
-        phones + prompt + cfg.max_steps.max(1) + 1
+        let mut steps = cfg.max_steps.max(1);
+        if cfg.early_stop_num >= 0 {
+            // the early stop keeps at most early_stop_num + 1 tokens
+            steps = steps.min(cfg.early_stop_num as usize + 1);
+        }
+        phones + prompt + steps + 1
     }
 
     /// [`Sequence::finish`] for a sequence held in place (its output is moved out).

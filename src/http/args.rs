@@ -25,7 +25,7 @@ pub const SINGLE_DASH: &[(&str, &str)] = &[
 ];
 
 /// The subcommands `gsv` knows; anything else in first position means "serve".
-pub const SUBCOMMANDS: &[&str] = &["serve", "synth", "phonemize", "parity", "bench", "help"];
+pub const SUBCOMMANDS: &[&str] = &["serve", "bench-streams", "synth", "phonemize", "parity", "bench", "help"];
 
 /// Rewrites api2's single-dash multi-letter options to their long forms. Words after `--` are left alone.
 pub fn normalize_argv(args: Vec<String>) -> Vec<String> {
