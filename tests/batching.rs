@@ -2,6 +2,8 @@
 //! requests with different voices and texts through the batched scheduler give the same audio as each run alone on
 //! today's engine.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -276,4 +278,29 @@ fn bundles_without_the_batched_step_are_refused_with_a_reexport_message() {
     assert!(err.to_string().contains("re-export"), "{err}");
     // the pool engine still runs it
     Engine::load(&rt, tmp.path(), &opts().into()).unwrap();
+}
+
+/// The server with `--scheduler batched`: concurrent seeded requests answer the same WAV bytes as the pool server,
+/// the batch metrics count the steps, and an unknown scheduler name is refused at start-up.
+#[test]
+fn server_batched_scheduler_answers_as_the_pool() {
+    let body = |i: u64| support::api2_json(["你好，世界。", "今天天气很好。", "明天见。"][i as usize % 3], None, Some(40 + i));
+    let pool = support::Server::start(&["--scheduler", "pool"]);
+    let want: Vec<Vec<u8>> = (0..3).map(|i| pool.post("/", &body(i)).body).collect();
+    drop(pool);
+    let batched = support::Server::start(&["--scheduler", "batched", "--max-batch", "3"]);
+    let port = batched.port;
+    let got: Vec<support::Resp> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..3).map(|i| s.spawn(move || support::request(port, "POST", "/", &[], Some(body(i).as_bytes())))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g.status, 200, "request {i}: {}", g.text());
+        assert!(g.body.len() > 44 && &g.body == w, "request {i}: batched WAV differs from the pool's");
+    }
+    assert!(batched.metric("gsv_batch_size_count") > 0.0);
+    assert!(batched.metric("gsv_batch_queue_wait_seconds_count") >= 3.0);
+    drop(batched);
+    let bad = support::Server::try_start(&["--scheduler", "fifo"], &[]).err().expect("an unknown scheduler is refused");
+    assert!(bad.stderr.contains("unknown scheduler"), "{}", bad.stderr);
 }
