@@ -1,4 +1,4 @@
-"""`scripts/bench [--quick] [--json] [--tokens N] [--threads T] [--bundle DIR]`: gsv against the original, on one
+"""`scripts/bench [--quick] [--json] [--tokens N] [--threads T] [--bundle DIR] [--concurrency 1,2,4,8,16]`: gsv against the original, on one
 machine, in one run.
 
 What it needs is built when missing: for `--bundle onnx/fullsize` (the README's table) the full-size random
@@ -177,6 +177,17 @@ def build_missing(a) -> None:
         subprocess.run(["cargo", "build", "--release"], cwd=ROOT)
 
 
+def gsv_env(a) -> dict:
+    env = child_env(a.threads)
+    if "ORT_DYLIB_PATH" not in env and not os.path.isfile(os.path.join(ROOT, ".ort", "lib", "libonnxruntime.so")):
+        import glob
+
+        libs = glob.glob(os.path.join(ROOT, ".venv/lib/python*/site-packages/onnxruntime/capi/libonnxruntime.so.*"))
+        if libs:
+            env["ORT_DYLIB_PATH"] = libs[0]
+    return env
+
+
 def run_gsv(a, man, name="gsv") -> dict:
     exe = find_gsv(a.gsv)
     if exe is None:
@@ -185,13 +196,7 @@ def run_gsv(a, man, name="gsv") -> dict:
     if name == "gsv-int8" and not int8:
         return {"name": name, "skipped": "the bundle has no int8 variant that passed its gate (python -m export "
                 "quantize --all)"}
-    env = child_env(a.threads)
-    if "ORT_DYLIB_PATH" not in env and not os.path.isfile(os.path.join(ROOT, ".ort", "lib", "libonnxruntime.so")):
-        import glob
-
-        libs = glob.glob(os.path.join(ROOT, ".venv/lib/python*/site-packages/onnxruntime/capi/libonnxruntime.so.*"))
-        if libs:
-            env["ORT_DYLIB_PATH"] = libs[0]
+    env = gsv_env(a)
     cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
            "--intra-threads", str(a.threads), "--inter-threads", "1"]
     for g in int8:
@@ -329,6 +334,10 @@ def parse(argv):
     p.add_argument("--save-json", help="also write the JSON report to this file (the table goes to stdout)")
     p.add_argument("--no-variants", dest="variants", action="store_false", help="do not build missing variants")
     p.add_argument("--no-steps", dest="steps", action="store_false", help="skip the GPT step / bound section")
+    p.add_argument("--concurrency", default=None, help="comma list of stream counts (e.g. 1,2,4,8,16): only the "
+                   "concurrency section, batched engine vs worker pool (bench/concurrency.py); tokens default 100, "
+                   "--quick 40")
+    p.add_argument("--pool-workers", type=int, default=2, help="--concurrency: workers of the pool engine")
     p.add_argument("--spin", choices=["0", "1"], default=None, help="gsv systems: GSV_ORT_SPIN (ONNX Runtime "
                    "session.intra_op.allow_spinning; default: ONNX Runtime's, on)")
     a = p.parse_args(argv)
@@ -337,6 +346,15 @@ def parse(argv):
         a.bundle = full if os.path.isfile(os.path.join(full, "manifest.json")) else os.path.join(ROOT, "onnx", "demo")
     a.bundle = os.path.abspath(a.bundle)
     a.ref = os.path.abspath(a.ref)
+    if a.concurrency is not None:
+        try:
+            a.concurrency = [int(x) for x in a.concurrency.split(",") if x.strip()]
+        except ValueError:
+            p.error("--concurrency takes a comma list of stream counts")
+        if not a.concurrency or min(a.concurrency) < 1:
+            p.error("--concurrency takes a comma list of stream counts of at least 1")
+        if a.tokens is None:
+            a.tokens = 40 if a.quick else 100
     if a.tokens is None:
         a.tokens = 50 if a.quick else 200
     if a.tokens < 2:
@@ -354,6 +372,21 @@ def main(argv=None) -> int:
     a = parse(argv)
     build_missing(a)
     man = load_manifest(a.bundle)
+    if a.concurrency is not None:
+        from . import concurrency
+
+        exe = find_gsv(a.gsv)
+        if exe is None:
+            raise SystemExit("bench: gsv binary not found (cargo build --release, or --gsv PATH)")
+        if not man["gpt"].get("batched_step"):
+            raise SystemExit(f"bench: {a.bundle} has no batched step graph: re-export it (python -m export convert)")
+        rep = concurrency.run(a, exe, gsv_env(a), log)
+        rep["machine"] = machine(a.threads)
+        if a.save_json:
+            with open(a.save_json, "w", encoding="utf-8") as f:
+                json.dump(rep, f, indent=1)
+        print(json.dumps(rep) if a.json else concurrency.table(rep))
+        return 0
     log("measuring memory bandwidth")
     bw = bandwidth.measure(a.bandwidth_mb)
     runs = {name: [] for name in ORDER if name in a.systems}

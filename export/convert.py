@@ -196,6 +196,8 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "gpt": {
             "n_layer": t2s.n_layer, "n_head": t2s.heads, "hidden_dim": t2s.d, "vocab_size": t2s.vocab,
             "kv_head_dim": kv_head_dim(t2s.d, t2s.heads),
+            # gpt_step (and every gpt_step variant) takes a batch of sequences: BUNDLE.md "Batched step"
+            "batched_step": True,
             "eos": t2s.eos, "phoneme_vocab_size": t2s.phoneme_vocab,
             "max_sec": int(gpt_ck.config.get("data", {}).get("max_sec", 54)), "top_k": int(top_k),
         },

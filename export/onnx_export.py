@@ -77,6 +77,8 @@ def export_graph(spec: GraphSpec, folder: str, metadata: dict, fp16: bool = Fals
     onnx.save_model(model, tmp)
     os.replace(tmp, path)
     errs = check_graph(spec, path, atol=(spec.atol if not fp16 else max(spec.atol, 5e-2)))
+    if spec.post_check is not None:
+        spec.post_check(path)
     log(f"  {spec.name}.onnx: exported in {time.time() - t0:.1f}s, max |onnx - torch| "
         + ", ".join(f"{e:.2e}" for e in errs))
     return {"file": f"{spec.name}.onnx", "inputs": spec.input_names, "outputs": spec.output_names}

@@ -113,6 +113,12 @@ def quantize(bundle: str, golden: str | None = None, tokens: int = 600, force: b
             if p.key == "gsv.precision":
                 p.value = variant
         onnx.save(m, os.path.join(bundle, files[g]))
+        if g == "gpt_step" and man["gpt"].get("batched_step"):
+            # the variant must keep the batched step exact per sequence, as the fp32 graph does (BUNDLE.md)
+            from .models.gpt_onnx import batch_check, kv_head_dim
+            gd = man["gpt"]
+            f["batch_max_err"] = batch_check(os.path.join(bundle, files[g]), gd["n_layer"], gd["n_head"],
+                                             kv_head_dim(gd["hidden_dim"], gd["n_head"]), gd["vocab_size"])
         facts[g] = f
     step_facts = facts["gpt_step"]
     record = {"method": "MatMulNBits", **cfg, "block_sizes": step_facts.get("block_sizes", []),

@@ -16,6 +16,8 @@
 //! Common options: `--ort-lib PATH`, `--device cpu|cuda|coreml|mps|tensorrt`, `--strict-device`,
 //! `--intra-threads N`, `--inter-threads N`, `--opt-level disable|basic|extended|all`.
 
+mod streams;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -171,6 +173,30 @@ enum Cmd {
         voices: PathBuf,
         #[command(subcommand)]
         cmd: VoicesCmd,
+    },
+    /// N concurrent requests through the pool or the batched engine, in-process (scripts/bench --concurrency)
+    BenchStreams {
+        #[arg(long)]
+        bundle: PathBuf,
+        /// pool or batched
+        #[arg(long, default_value = "batched")]
+        scheduler: String,
+        /// Concurrent requests (the batched engine gets this many places)
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// --scheduler pool: worker threads, each with its own copy of the model
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// GPT tokens per request at most (early stop; 25 tokens = 1 s of audio)
+        #[arg(long, default_value_t = 100)]
+        tokens: usize,
+        /// --scheduler batched: K/V rows per sequence
+        #[arg(long = "batch-kv-rows", default_value_t = 1024)]
+        batch_kv_rows: usize,
+        #[command(flatten)]
+        voice: RefArgs,
+        #[command(flatten)]
+        rt: RtArgs,
     },
     /// Measure speed
     Bench {
@@ -573,6 +599,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&p)?);
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::BenchStreams { bundle, scheduler, streams, workers, tokens, batch_kv_rows, voice, rt } => {
+            if streams == 0 || tokens == 0 {
+                bail!("--streams and --tokens must be at least 1");
+            }
+            let sched = gsv::engine::pool::Scheduler::parse(&scheduler, streams, batch_kv_rows).map_err(|e| anyhow::anyhow!(e))?;
+            let opts = engine_options(&rt)?;
+            let runtime = Runtime::init(rt.ort_lib.as_deref())?;
+            let m = gsv::bundle::Bundle::open(&bundle)?;
+            let demo = pipeline::demo_reference(&m.dir, &m.manifest)
+                .or_else(|| gsv::bundle::Bundle::open(Path::new("onnx/demo")).ok().and_then(|b| pipeline::demo_reference(&b.dir, &b.manifest)));
+            let reference = match (voice.reference, demo) {
+                (Some(p), _) => (p, voice.ref_text.context("--ref-text is required with --ref")?, language(&voice.ref_lang.context("--ref-lang is required with --ref")?)?),
+                (None, Some((p, t, l))) => (p, voice.ref_text.unwrap_or(t), language(&voice.ref_lang.unwrap_or(l))?),
+                (None, None) => bail!("--ref is required (no default reference found)"),
+            };
+            let a = streams::StreamsArgs { scheduler: sched, workers, streams, tokens, reference };
+            println!("{}", streams::run(runtime, opts, &bundle, &a)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Parity { bundle, golden, rt } => {
             let g = parity::Golden::open(&golden)?;
             let mut engine = load_engine(&bundle, &rt)?;
@@ -646,7 +691,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let rtf = (gpt_ms + voc_ms) / 1e3 / audio_s;
             let rss = peak_rss_kib().unwrap_or(0);
             let ms_step = g.timings.ms_per_step();
-            let device = engine.gpt().device().name();
+            let device = engine.gpt_device().name();
             if json {
                 println!(
                     "{}",

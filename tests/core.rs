@@ -182,20 +182,20 @@ fn streaming_decode_close_to_whole() {
     let text = g.array("decode_text").unwrap().i64();
     let speaker = Speaker { ge: g.array("decode_ge").unwrap().f32() };
     let dp = DecodeParams { noise_scale: 0.0, speed: 1.0, seed: 0 };
-    let voc = engine.vocoder_mut();
+    let mut voc = engine.vocoder_mut();
     let whole = voc.decode(&codes, &text, &speaker, dp, None, false).unwrap().audio;
     for sp in [StreamParams::default(), StreamParams { chunk: 10, first_chunk: 0, lookahead: 2, left: 8, crossfade: 320 }, StreamParams { chunk: 24, first_chunk: 4, lookahead: 2, left: 8, crossfade: 320 }] {
         let mut dec = StreamDecoder::new(sp, 1280, &text, &speaker, dp);
         let mut streamed = Vec::new();
         let mut pieces = 0;
         for n in 1..=codes.len() {
-            let a = dec.push(voc, &codes[..n]).unwrap();
+            let a = dec.push(&mut voc, &codes[..n]).unwrap();
             if !a.is_empty() {
                 pieces += 1;
             }
             streamed.extend(a);
         }
-        streamed.extend(dec.finish(voc, &codes).unwrap());
+        streamed.extend(dec.finish(&mut voc, &codes).unwrap());
         assert_eq!(streamed.len(), whole.len(), "{sp:?}");
         assert!(pieces >= codes.len() / sp.chunk - 1, "{pieces} pieces");
         let sig: f64 = whole.iter().map(|&x| (x as f64).powi(2)).sum();
@@ -219,7 +219,7 @@ fn kv_cache_in_place_matches_prefill() {
     let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
     let m = engine.manifest().clone();
     let (nl, d) = (m.gpt.n_layer, m.gpt.hidden_dim);
-    let gpt = engine.gpt_mut();
+    let gpt = engine.gpt_mut().unwrap();
     let ids: Vec<i64> = (0..9).map(|i| 1 + i * 3).collect();
     let bert = zero_bert(m.bert_hidden(), ids.len());
     let prompt: Vec<i64> = (0..7).map(|i| i * 11).collect();
@@ -285,12 +285,12 @@ fn cuda_request_falls_back_to_cpu_or_fails_strictly() {
     let rt = Runtime::init(None).unwrap();
     let opts = SessionOptions { device: Device::Cuda(0), intra_threads: 1, ..Default::default() };
     let mut engine = Engine::load(&rt, &bundle, &opts.clone().into()).unwrap();
-    assert_eq!(engine.gpt().device(), Device::Cpu, "fell back to the CPU");
+    assert_eq!(engine.gpt_device(), Device::Cpu, "fell back to the CPU");
     let n = 5;
     let bert = zero_bert(engine.manifest().bert_hidden(), n);
     let ids: Vec<i64> = (1..=n as i64).collect();
     let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: &[1, 2, 3] };
-    let out = engine.gpt_mut().generate(&input, &GenerateConfig { early_stop_num: 4, ignore_eos: true, ..Default::default() }, &mut |_| true).unwrap();
+    let out = engine.gpt_mut().unwrap().generate(&input, &GenerateConfig { early_stop_num: 4, ignore_eos: true, ..Default::default() }, &mut |_| true).unwrap();
     assert_eq!(out.tokens.len(), 5);
     match Engine::load(&rt, &bundle, &SessionOptions { strict: true, ..opts }.into()) {
         Err(EngineError::Runtime(RuntimeError::Provider { .. })) => {}

@@ -107,7 +107,7 @@ fn reference_free_tokens_equal_pytorch_and_the_request_path_uses_them() {
     for (rp, ignore_eos) in runs {
         let p = SamplingParams { repetition_penalty: rp, ..params };
         let cfg = GenerateConfig { params: p, seed: 0, early_stop_num: early, record_logits: true, ignore_eos, ..Default::default() };
-        let out = engine.gpt_mut().generate(&GptInput { phone_ids: &ids, bert: bert.view(), prompt: &[] }, &cfg, &mut |_| true).unwrap();
+        let out = engine.gpt_mut().unwrap().generate(&GptInput { phone_ids: &ids, bert: bert.view(), prompt: &[] }, &cfg, &mut |_| true).unwrap();
         let py = python_tokens(&serde_json::json!({
             "ckpt": ckpt, "phone_ids": ids, "bert": bert_rows, "top_k": p.top_k, "top_p": p.top_p,
             "temperature": p.temperature, "repetition_penalty": p.repetition_penalty, "early_stop_num": early,
@@ -136,7 +136,7 @@ fn reference_free_tokens_equal_pytorch_and_the_request_path_uses_them() {
     let pf = engine.text_features(data, prompt_text, prompt_lang).unwrap();
     let (pids, pbert) = pipeline::gpt_text(Some(&pf), &feats).unwrap();
     assert_eq!(pids.len(), pf.phone_ids.len() + feats.phone_ids.len());
-    let prompted = engine.gpt_mut().generate(&GptInput { phone_ids: &pids, bert: pbert.view(), prompt: &voice.prompt_codes }, &cfg, &mut |_| true).unwrap();
+    let prompted = engine.gpt_mut().unwrap().generate(&GptInput { phone_ids: &pids, bert: pbert.view(), prompt: &voice.prompt_codes }, &cfg, &mut |_| true).unwrap();
     assert_ne!(prompted.tokens, out.tokens, "the prompt changes the generation (otherwise this test shows nothing)");
 
     // the request path: the same tokens' worth of audio, plus the segment's 0.3 s gap

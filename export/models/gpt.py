@@ -214,5 +214,7 @@ def onnx_specs(model: T2S) -> list:
         input_names=gpt_onnx.input_names(L), output_names=gpt_onnx.output_names(L),
         examples=[gpt_onnx.example(model, 17, 24, 5, 1), gpt_onnx.example(model, 40, 41, 30, 2)],
         dynamic_axes={}, build=lambda: gpt_onnx.build_step_model(model),
+        post_check=lambda path: gpt_onnx.batch_check(path, L, model.heads, gpt_onnx.kv_head_dim(D, model.heads),
+                                                     model.vocab),
     )
     return [prefill, step]

@@ -11,10 +11,14 @@ once from N and P), MatMul(out_proj), SkipLayerNormalization, ReLU MLP, SkipLaye
 spent ~30% of the prefill outside its GEMMs (per-layer Transpose x4, Where over the scores, Softmax, Split); this
 one is ~1.35x faster at 140 positions.
 
-gpt_step
-In:  token i64 [1,1], position i64 [1], seqlens_k i32 [1] (= T, the valid cache rows before this token),
-     total_len i32 [] (= T+1), past_k_i / past_v_i f32 [1,H,C,Dk] per layer (C = cache capacity >= T+1)
-Out: logits f32 [1,V]; present_k_i / present_v_i f32 [1,H,C,Dk]
+gpt_step (batched: B sequences step together; B = 1 is the single-request case)
+In:  token i64 [B,1], position i64 [B] (each sequence's audio position), seqlens_k i32 [B] (= T_b, the valid cache
+     rows of sequence b before this token), total_len i32 [] (= max_b T_b + 1),
+     past_k_i / past_v_i f32 [B,H,C,Dk] per layer (C = cache capacity per sequence >= max_b T_b + 1)
+Out: logits f32 [B,V]; present_k_i / present_v_i f32 [B,H,C,Dk]
+Each sequence attends to its own rows 0..=T_b only (GroupQueryAttention's per-batch `seqlens_k`), so a sequence's
+logits in a batch are its logits alone (up to the GEMM's rounding, checked at 1e-4 by `tests/python/test_batch_step.py`
+and `convert`); a padding sequence (T_b = 0) costs one row of each GEMM and writes only its own row 0.
 
 Dk = `kv_head_dim(D, H)`: the head size Dh = D/H rounded up to a multiple of 8, because ONNX Runtime's
 GroupQueryAttention requires one. Production models have Dh = 32 (no padding); for the others the in_proj rows of
@@ -218,12 +222,12 @@ def build_step_model(t2s):
     init, node = g.init, g.node
     init("audio_emb", _np(t2s.ar_audio_embedding.word_embeddings.weight))
     init("pe_alpha", _np(t2s.ar_audio_position.alpha.reshape(1)))
-    init("shape_1", np.array([1], np.int64))
-    init("shape_qkv", np.array([1, 1, 3 * heads * dk], np.int64))
-    init("shape_att", np.array([1, heads * dk], np.int64))
-    node("Reshape", ["token", "shape_1"], ["tok_flat"])
-    node("Gather", ["audio_emb", "tok_flat"], ["tok_emb"], axis=0)            # [1,D]
-    x = node("Add", ["tok_emb", g.positions("position", "pe_alpha", "pos")], ["x_0"])
+    init("shape_flat", np.array([-1], np.int64))
+    init("shape_qkv", np.array([-1, 1, 3 * heads * dk], np.int64))
+    init("shape_att", np.array([-1, heads * dk], np.int64))
+    node("Reshape", ["token", "shape_flat"], ["tok_flat"])                      # [B]
+    node("Gather", ["audio_emb", "tok_flat"], ["tok_emb"], axis=0)            # [B,D]
+    x = node("Add", ["tok_emb", g.positions("position", "pe_alpha", "pos")], ["x_0"])  # [B,D]
 
     for i, blk in enumerate(t2s.h.layers):
         a = blk.self_attn
@@ -242,14 +246,14 @@ def build_step_model(t2s):
     node("MatMul", [x, "predict_w"], ["logits"])
 
     def kv(name):
-        return helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, heads, "C", dk])
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["B", heads, "C", dk])
 
-    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, [1, 1]),
-              helper.make_tensor_value_info("position", TensorProto.INT64, [1]),
-              helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, [1]),
+    inputs = [helper.make_tensor_value_info("token", TensorProto.INT64, ["B", 1]),
+              helper.make_tensor_value_info("position", TensorProto.INT64, ["B"]),
+              helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["B"]),
               helper.make_tensor_value_info("total_len", TensorProto.INT32, [])]
     inputs += [kv(f"past_k_{i}") for i in range(n_layer)] + [kv(f"past_v_{i}") for i in range(n_layer)]
-    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, vocab])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", vocab])]
     outputs += [kv(f"present_k_{i}") for i in range(n_layer)] + [kv(f"present_v_{i}") for i in range(n_layer)]
     return g.model("gpt_step", inputs, outputs)
 
@@ -306,3 +310,51 @@ def example(t2s, t: int, capacity: int, pos: int, seed: int):
         caches.append(c)
     return (torch.randint(0, t2s.vocab - 1, (1, 1), generator=g), torch.tensor([pos], dtype=torch.int64),
             torch.tensor([t], dtype=torch.int32), torch.tensor(t + 1, dtype=torch.int32), *caches)
+
+
+BATCH_ATOL = 1e-4
+
+
+def batch_check(path: str, n_layer: int, heads: int, dk: int, vocab: int, seed: int = 0,
+                lens=(5, 17, 1, 30), capacity: int = 33) -> float:
+    """Run a step graph on B sequences together and on each alone, with onnxruntime (CPU): every sequence's logits
+    in the batch must equal its logits alone within `BATCH_ATOL`, and its new K/V row (at its own T_b) must be the
+    same; the rows of other sequences must be left untouched. Returns the largest logit difference; raises
+    ValueError past the tolerance. `convert` runs it on every step graph it writes (fp32 and quantised variants)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(seed)
+    b = len(lens)
+    caches = rng.standard_normal((2 * n_layer, b, heads, capacity, dk)).astype(np.float32)
+    tokens = rng.integers(0, vocab - 1, (b, 1)).astype(np.int64)
+    positions = rng.integers(0, 200, (b,)).astype(np.int64)
+    seqlens = np.array(lens, np.int32)
+    names = [f"past_k_{i}" for i in range(n_layer)] + [f"past_v_{i}" for i in range(n_layer)]
+
+    def run(sel):
+        feeds = {"token": tokens[sel], "position": positions[sel], "seqlens_k": seqlens[sel],
+                 "total_len": np.array(int(seqlens[sel].max()) + 1, np.int32)}
+        feeds.update({n: np.ascontiguousarray(caches[j][sel]) for j, n in enumerate(names)})
+        out = sess.run(None, feeds)
+        return out[0], out[1:]
+
+    logits_all, presents_all = run(np.arange(b))
+    worst = 0.0
+    for s in range(b):
+        logits_one, presents_one = run(np.array([s]))
+        e = float(np.max(np.abs(logits_all[s] - logits_one[0])))
+        worst = max(worst, e)
+        if not e <= BATCH_ATOL:
+            raise ValueError(f"{path}: sequence {s} (T={lens[s]}) logits in a batch of {b} differ from alone by {e:.3e}")
+        t = lens[s]
+        for j in range(2 * n_layer):
+            rows_b, rows_1 = presents_all[j][s, :, : t + 1], presents_one[j][0, :, : t + 1]
+            e = float(np.max(np.abs(rows_b - rows_1)))
+            if not e <= BATCH_ATOL:
+                raise ValueError(f"{path}: sequence {s}: K/V rows in a batch differ from alone by {e:.3e}")
+            if not np.array_equal(rows_b[:, :t], caches[j][s, :, :t]):
+                raise ValueError(f"{path}: sequence {s}: the step changed a past K/V row")
+    return worst

@@ -161,6 +161,10 @@ pub struct GptInfo {
     pub max_sec: u32,
     #[serde(default = "default_top_k")]
     pub top_k: u32,
+    /// `gpt_step` (and its precision variants) takes a batch of sequences (`[B,1]` tokens, `[B]` positions and
+    /// `seqlens_k`, `[B,H,C,Dk]` caches): what the batched engine needs. Absent in bundles exported before it.
+    #[serde(default)]
+    pub batched_step: bool,
 }
 fn default_max_sec() -> u32 {
     54

@@ -307,19 +307,19 @@ impl Engine {
     /// Phones and BERT features of `text` in language `lang`. Upstream's retry (fewer than 6 phones: once more
     /// with "." in front) happens once, inside [`text::phonemize_with`].
     pub fn text_features(&mut self, data: &FrontendData, text: &str, lang: Language) -> Result<TextFeatures> {
-        let ph = match self.g2pw.as_mut() {
-            Some(g) => g.phonemize(data, text, lang.code(), self.symbols)?,
+        let ph = match self.g2pw.as_ref() {
+            Some(g) => g.lock().phonemize(data, text, lang.code(), self.symbols)?,
             None => text::phonemize_with(data, text, lang.code(), self.symbols)?,
         };
         if ph.phone_ids.is_empty() {
             return Err(EngineError::Text(TextError::EmptyText));
         }
-        let h = self.bert.hidden_size();
+        let h = self.bert.lock().hidden_size();
         let mut parts: Vec<Array2<f32>> = Vec::with_capacity(ph.segments.len());
         for seg in &ph.segments {
             let n = seg.phone_ids.len();
             if seg.language == Lang::Zh && n > 0 {
-                parts.push(self.bert.features(&seg.norm_text, &seg.word2ph)?);
+                parts.push(self.bert.lock().features(&seg.norm_text, &seg.word2ph)?);
             } else {
                 parts.push(Array2::zeros((h, n)));
             }
@@ -386,13 +386,13 @@ impl Engine {
         if cancel() {
             return Err(EngineError::Cancelled);
         }
-        let prompt_codes = self.hubert.prompt_codes(&prepared.wav16k_padded)?;
+        let prompt_codes = self.hubert.lock().prompt_codes(&prepared.wav16k_padded)?;
         if cancel() {
             return Err(EngineError::Cancelled);
         }
         let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
             .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
-        let speaker = self.vocoder.speaker(spec.view())?;
+        let speaker = self.vocoder.lock().speaker(spec.view())?;
         Ok(VoiceFeatures { prompt_codes, speaker })
     }
 }

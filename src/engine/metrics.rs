@@ -9,6 +9,11 @@ use super::TtsStats;
 
 /// Upper bounds (seconds) of the time-to-first-audio histogram.
 const TTFA_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+/// Upper bounds (seconds) of the batched engine's step-time and queue-wait histograms.
+const STEP_BUCKETS: &[f64] = &[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+const WAIT_BUCKETS: &[f64] = &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
+/// Upper bounds of the batch-size histogram (sequences per batched step).
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 /// Upper bounds of the real-time-factor histogram.
 const RTF_BUCKETS: &[f64] = &[0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0];
 
@@ -47,6 +52,9 @@ impl Histogram {
 struct Histograms {
     ttfa: Histogram,
     rtf: Histogram,
+    batch_size: Histogram,
+    batch_step: Histogram,
+    batch_wait: Histogram,
 }
 
 #[derive(Default)]
@@ -75,6 +83,8 @@ pub struct EngineMetrics {
     pub step_us: AtomicU64,
     pub audio_samples: AtomicU64,
     pub model_swaps: AtomicU64,
+    /// Sequences in the batched engine's running batch now.
+    pub batch_running: AtomicU64,
 }
 
 impl EngineMetrics {
@@ -86,6 +96,19 @@ impl EngineMetrics {
         let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
         h.ttfa.observe(TTFA_BUCKETS, st.first_audio_ms / 1e3);
         h.rtf.observe(RTF_BUCKETS, st.rtf());
+    }
+
+    /// One step of the batched engine: `sequences` advanced together in `secs`.
+    pub fn batch_step(&self, sequences: usize, secs: f64) {
+        let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
+        h.batch_size.observe(BATCH_BUCKETS, sequences as f64);
+        h.batch_step.observe(STEP_BUCKETS, secs);
+    }
+
+    /// A sequence joined the running batch after waiting `secs` (from its arrival at the scheduler to its prefill).
+    pub fn batch_wait(&self, secs: f64) {
+        let mut h = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
+        h.batch_wait.observe(WAIT_BUCKETS, secs);
     }
 
     /// Whether a request found its voice in the cache.
@@ -123,5 +146,12 @@ impl EngineMetrics {
         h.ttfa.render(o, "gsv_time_to_first_audio_seconds", TTFA_BUCKETS);
         o.push_str("# HELP gsv_rtf Real-time factor (synthesis time / audio time) per request.\n# TYPE gsv_rtf histogram\n");
         h.rtf.render(o, "gsv_rtf", RTF_BUCKETS);
+        let _ = writeln!(o, "# HELP gsv_batch_running Sequences in the batched engine's running batch.\n# TYPE gsv_batch_running gauge\ngsv_batch_running {}", get(&self.batch_running));
+        o.push_str("# HELP gsv_batch_size Sequences advanced per batched GPT step (--scheduler batched).\n# TYPE gsv_batch_size histogram\n");
+        h.batch_size.render(o, "gsv_batch_size", BATCH_BUCKETS);
+        o.push_str("# HELP gsv_batch_step_seconds Time of one batched GPT step.\n# TYPE gsv_batch_step_seconds histogram\n");
+        h.batch_step.render(o, "gsv_batch_step_seconds", STEP_BUCKETS);
+        o.push_str("# HELP gsv_batch_queue_wait_seconds Time a sequence waited at the batched scheduler before its prefill.\n# TYPE gsv_batch_queue_wait_seconds histogram\n");
+        h.batch_wait.render(o, "gsv_batch_queue_wait_seconds", WAIT_BUCKETS);
     }
 }

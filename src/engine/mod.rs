@@ -16,6 +16,7 @@
 //! * Errors: each layer has its own `thiserror` enum; [`EngineError`] wraps them and [`EngineError::kind`] collapses
 //!   them into a few [`ErrorKind`]s, which `http/` maps to a status in one `match`.
 
+pub mod batch;
 pub mod faults;
 pub mod features;
 pub mod metrics;
@@ -201,16 +202,42 @@ pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
     v
 }
 
+/// Who runs this engine's GPT: its own [`Gpt`] (the pool: one model copy per worker), or the server's
+/// [`batch::BatchScheduler`] (`--scheduler batched`: one model copy, every request's sequence in one batch).
+pub enum GptRunner {
+    Own(Gpt),
+    Batched(Arc<batch::BatchScheduler>),
+}
+
+/// A model of an engine behind a mutex, so that the engines of a batched server share one copy (each request
+/// thread locks it for one call: a BERT pass, one chunk's decode). In the pool every engine has its own and the
+/// lock is never contended.
+pub struct Shared<T>(Arc<std::sync::Mutex<T>>);
+
+impl<T> Shared<T> {
+    fn new(t: T) -> Shared<T> {
+        Shared(Arc::new(std::sync::Mutex::new(t)))
+    }
+    /// The model, for one call. A panic in another thread's call does not make it unusable (the pool rebuilds the
+    /// engine after a panic; the graphs themselves hold no state between calls).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn share(&self) -> Shared<T> {
+        Shared(self.0.clone())
+    }
+}
+
 /// One loaded bundle.
 pub struct Engine {
     bundle: Bundle,
     symbols: SymbolVersion,
-    hubert: Hubert,
-    bert: Bert,
-    gpt: Gpt,
-    vocoder: Vocoder,
+    hubert: Shared<Hubert>,
+    bert: Shared<Bert>,
+    gpt: GptRunner,
+    vocoder: Shared<Vocoder>,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
-    g2pw: Option<crate::text::g2pw_onnx::G2pw>,
+    g2pw: Option<Shared<crate::text::g2pw_onnx::G2pw>>,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
     features: Arc<FeatureCache>,
 }
@@ -219,6 +246,11 @@ impl Engine {
     /// Open and validate the bundle, load every graph and check it against its contract, parse the tokenizer.
     /// Everything a bundle declares is checked here, so a bad bundle fails the load, not every request.
     pub fn load(rt: &Runtime, dir: &Path, opts: &EngineOptions) -> Result<Engine> {
+        Engine::load_with(rt, dir, opts, None)
+    }
+
+    /// [`Engine::load`], with the GPT run by `batched` (loaded once for the server) instead of a copy of its own.
+    pub fn load_with(rt: &Runtime, dir: &Path, opts: &EngineOptions, batched: Option<Arc<batch::BatchScheduler>>) -> Result<Engine> {
         let bundle = Bundle::open(dir)?;
         let m = &bundle.manifest;
         let symbols = SymbolVersion::parse(&m.symbols.version).map_err(|e| BundleError::Field { field: "symbols.version".into(), msg: e.to_string() })?;
@@ -236,13 +268,41 @@ impl Engine {
         let s = &opts.session;
         let hubert = Hubert::load(rt, &bundle, s)?;
         let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
-        let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
+        let gpt = match batched {
+            Some(b) => GptRunner::Batched(b),
+            None => GptRunner::Own(Gpt::load(rt, &bundle, s, opts.precision.gpt)?),
+        };
         let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
         let g2pw = match &bundle.manifest.g2pw {
             Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
             None => None,
         };
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, features: Arc::new(FeatureCache::default()) })
+        Ok(Engine {
+            bundle,
+            symbols,
+            hubert: Shared::new(hubert),
+            bert: Shared::new(bert),
+            gpt,
+            vocoder: Shared::new(vocoder),
+            g2pw: g2pw.map(Shared::new),
+            features: Arc::new(FeatureCache::default()),
+        })
+    }
+
+    /// Another engine over the same models (batched scheduler only: its GPT is already shared; `None` for an
+    /// engine with its own GPT, which cannot be shared).
+    pub fn share(&self) -> Option<Engine> {
+        let GptRunner::Batched(b) = &self.gpt else { return None };
+        Some(Engine {
+            bundle: self.bundle.clone(),
+            symbols: self.symbols,
+            hubert: self.hubert.share(),
+            bert: self.bert.share(),
+            gpt: GptRunner::Batched(b.clone()),
+            vocoder: self.vocoder.share(),
+            g2pw: self.g2pw.as_ref().map(Shared::share),
+            features: self.features.clone(),
+        })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
@@ -272,20 +332,38 @@ impl Engine {
         &self.features
     }
 
-    pub fn gpt(&self) -> &Gpt {
-        &self.gpt
+    /// The engine's own GPT (`None` when the batched scheduler runs it).
+    pub fn gpt(&self) -> Option<&Gpt> {
+        match &self.gpt {
+            GptRunner::Own(g) => Some(g),
+            GptRunner::Batched(_) => None,
+        }
     }
-    pub fn gpt_mut(&mut self) -> &mut Gpt {
-        &mut self.gpt
+    pub fn gpt_mut(&mut self) -> Option<&mut Gpt> {
+        match &mut self.gpt {
+            GptRunner::Own(g) => Some(g),
+            GptRunner::Batched(_) => None,
+        }
     }
-    pub fn vocoder_mut(&mut self) -> &mut Vocoder {
-        &mut self.vocoder
+    /// Where the GPT runs (after any fallback to the CPU).
+    pub fn gpt_device(&self) -> crate::runtime::Device {
+        match &self.gpt {
+            GptRunner::Own(g) => g.device(),
+            GptRunner::Batched(b) => b.device(),
+        }
     }
-    pub fn hubert_mut(&mut self) -> &mut Hubert {
-        &mut self.hubert
+    /// Whether the GPT is the shared batched one.
+    pub fn gpt_batched(&self) -> bool {
+        matches!(self.gpt, GptRunner::Batched(_))
     }
-    pub fn bert_mut(&mut self) -> &mut Bert {
-        &mut self.bert
+    pub fn vocoder_mut(&mut self) -> std::sync::MutexGuard<'_, Vocoder> {
+        self.vocoder.lock()
+    }
+    pub fn hubert_mut(&mut self) -> std::sync::MutexGuard<'_, Hubert> {
+        self.hubert.lock()
+    }
+    pub fn bert_mut(&mut self) -> std::sync::MutexGuard<'_, Bert> {
+        self.bert.lock()
     }
 }
 

@@ -287,7 +287,8 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
         };
         let name = format!("gpt_{tag}");
         let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: &prompt };
-        let res = tryc!(&name, engine.gpt_mut().generate(&input, &cfg, &mut |_| true));
+        let gpt = tryc!(&name, engine.gpt_mut().ok_or("parity needs the engine's own GPT"));
+        let res = tryc!(&name, gpt.generate(&input, &cfg, &mut |_| true));
         if !first_done {
             let fl = tryc!("gpt_first_step_logits", golden.array("gpt_first_step_logits")).f32();
             push(float_check("gpt_first_step_logits", &res.step_logits[0], &fl, fa, fr), &mut out);

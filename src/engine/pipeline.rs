@@ -112,7 +112,7 @@ impl Engine {
         st.seed = seed;
         let top_k = if req.top_k == 0 { g.top_k as usize } else { req.top_k };
         let early = req.early_stop_num.unwrap_or(50 * g.max_sec as i64);
-        let samples_per_token = self.vocoder.samples_per_token();
+        let samples_per_token = self.vocoder.lock().samples_per_token();
         for (si, seg_text) in plan.segments.iter().enumerate() {
             if cancel() {
                 return Err(EngineError::Cancelled);

@@ -41,10 +41,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
+use super::batch::BatchScheduler;
 use super::faults;
 use super::metrics::EngineMetrics;
 use super::{Engine, EngineError, EngineOptions, FeatureCache, Result, TtsRequest, TtsStats};
 use crate::bundle::{Bundle, BundleError};
+use crate::gpt::batch::BatchGpt;
 use crate::runtime::Runtime;
 use crate::text::FrontendData;
 
@@ -60,6 +62,9 @@ pub struct ModelGen {
     /// The manifest's own name (e.g. `demo`).
     pub label: String,
     pub features: Arc<FeatureCache>,
+    /// `--scheduler batched`: the first engine loaded for this generation (its GPT the batched scheduler's);
+    /// every worker gets an [`Engine::share`] of it, so the server holds one copy of each model.
+    batch: Mutex<Option<Engine>>,
 }
 
 impl std::fmt::Debug for ModelGen {
@@ -80,7 +85,39 @@ impl ModelGen {
             version: b.manifest.model_version.clone(),
             label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
             features: Arc::new(FeatureCache::default()),
+            batch: Mutex::new(None),
         })
+    }
+}
+
+/// Which engine runs the GPT of the server's requests (`--scheduler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Each worker runs its own copy of the GPT, one request at a time (`--workers` copies).
+    Pool,
+    /// One GPT for the server, stepping every running request's sequence together (`engine::batch`); the workers
+    /// (one per batch place) run the frontend and the vocoder of their request.
+    Batched { max_batch: usize, kv_rows: usize },
+}
+
+impl Scheduler {
+    pub fn parse(name: &str, max_batch: usize, kv_rows: usize) -> std::result::Result<Scheduler, String> {
+        match name {
+            "pool" => Ok(Scheduler::Pool),
+            "batched" => {
+                if max_batch == 0 || kv_rows < 16 {
+                    return Err(format!("--max-batch must be at least 1 and --batch-kv-rows at least 16 (got {max_batch}, {kv_rows})"));
+                }
+                Ok(Scheduler::Batched { max_batch, kv_rows })
+            }
+            other => Err(format!("unknown scheduler `{other}` (expected pool or batched)")),
+        }
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheduler::Pool => "pool",
+            Scheduler::Batched { .. } => "batched",
+        }
     }
 }
 
@@ -88,6 +125,9 @@ impl ModelGen {
 pub struct Loader {
     pub runtime: Runtime,
     pub opts: EngineOptions,
+    pub scheduler: Scheduler,
+    /// Where the batched scheduler reports batch sizes, step times and queue waits.
+    pub metrics: Arc<EngineMetrics>,
 }
 
 impl Loader {
@@ -96,8 +136,32 @@ impl Loader {
         if faults::load_refused() {
             return Err(EngineError::Internal("engine load refused by GSV_TEST_FAIL_REBUILD".into()));
         }
-        let e = catch_unwind(AssertUnwindSafe(|| Engine::load(&self.runtime, &model.dir, &self.opts))).map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
+        let e = catch_unwind(AssertUnwindSafe(|| -> Result<Engine> {
+            match self.batched_engine(model)? {
+                Some(e) => Ok(e),
+                None => Engine::load(&self.runtime, &model.dir, &self.opts),
+            }
+        }))
+        .map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
         Ok(e.with_features(model.features.clone()))
+    }
+
+    /// `--scheduler batched`: a share of the generation's engine, loaded (with the batched GPT and its scheduler
+    /// thread) on first use. `None` with the pool scheduler.
+    fn batched_engine(&self, model: &ModelGen) -> Result<Option<Engine>> {
+        let Scheduler::Batched { max_batch, kv_rows } = self.scheduler else { return Ok(None) };
+        let mut slot = model.batch.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.share());
+        }
+        let bundle = Bundle::open(&model.dir)?;
+        let gpt = BatchGpt::load(&self.runtime, &bundle, &self.opts.session, self.opts.precision.gpt, max_batch, kv_rows)?;
+        tracing::info!(model = %model.name, max_batch, kv_rows, device = gpt.device().name(), "batched GPT loaded");
+        let s = BatchScheduler::start(gpt, self.metrics.clone()).map_err(|e| EngineError::Internal(format!("cannot start the batched GPT thread: {e}")))?;
+        let e = Engine::load_with(&self.runtime, &model.dir, &self.opts, Some(s))?.with_features(model.features.clone());
+        let shared = e.share();
+        *slot = Some(e);
+        Ok(shared)
     }
 
     /// Load a bundle folder once to check it (`/set_model`).

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use super::{Engine, EngineError, Result};
+use super::{Engine, EngineError, GptRunner, Result};
 use crate::gpt::{GenerateConfig, GenerateOutput, GptError, GptInput};
 use crate::vocoder::stream::{StreamDecoder, StreamParams};
 use crate::vocoder::{self, DecodeParams, Int16Scale, Speaker, Vocoder, VocoderError};
@@ -106,20 +106,20 @@ impl Engine {
         if cancel() {
             return Err(EngineError::Cancelled);
         }
-        let (gpt, voc) = (&mut self.gpt, &mut self.vocoder);
+        let (gpt, voc) = (&mut self.gpt, &self.vocoder);
         let mut toks: Vec<i64> = Vec::new();
         let mut failure: Option<VocoderError> = None;
         let mut gone = false;
         let mut decode_ms = 0.0;
         let mut speech_samples = 0usize;
         let t0 = Instant::now();
-        let res = gpt.generate(input, cfg, &mut |t| {
+        let mut on_token = |t: i64| {
             if cancel() {
                 return false;
             }
             toks.push(t);
             let t1 = Instant::now();
-            match sink.token(voc, &toks) {
+            match sink.token(&mut voc.lock(), &toks) {
                 Ok(pcm) if !pcm.is_empty() => {
                     decode_ms += t1.elapsed().as_secs_f64() * 1e3;
                     speech_samples += pcm.len();
@@ -135,7 +135,11 @@ impl Engine {
                     false
                 }
             }
-        });
+        };
+        let res = match gpt {
+            GptRunner::Own(g) => g.generate(input, cfg, &mut on_token),
+            GptRunner::Batched(b) => b.generate(input, cfg, cancel, &mut on_token),
+        };
         let gen_ms = t0.elapsed().as_secs_f64() * 1e3 - decode_ms;
         if let Some(e) = failure {
             return Err(e.into());
@@ -152,7 +156,7 @@ impl Engine {
             return Err(EngineError::Cancelled);
         }
         let t1 = Instant::now();
-        let mut pcm = sink.finish(voc, &gen.tokens)?;
+        let mut pcm = sink.finish(&mut voc.lock(), &gen.tokens)?;
         decode_ms += t1.elapsed().as_secs_f64() * 1e3;
         speech_samples += pcm.len();
         pcm.extend(std::iter::repeat_n(0i16, gap));

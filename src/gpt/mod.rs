@@ -24,6 +24,7 @@
 //! request needs more rows than any before) and bound in place to `gpt_step`, which appends one row per step;
 //! nothing is copied or allocated per token.
 
+pub mod batch;
 pub mod kv;
 pub mod sampler;
 
@@ -51,6 +52,9 @@ pub enum GptError {
     EmptyGeneration,
     #[error("bad input: {0}")]
     Input(String),
+    /// The batched scheduler failed this sequence (its step failed or panicked, or it stopped).
+    #[error("batched GPT: {0}")]
+    Batch(String),
     /// The token consumer asked to stop (client gone, request cancelled).
     #[error("cancelled")]
     Cancelled,
@@ -263,63 +267,141 @@ impl Gpt {
     }
 
     fn run_loop(&mut self, cache: &mut KvCache, input: &GptInput<'_>, cfg: &GenerateConfig, on_token: &mut dyn FnMut(i64) -> bool) -> Result<GenerateOutput> {
-        let dims = self.dims;
         let (n, p) = (input.phone_ids.len(), input.prompt.len());
-        let max_steps = cfg.max_steps.max(1);
         cache.reset();
-        let mut sampler = Sampler::new(cfg.params, cfg.seed);
-        let mut history: Vec<i64> = Vec::with_capacity(p + max_steps);
-        history.extend_from_slice(input.prompt);
-        let mut out = GenerateOutput { tokens: Vec::new(), stop: StopReason::MaxSteps, idx: 0, step_logits: Vec::new(), timings: GptTimings::default() };
-
+        let mut seq = Sequence::new(self.dims, input.prompt, cfg);
         let t0 = Instant::now();
         let mut logits = self.prefill_rows(input, &mut |layer, is_v, data| cache.write_rows(layer, is_v, 0, data))?;
         cache.set_len(n + p)?;
-        out.timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
-
-        let mut steps_time = 0.0;
-        for idx in 0..max_steps {
-            if logits.len() != dims.vocab {
-                return Err(GptError::Shape { what: "logits".into(), got: logits.len(), expected: dims.vocab });
-            }
-            if cfg.record_logits {
-                out.step_logits.push(logits.clone());
-            }
-            let width = if idx < NO_EOS_STEPS || cfg.ignore_eos { dims.vocab - 1 } else { dims.vocab };
-            let row = &mut logits[..width];
-            let tok = sampler.sample(row, &history) as i64;
-            let top = sampler::argmax(row) as i64;
-            out.idx = idx;
-            let mut stop = None;
-            if cfg.early_stop_num >= 0 && (out.tokens.len() + 1) as i64 > cfg.early_stop_num {
-                stop = Some(StopReason::EarlyStop);
-            }
-            if top == dims.eos || tok == dims.eos {
-                stop = Some(StopReason::Eos);
-            } else {
-                out.tokens.push(tok);
-                history.push(tok);
-                if !on_token(tok) {
-                    return Err(GptError::Cancelled);
+        seq.out.timings.prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+        loop {
+            match seq.decide(&mut logits)? {
+                Decision::Stop => return seq.finish(),
+                Decision::Emit { token, feed } => {
+                    if !on_token(token) {
+                        return Err(GptError::Cancelled);
+                    }
+                    let Some(position) = feed else { return seq.finish() };
+                    let ts = Instant::now();
+                    logits = cache.step(&mut self.step, token, position)?;
+                    seq.stepped(ts.elapsed().as_secs_f64() * 1e3);
                 }
             }
-            if stop.is_none() && idx + 1 == max_steps {
-                stop = Some(StopReason::MaxSteps);
-            }
-            if let Some(s) = stop {
-                out.stop = s;
-                break;
-            }
-            // feed the token at audio position P + idx
-            let ts = Instant::now();
-            logits = cache.step(&mut self.step, tok, (p + idx) as i64)?;
-            steps_time += ts.elapsed().as_secs_f64() * 1e3;
-            out.timings.steps += 1;
         }
-        out.timings.steps_ms = steps_time;
+    }
+}
+
+/// What [`Sequence::decide`] made of one step's logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Generation is over (EOS); no token to hand out.
+    Stop,
+    /// Hand `token` to the consumer; then feed it at audio position `feed` (or stop there when `None`).
+    Emit { token: i64, feed: Option<i64> },
+}
+
+/// The decoding loop of one sequence as a state machine over logits: sampling (its own seeded [`Sampler`] and
+/// token history), the EOS rules and the stop conditions of [`Gpt::generate`]. The single-request loop and the
+/// batched scheduler (`engine::batch`) both drive it, so a sequence decides the same tokens from the same logits
+/// whichever runs it.
+pub struct Sequence {
+    dims: GptDims,
+    cfg: GenerateConfig,
+    prompt_len: usize,
+    sampler: Sampler,
+    history: Vec<i64>,
+    idx: usize,
+    pub out: GenerateOutput,
+}
+
+impl Sequence {
+    pub fn new(dims: GptDims, prompt: &[i64], cfg: &GenerateConfig) -> Sequence {
+        let max_steps = cfg.max_steps.max(1);
+        let mut history = Vec::with_capacity(prompt.len() + max_steps);
+        history.extend_from_slice(prompt);
+        Sequence {
+            dims,
+            cfg: cfg.clone(),
+            prompt_len: prompt.len(),
+            sampler: Sampler::new(cfg.params, cfg.seed),
+            history,
+            idx: 0,
+            out: GenerateOutput { tokens: Vec::new(), stop: StopReason::MaxSteps, idx: 0, step_logits: Vec::new(), timings: GptTimings::default() },
+        }
+    }
+
+    /// Decide step `idx` from its logits (`V` values; modified in place by the sampler's penalties).
+    pub fn decide(&mut self, logits: &mut [f32]) -> Result<Decision> {
+        let dims = self.dims;
+        let cfg = &self.cfg;
+        let idx = self.idx;
+        if logits.len() != dims.vocab {
+            return Err(GptError::Shape { what: "logits".into(), got: logits.len(), expected: dims.vocab });
+        }
+        if cfg.record_logits {
+            self.out.step_logits.push(logits.to_vec());
+        }
+        let width = if idx < NO_EOS_STEPS || cfg.ignore_eos { dims.vocab - 1 } else { dims.vocab };
+        let row = &mut logits[..width];
+        let tok = self.sampler.sample(row, &self.history) as i64;
+        let top = sampler::argmax(row) as i64;
+        self.out.idx = idx;
+        let mut stop = None;
+        if cfg.early_stop_num >= 0 && (self.out.tokens.len() + 1) as i64 > cfg.early_stop_num {
+            stop = Some(StopReason::EarlyStop);
+        }
+        if top == dims.eos || tok == dims.eos {
+            self.out.stop = StopReason::Eos;
+            return Ok(Decision::Stop);
+        }
+        self.out.tokens.push(tok);
+        self.history.push(tok);
+        if stop.is_none() && idx + 1 == cfg.max_steps.max(1) {
+            stop = Some(StopReason::MaxSteps);
+        }
+        if let Some(s) = stop {
+            self.out.stop = s;
+            return Ok(Decision::Emit { token: tok, feed: None });
+        }
+        // the token is fed back at audio position P + idx
+        self.idx += 1;
+        Ok(Decision::Emit { token: tok, feed: Some((self.prompt_len + idx) as i64) })
+    }
+
+    pub fn dims(&self) -> GptDims {
+        self.dims
+    }
+
+    /// Account one step of `ms` milliseconds (its share of a batched step).
+    pub fn stepped(&mut self, ms: f64) {
+        self.out.timings.steps += 1;
+        self.out.timings.steps_ms += ms;
+    }
+
+    /// Rows of K/V this sequence can still need: its prefill's plus one per remaining step.
+    pub fn max_rows(phones: usize, prompt: usize, cfg: &GenerateConfig) -> usize {
+        let mut steps = cfg.max_steps.max(1);
+        if cfg.early_stop_num >= 0 {
+            // the early stop keeps at most early_stop_num + 1 tokens
+            steps = steps.min(cfg.early_stop_num as usize + 1);
+        }
+        phones + prompt + steps + 1
+    }
+
+    /// [`Sequence::finish`] for a sequence held in place (its output is moved out).
+    pub fn take_result(&mut self) -> Result<GenerateOutput> {
+        let empty = GenerateOutput { tokens: Vec::new(), stop: self.out.stop, idx: self.out.idx, step_logits: Vec::new(), timings: GptTimings::default() };
+        let out = std::mem::replace(&mut self.out, empty);
         if out.tokens.is_empty() {
             return Err(GptError::EmptyGeneration);
         }
         Ok(out)
+    }
+
+    pub fn finish(self) -> Result<GenerateOutput> {
+        if self.out.tokens.is_empty() {
+            return Err(GptError::EmptyGeneration);
+        }
+        Ok(self.out)
     }
 }

@@ -25,7 +25,7 @@ pub const SINGLE_DASH: &[(&str, &str)] = &[
 ];
 
 /// The subcommands `gsv` knows; anything else in first position means "serve".
-pub const SUBCOMMANDS: &[&str] = &["serve", "synth", "phonemize", "parity", "bench", "voices", "help"];
+pub const SUBCOMMANDS: &[&str] = &["serve", "bench-streams", "synth", "phonemize", "parity", "bench", "voices", "help"];
 
 /// Rewrites api2's single-dash multi-letter options to their long forms. Words after `--` are left alone.
 pub fn normalize_argv(args: Vec<String>) -> Vec<String> {
@@ -187,9 +187,21 @@ pub struct ServeArgs {
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
-    /// Engine threads, each with its own copy of the model
+    /// Engine threads, each with its own copy of the model (--scheduler pool)
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Who runs the GPT: pool (each worker its own copy, one request at a time) or batched (one copy stepping every
+    /// running request together; README "Batching")
+    #[arg(long, default_value = "pool")]
+    pub scheduler: String,
+    /// --scheduler batched: requests in the running batch (also the number of worker threads, which run each
+    /// request's frontend and vocoder); more wait in the queue (--max-queue), then 429
+    #[arg(long = "max-batch", default_value_t = 8)]
+    pub max_batch: usize,
+    /// --scheduler batched: K/V cache rows per sequence (phones + prompt codes + generated tokens); memory is
+    /// max-batch x rows x 96 KiB for a full-size model
+    #[arg(long = "batch-kv-rows", default_value_t = 2048)]
+    pub batch_kv_rows: usize,
     /// Per-request limit in seconds (queue wait + synthesis); 0 = none
     #[arg(long = "timeout-s", default_value_t = 300)]
     pub timeout_s: u64,

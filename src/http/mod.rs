@@ -54,7 +54,7 @@ pub use error::{HttpError, Shape};
 
 use crate::bundle::{Bundle, Precision};
 use crate::codec::AudioFormat;
-use crate::engine::pool::{Loader, ModelGen, Pool, PoolConfig};
+use crate::engine::pool::{Loader, ModelGen, Pool, PoolConfig, Scheduler};
 use crate::engine::{Api2Cut, EngineOptions, Precisions, RefAudio, TtsRequest};
 use crate::runtime::{Device, OptLevel, Runtime, SessionOptions};
 use crate::text::{FrontendData, Language};
@@ -291,12 +291,14 @@ struct Plan {
     limits: Limits,
     opts: EngineOptions,
     workers: usize,
+    scheduler: Scheduler,
     max_queue: usize,
     warmup: bool,
     wedge_margin: Duration,
 }
 
 fn plan(a: &ServeArgs) -> Result<Plan> {
+    let scheduler = Scheduler::parse(&a.scheduler, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
     let explicit = paths::bundle_from_models(a.sovits_path.as_deref(), a.gpt_path.as_deref(), a.hubert_path.as_deref(), a.bert_path.as_deref())
         .map_err(|e| anyhow!(e))?;
     let implicit = explicit.is_none();
@@ -427,7 +429,12 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
                 vocoder: Precision::parse(&a.vocoder_precision)?,
             },
         },
-        workers: a.workers.max(1),
+        workers: match scheduler {
+            // one worker thread per batch place: each runs its request's frontend and vocoder around the shared GPT
+            Scheduler::Batched { max_batch, .. } => max_batch,
+            Scheduler::Pool => a.workers.max(1),
+        },
+        scheduler,
         max_queue: a.max_queue,
         warmup: !a.no_warmup,
         wedge_margin: Duration::from_secs(a.wedge_margin_s),
@@ -468,7 +475,7 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
 
     let data = FrontendData::global()?;
     let metrics = Arc::new(Metrics::default());
-    let loader = Arc::new(Loader { runtime, opts: p.opts.clone() });
+    let loader = Arc::new(Loader { runtime, opts: p.opts.clone(), scheduler: p.scheduler, metrics: metrics.engine.clone() });
     let default = Arc::new(ModelGen::open("default", &p.model_dir, 1)?);
     let mut named = BTreeMap::new();
     for (i, (n, d)) in p.named.iter().enumerate() {

@@ -73,3 +73,26 @@ def test_source_checkpoints_found_where_convert_recorded_them(tmp_path, monkeypa
         man["sources"][k].pop("path")
     with pytest.raises(FileNotFoundError):
         find_checkpoints(man, str(tmp_path / "elsewhere"), None)
+
+
+def test_bench_concurrency_json_shape(repo_root):
+    """`scripts/bench --concurrency` on the demo bundle (scripts/test builds target/debug/gsv first): one row per
+    level and engine, the issue's fields; both engines produce the same number of tokens for the same requests."""
+    exe = next((p for p in (repo_root / "target" / "debug" / "gsv", repo_root / "target" / "release" / "gsv")
+                if p.is_file()), None)
+    assert exe is not None, "build gsv first (cargo build)"
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "bench", "--bundle", str(repo_root / "onnx" / "demo"), "--concurrency", "1,3",
+           "--tokens", "12", "--threads", "1", "--json", "--gsv", str(exe)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo_root, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(p.stdout)
+    rows = rep["concurrency"]
+    assert sorted((r["streams"], r["engine"]) for r in rows) == [(1, "batched"), (1, "pool"), (3, "batched"), (3, "pool")]
+    for r in rows:
+        assert "skipped" not in r, r
+        for f in ("aggregate_tokens_per_s", "rtf_p50", "ttfa_p50_ms", "ttfa_p99_ms"):
+            assert isinstance(r[f], (int, float)) and r[f] > 0, (r, f)
+        assert r["ttfa_p50_ms"] <= r["ttfa_p99_ms"]
+    tokens = {(r["streams"], r["engine"]): r["tokens"] for r in rows}
+    assert tokens[(3, "batched")] == tokens[(3, "pool")] and tokens[(1, "batched")] == tokens[(1, "pool")]
