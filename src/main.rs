@@ -23,12 +23,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use gsv::bundle::Precision;
+use gsv::bundle::parse_choice;
 use gsv::engine::pipeline;
 use gsv::engine::sink::{TokenChunks, WholeSegment};
 use gsv::engine::{parity, zero_bert, Api2Cut, Engine, EngineOptions, Precisions, RefAudio, TextSplit, TtsRequest, TtsStats};
 use gsv::gpt::{GenerateConfig, GptInput, SamplingParams};
-use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions};
+use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions, Spin};
 use gsv::text::{FrontendData, Language, SymbolVersion};
 use gsv::vocoder::stream::StreamParams;
 use gsv::vocoder::{DecodeParams, Int16Scale, Speaker};
@@ -58,18 +58,22 @@ struct RtArgs {
     /// Graph optimisation: disable, basic, extended, all
     #[arg(long, default_value = "all", global = true)]
     opt_level: String,
-    /// GPT precision: fp32, or int8 when the bundle has the variant (python -m export quantize)
-    #[arg(long, default_value = "fp32", global = true)]
-    gpt_precision: String,
-    /// BERT precision: fp32, or int8 when the bundle has the variant (python -m export quantize --bert)
-    #[arg(long, default_value = "fp32", global = true)]
-    bert_precision: String,
-    /// SoVITS decoder precision: fp32, or int8 when the bundle has the variant (python -m export quantize --vocoder)
-    #[arg(long, default_value = "fp32", global = true)]
-    vocoder_precision: String,
+    /// GPT precision: auto (default: the bundle's fastest variant that passed its gate, quantization.preferred),
+    /// fp32, int8, int4 (a variant the bundle has and that passed its gate). `parity` defaults to fp32
+    #[arg(long, global = true)]
+    gpt_precision: Option<String>,
+    /// BERT precision: auto (default), fp32, int8 (see --gpt-precision)
+    #[arg(long, global = true)]
+    bert_precision: Option<String>,
+    /// SoVITS decoder precision: auto (default), fp32, int8 (see --gpt-precision)
+    #[arg(long, global = true)]
+    vocoder_precision: Option<String>,
     /// Load graphs without checking their sha256 against manifest.json
     #[arg(long, global = true)]
     skip_integrity: bool,
+    /// ONNX Runtime intra-op thread spinning: on or off (default off; README, "Thread spinning")
+    #[arg(long, global = true, default_value = Spin::DEFAULT.as_str())]
+    ort_spin: String,
 }
 
 /// The reference voice of `synth` and `bench --text`.
@@ -182,7 +186,10 @@ enum Cmd {
     },
 }
 
-fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
+/// Session options and precision choices from the flags; a precision flag not given is `fallback`
+/// (`auto` for synth and bench, `fp32` for parity, which compares with golden fp32 values).
+fn engine_options(rt: &RtArgs, fallback: &str) -> Result<EngineOptions> {
+    let choice = |flag: &Option<String>| parse_choice(flag.as_deref().unwrap_or(fallback));
     Ok(EngineOptions {
         session: SessionOptions {
             device: Device::parse(&rt.device)?,
@@ -191,12 +198,9 @@ fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
             inter_threads: rt.inter_threads,
             opt_level: OptLevel::parse(&rt.opt_level)?,
             skip_integrity: rt.skip_integrity,
+            spin: Spin::parse(&rt.ort_spin)?,
         },
-        precision: Precisions {
-            gpt: Precision::parse(&rt.gpt_precision)?,
-            bert: Precision::parse(&rt.bert_precision)?,
-            vocoder: Precision::parse(&rt.vocoder_precision)?,
-        },
+        precision: Precisions { gpt: choice(&rt.gpt_precision)?, bert: choice(&rt.bert_precision)?, vocoder: choice(&rt.vocoder_precision)? },
     })
 }
 
@@ -205,8 +209,8 @@ fn language(code: &str) -> Result<Language> {
     Language::from_api(code).with_context(|| format!("unknown language {code:?} (expected zh, ja, en, all_zh, all_ja, auto)"))
 }
 
-fn load_engine(bundle: &Path, rt: &RtArgs) -> Result<Engine> {
-    let opts = engine_options(rt)?;
+fn load_engine(bundle: &Path, rt: &RtArgs, fallback: &str) -> Result<Engine> {
+    let opts = engine_options(rt, fallback)?;
     let runtime = Runtime::init(rt.ort_lib.as_deref())?;
     Ok(Engine::load(&runtime, bundle, &opts)?)
 }
@@ -310,7 +314,7 @@ fn synth(a: SynthArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --text (or --batch jobs.jsonl)"),
         _ => {}
     }
-    let mut engine = load_engine(&a.bundle, &a.rt)?;
+    let mut engine = load_engine(&a.bundle, &a.rt, "auto")?;
     if let Some(text) = &a.text {
         let out = a.out.clone().context("--out is required")?;
         let job = Job { text: text.clone(), reference: a.voice.reference.clone(), ref_text: a.voice.ref_text.clone(), ref_lang: a.voice.ref_lang.clone(), ..Default::default() };
@@ -378,7 +382,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Parity { bundle, golden, rt } => {
             let g = parity::Golden::open(&golden)?;
-            let mut engine = load_engine(&bundle, &rt)?;
+            let mut engine = load_engine(&bundle, &rt, "fp32")?;
             let checks = parity::run(&mut engine, &g, &mut |c| println!("{c}"));
             // the text frontend against the same folder's text_frontend cases
             let text_checks = match gsv::text::FrontendData::global() {
@@ -396,7 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("--tokens must be at least 1");
             }
             let lang = language(&lang)?;
-            let mut engine = load_engine(&bundle, &rt)?;
+            let mut engine = load_engine(&bundle, &rt, "auto")?;
             let m = engine.manifest().clone();
             // Synthetic inputs: 40 phones (zero BERT), 100 prompt codes, deterministic values; the first 20 phones
             // are the segment the decoder speaks, the speaker vector a constant.
@@ -463,7 +467,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             "ttfa_text_stream_ms": r.first_audio_ms, "frontend_ms": r.frontend_ms,
                             "prefill_ms": r.prefill_ms, "tokens": r.tokens, "total_ms": r.total_ms,
                         })),
-                        "device": device
+                        "device": device, "precision": engine.precision().to_json(),
+                        "intra_op_spinning": rt.ort_spin.as_str(),
                     })
                 );
             } else {
@@ -479,6 +484,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
                 println!("device              {device}");
+                println!("precision           {}", engine.precision());
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use ndarray::Array2;
 
-use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision};
+use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision, Stage};
 use crate::gpt::{Gpt, GptError};
 use crate::reference::{Hubert, HubertError, ReferenceError};
 use crate::runtime::{Runtime, RuntimeError, SessionOptions};
@@ -178,17 +178,92 @@ pub struct EngineOptions {
     pub precision: Precisions,
 }
 
-/// Precision variant per stage (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`).
+impl EngineOptions {
+    /// Every stage in fp32, whatever the bundle prefers: what parity against golden values needs.
+    pub fn fp32(session: SessionOptions) -> EngineOptions {
+        EngineOptions { session, precision: Precisions::FP32 }
+    }
+}
+
+/// Precision choice per stage (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`): `None` = `auto`, the
+/// bundle's `quantization.preferred` (the fastest variant that passed its gate; fp32 in bundles without one).
+/// The default is `auto` for every stage: what `gsv` runs when no flag is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Precisions {
+    pub gpt: Option<Precision>,
+    pub bert: Option<Precision>,
+    pub vocoder: Option<Precision>,
+}
+
+impl Precisions {
+    pub const AUTO: Precisions = Precisions { gpt: None, bert: None, vocoder: None };
+    pub const FP32: Precisions = Precisions { gpt: Some(Precision::Fp32), bert: Some(Precision::Fp32), vocoder: Some(Precision::Fp32) };
+
+    pub fn get(&self, stage: Stage) -> Option<Precision> {
+        match stage {
+            Stage::Gpt => self.gpt,
+            Stage::Bert => self.bert,
+            Stage::Vocoder => self.vocoder,
+        }
+    }
+
+    /// What each stage runs in for this bundle ([`Manifest::resolve_precision`]); an explicit variant the bundle
+    /// lacks, or one that failed its gate, is an error.
+    pub fn resolve(&self, m: &Manifest) -> std::result::Result<Chosen, BundleError> {
+        Ok(Chosen {
+            gpt: m.resolve_precision(Stage::Gpt, self.gpt)?,
+            bert: m.resolve_precision(Stage::Bert, self.bert)?,
+            vocoder: m.resolve_precision(Stage::Vocoder, self.vocoder)?,
+        })
+    }
+}
+
+/// The precision each stage of a loaded bundle runs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chosen {
     pub gpt: Precision,
     pub bert: Precision,
     pub vocoder: Precision,
 }
 
+impl Chosen {
+    pub fn get(&self, stage: Stage) -> Precision {
+        match stage {
+            Stage::Gpt => self.gpt,
+            Stage::Bert => self.bert,
+            Stage::Vocoder => self.vocoder,
+        }
+    }
+
+    /// `{"gpt": "int8", "bert": "int8", "vocoder": "fp32"}` (for /health and `gsv bench --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"gpt": self.gpt.name(), "bert": self.bert.name(), "vocoder": self.vocoder.name()})
+    }
+
+    /// One line per stage with the measured error the manifest records for its variant (start-up log).
+    pub fn describe(&self, m: &Manifest) -> Vec<String> {
+        Stage::ALL
+            .iter()
+            .map(|&s| {
+                let p = self.get(s);
+                match m.precision_error(s, p) {
+                    Some(e) => format!("{} {} ({e})", s.name(), p.name()),
+                    None => format!("{} {}", s.name(), p.name()),
+                }
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gpt {}, bert {}, vocoder {}", self.gpt, self.bert, self.vocoder)
+    }
+}
+
 impl From<SessionOptions> for EngineOptions {
     fn from(session: SessionOptions) -> Self {
-        EngineOptions { session, precision: Precisions::default() }
+        EngineOptions { session, precision: Precisions::AUTO }
     }
 }
 
@@ -211,6 +286,8 @@ pub struct Engine {
     vocoder: Vocoder,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
     g2pw: Option<crate::text::g2pw_onnx::G2pw>,
+    /// The precision each stage was loaded in.
+    precision: Chosen,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
     features: Arc<FeatureCache>,
 }
@@ -233,16 +310,17 @@ impl Engine {
         if let Some(d) = &m.demo {
             bundle.file(&d.reference.file)?;
         }
+        let precision = opts.precision.resolve(m)?;
         let s = &opts.session;
         let hubert = Hubert::load(rt, &bundle, s)?;
-        let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
-        let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
-        let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
+        let bert = Bert::load(rt, &bundle, s, precision.bert)?;
+        let gpt = Gpt::load(rt, &bundle, s, precision.gpt)?;
+        let vocoder = Vocoder::load(rt, &bundle, s, precision.vocoder)?;
         let g2pw = match &bundle.manifest.g2pw {
             Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
             None => None,
         };
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, features: Arc::new(FeatureCache::default()) })
+        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, precision, features: Arc::new(FeatureCache::default()) })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
@@ -258,6 +336,11 @@ impl Engine {
 
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
+    }
+
+    /// The precision each stage runs in (the flags, else the bundle's preferred variants).
+    pub fn precision(&self) -> Chosen {
+        self.precision
     }
 
     pub fn manifest(&self) -> &Manifest {

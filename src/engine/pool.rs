@@ -59,6 +59,8 @@ pub struct ModelGen {
     pub version: String,
     /// The manifest's own name (e.g. `demo`).
     pub label: String,
+    /// The precision each stage of its engines runs in (the server's flags against the bundle's preferred variants).
+    pub precision: super::Chosen,
     pub features: Arc<FeatureCache>,
 }
 
@@ -69,10 +71,13 @@ impl std::fmt::Debug for ModelGen {
 }
 
 impl ModelGen {
-    /// Reads the bundle's manifest (the engines are loaded by the workers).
-    pub fn open(name: &str, dir: &Path, generation: u64) -> std::result::Result<ModelGen, BundleError> {
+    /// Reads the bundle's manifest and resolves the precision per stage (the engines are loaded by the workers).
+    pub fn open(name: &str, dir: &Path, generation: u64, precision: &super::Precisions) -> std::result::Result<ModelGen, BundleError> {
         let b = Bundle::open(dir)?;
+        let precision = precision.resolve(&b.manifest)?;
+        tracing::info!(model = name, "precision: {}", precision.describe(&b.manifest).join("; "));
         Ok(ModelGen {
+            precision,
             name: name.to_string(),
             dir: dir.to_path_buf(),
             generation,

@@ -179,14 +179,9 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions, eps: Vec
         if opts.inter_threads > 0 {
             b = b.with_inter_threads(opts.inter_threads)?;
         }
-        // Benchmark hook (issue 15, item 7): GSV_ORT_SPIN=0|1 sets ONNX Runtime's `session.intra_op.allow_spinning`
-        // (default: ONNX Runtime's, spinning on) so that scripts/bench can measure both; the flag and default come
-        // with the engine refactor.
-        match std::env::var("GSV_ORT_SPIN").as_deref() {
-            Ok("0") => b = b.with_intra_op_spinning(false)?,
-            Ok("1") => b = b.with_intra_op_spinning(true)?,
-            _ => {}
-        }
+        // `session.intra_op.allow_spinning`: always set, so that gsv's default (see `Spin`) and not ONNX Runtime's
+        // decides
+        b = b.with_intra_op_spinning(opts.spin == Spin::On)?;
         b.commit_from_file(path)
     })();
     r.map_err(|e| e.to_string().replace('\n', " "))
@@ -288,6 +283,44 @@ impl OptLevel {
     }
 }
 
+/// Whether ONNX Runtime's intra-op worker threads spin (busy-wait) between parallel sections instead of sleeping
+/// (`--ort-spin on|off`, ONNX Runtime's `session.intra_op.allow_spinning`). ONNX Runtime spins by default; gsv's
+/// default is [`Spin::DEFAULT`], chosen from `python -m bench.spin` (README, "Thread spinning").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spin {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("--ort-spin must be on or off, not {0:?}")]
+pub struct SpinError(pub String);
+
+impl Spin {
+    pub const DEFAULT: Spin = Spin::Off;
+
+    pub fn parse(s: &str) -> std::result::Result<Spin, SpinError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" => Ok(Spin::On),
+            "off" | "0" | "false" => Ok(Spin::Off),
+            _ => Err(SpinError(s.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spin::On => "on",
+            Spin::Off => "off",
+        }
+    }
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Spin::DEFAULT
+    }
+}
+
 /// Session options shared by all graphs of a bundle. `0` threads = ONNX Runtime's default.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -298,11 +331,21 @@ pub struct SessionOptions {
     pub opt_level: OptLevel,
     /// Load graphs without comparing their sha256 with the manifest's (`--skip-integrity`; see `bundle::verify_file`).
     pub skip_integrity: bool,
+    /// Intra-op thread pool spinning (`--ort-spin`).
+    pub spin: Spin,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, skip_integrity: false }
+        SessionOptions {
+            device: Device::Cpu,
+            strict: false,
+            intra_threads: 0,
+            inter_threads: 0,
+            opt_level: OptLevel::All,
+            skip_integrity: false,
+            spin: Spin::DEFAULT,
+        }
     }
 }
 
