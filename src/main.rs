@@ -178,6 +178,10 @@ enum Cmd {
         text: Option<String>,
         #[arg(long, default_value = "zh")]
         lang: String,
+        /// Time the --text request this many times (after one run that fills the caches); the JSON reports each
+        /// field's median and every run's time to first audio
+        #[arg(long, default_value_t = 1)]
+        text_repeat: usize,
         /// Reference for --text (default: the bundle's, else onnx/demo's)
         #[command(flatten)]
         voice: RefArgs,
@@ -198,6 +202,7 @@ fn engine_options(rt: &RtArgs, fallback: &str) -> Result<EngineOptions> {
             inter_threads: rt.inter_threads,
             opt_level: OptLevel::parse(&rt.opt_level)?,
             skip_integrity: rt.skip_integrity,
+            prepacked: None,
             spin: Spin::parse(&rt.ort_spin)?,
         },
         precision: Precisions { gpt: choice(&rt.gpt_precision)?, bert: choice(&rt.bert_precision)?, vocoder: choice(&rt.vocoder_precision)? },
@@ -395,7 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{passed} passed, {failed} failed");
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Bench { bundle, tokens, json, text: req_text, lang, voice, rt } => {
+        Cmd::Bench { bundle, tokens, json, text: req_text, lang, text_repeat, voice, rt } => {
             if tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
@@ -445,7 +450,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 first.unwrap_or(f64::NAN)
             };
             let text_run = match &req_text {
-                Some(t) => Some(bench_text(&mut engine, t, lang, &voice)?),
+                Some(t) => Some(bench_text(&mut engine, t, lang, &voice, text_repeat.max(1))?),
                 None => None,
             };
             let ttfa_ms = gpt_ms + voc_ms;
@@ -462,11 +467,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "tokens_per_s": tps, "vocoder_ms": voc_ms, "audio_s": audio_s,
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
                         "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
-                        "text": text_run.as_ref().map(|r| serde_json::json!({
-                            "text": req_text, "lang": lang.code(), "chars": req_text.as_deref().map(|t| t.chars().count()),
-                            "ttfa_text_stream_ms": r.first_audio_ms, "frontend_ms": r.frontend_ms,
-                            "prefill_ms": r.prefill_ms, "tokens": r.tokens, "total_ms": r.total_ms,
-                        })),
+                        "text": text_run.as_ref().map(|runs| {
+                            let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
+                            let ms_step = |r: &TtsStats| if r.steps > 0 { r.steps_ms / r.steps as f64 } else { 0.0 };
+                            serde_json::json!({
+                                "text": req_text, "lang": lang.code(), "chars": req_text.as_deref().map(|t| t.chars().count()),
+                                "runs": runs.len(),
+                                "ttfa_text_stream_ms": med(&|r| r.first_audio_ms),
+                                "ttfa_all_ms": runs.iter().map(|r| r.first_audio_ms).collect::<Vec<_>>(),
+                                "frontend_ms": med(&|r| r.frontend_ms), "bert_ms": med(&|r| r.bert_ms),
+                                "g2p_ms": med(&|r| r.frontend_ms - r.bert_ms), "reference_ms": med(&|r| r.reference_ms),
+                                "prefill_ms": med(&|r| r.first_prefill_ms), "first_audio_tokens": runs[0].first_audio_tokens,
+                                "ms_per_step": med(&ms_step),
+                                "steps_to_first_audio_ms": med(&|r| ms_step(r) * r.first_audio_tokens.saturating_sub(1) as f64),
+                                "first_decode_ms": med(&|r| r.first_decode_ms),
+                                "tokens": runs[0].tokens, "total_ms": med(&|r| r.total_ms),
+                            })
+                        }),
                         "device": device, "precision": engine.precision().to_json(),
                         "intra_op_spinning": rt.ort_spin.as_str(),
                     })
@@ -479,8 +496,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
                 println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, StreamParams::default().chunk);
-                if let Some(r) = &text_run {
-                    println!("text request        first audio {:.1} ms streaming (frontend {:.1} ms, prefill {:.1} ms; {} tokens in {:.0} ms)", r.first_audio_ms, r.frontend_ms, r.prefill_ms, r.tokens, r.total_ms);
+                if let Some(runs) = &text_run {
+                    let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
+                    let r = &runs[0];
+                    println!(
+                        "text request        first audio {:.1} ms streaming, median of {} (frontend {:.1} ms of which BERT {:.1} ms, prefill {:.1} ms, {} tokens, first decode {:.1} ms)",
+                        med(&|r| r.first_audio_ms),
+                        runs.len(),
+                        med(&|r| r.frontend_ms),
+                        med(&|r| r.bert_ms),
+                        med(&|r| r.first_prefill_ms),
+                        r.first_audio_tokens,
+                        med(&|r| r.first_decode_ms)
+                    );
                 }
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
                 println!("device              {device}");
@@ -492,9 +520,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
-/// reference and prompt caches, the second is measured. Tokens are capped at 50 (the random benchmark models
+/// reference and prompt caches, the next `repeat` runs are measured. Tokens are capped at 50 (the random benchmark models
 /// rarely stop by themselves); the time to first audio does not depend on the cap.
-fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs) -> Result<TtsStats> {
+fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs, repeat: usize) -> Result<Vec<TtsStats>> {
     let (reference, ref_text, ref_lang) = (voice.reference.as_deref(), voice.ref_text.as_deref(), voice.ref_lang.as_deref());
     let data = FrontendData::global()?;
     let demo = pipeline::demo_reference(&engine.bundle().dir, engine.manifest())
@@ -514,7 +542,13 @@ fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs) 
     r.early_stop_num = Some(50);
     let mut run = || engine.tts(data, &r, &|| false, &mut |_| true);
     run()?;
-    Ok(run()?)
+    (0..repeat).map(|_| Ok(run()?)).collect()
+}
+
+/// The median (the lower middle of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> ExitCode {

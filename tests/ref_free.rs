@@ -130,7 +130,7 @@ fn reference_free_tokens_equal_pytorch_and_the_request_path_uses_them() {
     let (cfg, out) = outs.swap_remove(0);
 
     // with the transcript and the prompt codes the GPT sees something else: a different generation
-    let (voice, _) = engine.voice(&RefAudio::Path(reference.clone())).unwrap();
+    let (voice, _) = engine.voice(&RefAudio::Path(reference.clone()), &|| false).unwrap();
     let prompt_text = inputs["prompt_text"].as_str().unwrap();
     let prompt_lang = Language::from_api(inputs["prompt_language"].as_str().unwrap()).unwrap();
     let pf = engine.text_features(data, prompt_text, prompt_lang).unwrap();

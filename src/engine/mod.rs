@@ -26,7 +26,7 @@ pub mod request;
 pub mod sink;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ndarray::Array2;
 
@@ -276,16 +276,34 @@ pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
     v
 }
 
+/// The models that every engine of one bundle generation shares: those run once per text segment (BERT, g2pW, the
+/// GPT prefill) or once per new voice (HuBERT + vq_encode), never per token. Each sits behind a mutex (a session runs one call at a
+/// time through `ort`), so N workers hold one copy of their weights instead of N (issue 15, item 4; README "Memory").
+/// The GPT step and the vocoder, which run per token and per chunk, stay per engine so that workers never wait for each
+/// other on the hot path. Only engines of the same bundle loaded with the same options may share them.
+#[derive(Clone)]
+pub struct SharedModels {
+    hubert: Arc<Mutex<Hubert>>,
+    bert: Arc<Mutex<Bert>>,
+    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
+    g2pw: Option<Arc<Mutex<crate::text::g2pw_onnx::G2pw>>>,
+    /// The GPT's prefill (once per segment; the step graph and K/V cache stay per engine).
+    gpt_prefill: Option<crate::gpt::SharedPrefill>,
+}
+
+/// Locks a shared model; a panic of another worker while it held the lock does not make the model unusable (a
+/// session keeps no state between runs), so the poison is cleared.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One loaded bundle.
 pub struct Engine {
     bundle: Bundle,
     symbols: SymbolVersion,
-    hubert: Hubert,
-    bert: Bert,
+    shared: SharedModels,
     gpt: Gpt,
     vocoder: Vocoder,
-    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
-    g2pw: Option<crate::text::g2pw_onnx::G2pw>,
     /// The precision each stage was loaded in.
     precision: Chosen,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
@@ -296,6 +314,12 @@ impl Engine {
     /// Open and validate the bundle, load every graph and check it against its contract, parse the tokenizer.
     /// Everything a bundle declares is checked here, so a bad bundle fails the load, not every request.
     pub fn load(rt: &Runtime, dir: &Path, opts: &EngineOptions) -> Result<Engine> {
+        Engine::load_sharing(rt, dir, opts, None)
+    }
+
+    /// [`Engine::load`], taking BERT, HuBERT and g2pW from `shared` (the [`Engine::shared_models`] of an engine
+    /// of the same bundle and options) instead of loading them again.
+    pub fn load_sharing(rt: &Runtime, dir: &Path, opts: &EngineOptions, shared: Option<SharedModels>) -> Result<Engine> {
         let bundle = Bundle::open(dir)?;
         let m = &bundle.manifest;
         let symbols = SymbolVersion::parse(&m.symbols.version).map_err(|e| BundleError::Field { field: "symbols.version".into(), msg: e.to_string() })?;
@@ -311,16 +335,27 @@ impl Engine {
             bundle.file(&d.reference.file)?;
         }
         let precision = opts.precision.resolve(m)?;
-        let s = &opts.session;
-        let hubert = Hubert::load(rt, &bundle, s)?;
-        let bert = Bert::load(rt, &bundle, s, precision.bert)?;
-        let gpt = Gpt::load(rt, &bundle, s, precision.gpt)?;
-        let vocoder = Vocoder::load(rt, &bundle, s, precision.vocoder)?;
-        let g2pw = match &bundle.manifest.g2pw {
-            Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
-            None => None,
+        // the GPT's prefill and step graphs hold the same weights: one prepacked copy for both (and, when the
+        // caller passes a container, for every engine of the bundle)
+        let mut session = opts.session.clone();
+        session.prepacked.get_or_insert_with(crate::runtime::SharedWeights::new);
+        let s = &session;
+        let shared = match shared {
+            Some(sh) => sh,
+            None => {
+                let hubert = Hubert::load(rt, &bundle, s)?;
+                let bert = Bert::load(rt, &bundle, s, precision.bert)?;
+                let g2pw = match &bundle.manifest.g2pw {
+                    Some(info) => Some(Arc::new(Mutex::new(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?))),
+                    None => None,
+                };
+                SharedModels { hubert: Arc::new(Mutex::new(hubert)), bert: Arc::new(Mutex::new(bert)), g2pw, gpt_prefill: None }
+            }
         };
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, precision, features: Arc::new(FeatureCache::default()) })
+        let gpt = Gpt::load_sharing(rt, &bundle, s, precision.gpt, shared.gpt_prefill.clone())?;
+        let shared = SharedModels { gpt_prefill: Some(gpt.shared_prefill()), ..shared };
+        let vocoder = Vocoder::load(rt, &bundle, s, precision.vocoder)?;
+        Ok(Engine { bundle, symbols, shared, gpt, vocoder, precision, features: Arc::new(FeatureCache::default()) })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
@@ -331,7 +366,7 @@ impl Engine {
 
     /// Whether the bundle's g2pW polyphone model is loaded (polyphonic characters are then read by it).
     pub fn has_g2pw(&self) -> bool {
-        self.g2pw.is_some()
+        self.shared.g2pw.is_some()
     }
 
     pub fn bundle(&self) -> &Bundle {
@@ -364,11 +399,16 @@ impl Engine {
     pub fn vocoder_mut(&mut self) -> &mut Vocoder {
         &mut self.vocoder
     }
-    pub fn hubert_mut(&mut self) -> &mut Hubert {
-        &mut self.hubert
+    /// The models this engine shares with the other engines of its bundle (for [`Engine::load_sharing`]).
+    pub fn shared_models(&self) -> SharedModels {
+        self.shared.clone()
     }
-    pub fn bert_mut(&mut self) -> &mut Bert {
-        &mut self.bert
+
+    pub fn hubert_mut(&mut self) -> MutexGuard<'_, Hubert> {
+        lock(&self.shared.hubert)
+    }
+    pub fn bert_mut(&mut self) -> MutexGuard<'_, Bert> {
+        lock(&self.shared.bert)
     }
 }
 

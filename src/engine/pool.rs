@@ -62,6 +62,11 @@ pub struct ModelGen {
     /// The precision each stage of its engines runs in (the server's flags against the bundle's preferred variants).
     pub precision: super::Chosen,
     pub features: Arc<FeatureCache>,
+    /// ONNX Runtime's prepacked weights, shared by the sessions of every engine of this generation (created by the
+    /// first [`Loader::load`], once ONNX Runtime is loaded).
+    pub weights: std::sync::OnceLock<crate::runtime::SharedWeights>,
+    /// BERT, HuBERT and g2pW, loaded by the first engine of this generation and shared by the others.
+    pub shared: Mutex<Option<super::SharedModels>>,
 }
 
 impl std::fmt::Debug for ModelGen {
@@ -85,6 +90,8 @@ impl ModelGen {
             version: b.manifest.model_version.clone(),
             label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
             features: Arc::new(FeatureCache::default()),
+            weights: std::sync::OnceLock::new(),
+            shared: Mutex::new(None),
         })
     }
 }
@@ -101,7 +108,17 @@ impl Loader {
         if faults::load_refused() {
             return Err(EngineError::Internal("engine load refused by GSV_TEST_FAIL_REBUILD".into()));
         }
-        let e = catch_unwind(AssertUnwindSafe(|| Engine::load(&self.runtime, &model.dir, &self.opts))).map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
+        let e = catch_unwind(AssertUnwindSafe(|| {
+            let mut opts = self.opts.clone();
+            opts.session.prepacked = Some(model.weights.get_or_init(crate::runtime::SharedWeights::new).clone());
+            // the first engine loads the shared models, the others (and rebuilt ones) take them; the lock is held while
+            // loading so that workers starting together do not each load a copy
+            let mut shared = model.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let engine = Engine::load_sharing(&self.runtime, &model.dir, &opts, shared.clone())?;
+            shared.get_or_insert_with(|| engine.shared_models());
+            Ok::<Engine, EngineError>(engine)
+        }))
+        .map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
         Ok(e.with_features(model.features.clone()))
     }
 

@@ -404,6 +404,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
                 inter_threads: a.inter_threads,
                 opt_level: OptLevel::parse(&a.opt_level)?,
                 skip_integrity: a.skip_integrity,
+                prepacked: None,
                 spin: crate::runtime::Spin::parse(&a.ort_spin)?,
             },
             precision: Precisions {

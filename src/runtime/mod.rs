@@ -28,7 +28,7 @@ use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
 #[cfg(any(feature = "cuda", feature = "coreml", feature = "tensorrt"))]
 use ort::ep::ExecutionProvider;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 
 /// Errors of the runtime layer. Every message is one line.
@@ -182,6 +182,9 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions, eps: Vec
         // `session.intra_op.allow_spinning`: always set, so that gsv's default (see `Spin`) and not ONNX Runtime's
         // decides
         b = b.with_intra_op_spinning(opts.spin == Spin::On)?;
+        if let Some(p) = &opts.prepacked {
+            b = b.with_prepacked_weights(&p.0)?;
+        }
         b.commit_from_file(path)
     })();
     r.map_err(|e| e.to_string().replace('\n', " "))
@@ -333,6 +336,34 @@ pub struct SessionOptions {
     pub skip_integrity: bool,
     /// Intra-op thread pool spinning (`--ort-spin`).
     pub spin: Spin,
+    /// Sessions loaded with the same [`SharedWeights`] share the weights ONNX Runtime pre-packs for its kernels
+    /// (MatMul, MatMulNBits, ...): one copy per distinct weight, not one per session. `None`: each session its own.
+    pub prepacked: Option<SharedWeights>,
+}
+
+/// ONNX Runtime's prepacked-weights container (`CreateSessionWithPrepackedWeightsContainer`): a pre-packed weight
+/// is stored once under a key made of its kernel and the weight's content, and every session created with the same
+/// container finds it there. The container lives as long as a clone of this handle (the engines of one bundle
+/// generation hold it), so the memory goes when the last of them is dropped.
+#[derive(Clone)]
+pub struct SharedWeights(PrepackedWeights);
+
+impl SharedWeights {
+    pub fn new() -> SharedWeights {
+        SharedWeights(PrepackedWeights::new())
+    }
+}
+
+impl Default for SharedWeights {
+    fn default() -> Self {
+        SharedWeights::new()
+    }
+}
+
+impl std::fmt::Debug for SharedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedWeights")
+    }
 }
 
 impl Default for SessionOptions {
@@ -345,6 +376,7 @@ impl Default for SessionOptions {
             opt_level: OptLevel::All,
             skip_integrity: false,
             spin: Spin::DEFAULT,
+            prepacked: None,
         }
     }
 }
