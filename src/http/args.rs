@@ -191,7 +191,7 @@ pub struct ServeArgs {
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
-    /// Engine threads, each with its own copy of the model
+    /// Engine threads, each with its own GPT step, vocoder and K/V cache (BERT, HuBERT and the GPT prefill are shared)
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Per-request limit in seconds (queue wait + synthesis); 0 = none
