@@ -9,11 +9,12 @@ find the source checkpoints where convert recorded them (`sources.<k>.path`), in
 
 Systems (each in its own subprocess, one after the other, same bundle/checkpoint, same request, same thread count):
   gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1) with gsv's defaults:
-                      what a user gets (today every graph fp32; the runtime will default to the manifest's
-                      `quantization.preferred` variants)
-  gsv-int8            the same with every int8 variant that passed its gate (GPT: MatMulNBits 8-bit, BERT, vocoder;
-                      `python -m export quantize`, run by convert): the preferred variants where they are int8;
-                      skipped when there is none
+                      what a user gets: per stage the bundle's `quantization.preferred` variant (the fastest that
+                      passed its gate; fp32 in a bundle without one), ONNX Runtime's thread spinning off
+  gsv-int8            the same with every int8 variant that passed its gate given by flag (GPT: MatMulNBits 8-bit,
+                      BERT, vocoder; `python -m export quantize`, run by convert); skipped when there is none
+  gsv-fp32            the same with every stage fp32 (`--*-precision fp32`): the opt-out, gsv's default before
+                      issue 15
   pytorch             the export's own PyTorch modules, eager, GPT-SoVITS's infer_panel_naive loop (K/V cache
                       torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
                       golden parity tests
@@ -47,16 +48,18 @@ gsv also reports, outside the side-by-side table (no other system streams or run
   text request            a real request for --text (default a 10-character Chinese sentence) through Engine::tts:
                           text frontend, BERT, GPT, streaming decode; reference and its
                           transcript cached (the server's state after a voice's first request); time to first audio
-                          (gsv: fp32 BERT; gsv-int8: int8 BERT when the bundle has it)
+                          (each gsv row with its own BERT precision)
   step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound), against
-                          the bound of the GPT precision it ran (fp32, or the int8 variant's own bytes)
+                          the bound of the GPT precision it ran (`precision.gpt` of its JSON: fp32, or the variant's own bytes)
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
 bytes of GPT weights read per token = the most tokens/s a memory-bound step can reach: fp32, and per quantised
 variant its recorded `weight_bytes_per_token` (codes + block scales + zero points + the fp32 biases and norms).
 GPT step section (`python -m bench.worker steps`, --no-steps skips it): the step graph alone of fp32 and of every GPT
 variant the bundle registers, Python onnxruntime, cache bound in place, 140 cached rows, alternating rounds: ms per
-step, tokens/s and the share of its own bound (int4 is measured here: gsv's --gpt-precision takes fp32|int8 so far).
-`--spin 0|1` runs the gsv systems with ONNX Runtime's intra-op spinning off/on (GSV_ORT_SPIN; see bench/spin.py).
+step, tokens/s and the share of its own bound (a variant that failed its gate, e.g. a forced int4, is measured here
+only: gsv refuses to load it).
+`--spin on|off` runs the gsv systems with `--ort-spin on|off` (ONNX Runtime's intra-op spinning; gsv's default is off,
+see bench/spin.py).
 """
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ from . import bandwidth
 from .common import load_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = ["gsv", "gsv-int8", "pytorch", "genie-tts", "onnxruntime-python"]
+ORDER = ["gsv", "gsv-int8", "gsv-fp32", "pytorch", "genie-tts", "onnxruntime-python"]
 WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie", "steps": "steps"}
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
@@ -140,6 +143,12 @@ def int8_variants(man: dict) -> list:
             and "int8" in man["graphs"].get(g, {}).get("variants", {})]
 
 
+def gsv_gpt_precision(s: dict) -> str:
+    """The GPT precision a gsv row ran: what its JSON reports (`precision.gpt`), else what its flags asked."""
+    return ((s.get("precision") or {}).get("gpt")
+            or ("int8" if "gpt_step" in (s.get("int8") or []) else "fp32"))
+
+
 FULLSIZE = os.path.join(ROOT, "onnx", "fullsize")
 
 
@@ -201,11 +210,13 @@ def run_gsv(a, man, name="gsv") -> dict:
            "--intra-threads", str(a.threads), "--inter-threads", "1"]
     for g in int8:
         cmd += [INT8_FLAGS[g], "int8"]
+    if name == "gsv-fp32":
+        cmd += ["--gpt-precision", "fp32", "--bert-precision", "fp32", "--vocoder-precision", "fp32"]
+    if a.spin is not None:
+        cmd += ["--ort-spin", a.spin]
     if a.text:
         cmd += ["--text", a.text, "--lang", a.lang]
     log(" ".join(cmd))
-    if a.spin is not None:
-        env["GSV_ORT_SPIN"] = a.spin
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         return {"name": name, "skipped": f"gsv bench failed: {why(p)}"}
@@ -216,7 +227,8 @@ def run_gsv(a, man, name="gsv") -> dict:
          "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
          "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
          "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe,
-         "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "int8": int8}
+         "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "int8": int8,
+         "precision": j.get("precision")}
     return r
 
 
@@ -294,10 +306,12 @@ def table(rep: dict) -> str:
         if not g["name"].startswith("gsv") or "skipped" in g:
             continue
         out.append("")
-        tag = f"{g['name']} (int8: {', '.join(g['int8'])})" if g.get("int8") else g["name"]
+        pr = g.get("precision")
+        tag = (f"{g['name']} (gpt {pr['gpt']}, bert {pr['bert']}, vocoder {pr['vocoder']})" if pr
+               else f"{g['name']} (int8: {', '.join(g['int8'])})" if g.get("int8") else g["name"])
         if g.get("ms_per_step"):
-            v = "int8" if "gpt_step" in (g.get("int8") or []) else "fp32"
-            bms = 1e3 / (b["max_tokens_per_s_fp32"] if v == "fp32" else b["variants"]["int8"]["max_tokens_per_s"])
+            v = gsv_gpt_precision(g)
+            bms = 1e3 / (b["max_tokens_per_s_fp32"] if v == "fp32" else b["variants"][v]["max_tokens_per_s"])
             out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms = {1e3 / g['ms_per_step']:.1f} tok/s; {v} "
                        f"bandwidth bound {bms:.2f} ms = {1e3 / bms:.1f} tok/s -> step at {bms / g['ms_per_step'] * 100:.0f}% "
                        f"of its bound")
@@ -338,8 +352,8 @@ def parse(argv):
                    "concurrency section, batched engine vs worker pool (bench/concurrency.py); tokens default 100, "
                    "--quick 40")
     p.add_argument("--pool-workers", type=int, default=2, help="--concurrency: workers of the pool engine")
-    p.add_argument("--spin", choices=["0", "1"], default=None, help="gsv systems: GSV_ORT_SPIN (ONNX Runtime "
-                   "session.intra_op.allow_spinning; default: ONNX Runtime's, on)")
+    p.add_argument("--spin", choices=["on", "off"], default=None, help="gsv systems: --ort-spin (ONNX Runtime "
+                   "session.intra_op.allow_spinning; default: gsv's, off)")
     a = p.parse_args(argv)
     if a.bundle is None:
         full = os.path.join(ROOT, "onnx", "fullsize")
@@ -432,8 +446,8 @@ def main(argv=None) -> int:
     bound = bandwidth.bound(man, bw["bandwidth_gbps"])
     for s in systems:
         if s["name"].startswith("gsv") and s.get("ms_per_step"):
-            v = "int8" if "gpt_step" in (s.get("int8") or []) else None
-            tps = bound["variants"][v]["max_tokens_per_s"] if v else bound["max_tokens_per_s_fp32"]
+            v = gsv_gpt_precision(s)
+            tps = bound["variants"][v]["max_tokens_per_s"] if v != "fp32" else bound["max_tokens_per_s_fp32"]
             s["step_vs_bound"] = (1e3 / tps) / s["ms_per_step"]
     steps = None
     if a.steps:

@@ -4,13 +4,13 @@ thread pool spinning on and off, on a quiet machine and with another process bus
 ONNX Runtime's worker threads spin (busy-wait) between parallel sections by default
 (`session.intra_op.allow_spinning` = 1); on a machine whose cores are shared, a spinning thread can hold a core that
 the other process, or gsv's own next parallel section, needs. Each condition runs `gsv bench --json` (the synthetic
-request of scripts/bench, EOS ignored, `--tokens` tokens, CPU provider) with GSV_ORT_SPIN=1|0 (the runtime sets the
-session option from it), `--intra-threads` from --threads, and either nothing else running or a single-threaded
+request of scripts/bench, EOS ignored, `--tokens` tokens, CPU provider, gsv's default precision per stage) with
+`--ort-spin on|off`, `--intra-threads` from --threads, and either nothing else running or a single-threaded
 busy loop (`while True: pass`) pinned to the last usable core. Conditions are interleaved within each round; each
 reports its median over rounds of: GPT ms per step, prefill ms, vocoder ms per audio second, RTF, and gsv's CPU
 time (user + system) per second of audio, which shows what spinning burns, and the 1-minute load average when the
 run started (the machine's other tenants: a "quiet" row is only as quiet as that).
-`--variants` passes the int8 variants that passed their gates (as scripts/bench's gsv-int8 row).
+`--variants` passes the int8 variants that passed their gates by flag (as scripts/bench's gsv-int8 row).
 """
 from __future__ import annotations
 
@@ -29,12 +29,11 @@ BUSY = "import os,sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\
 
 def run_once(exe, a, man, threads: int, spin: str) -> dict:
     cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
-           "--intra-threads", str(threads), "--inter-threads", "1"]
+           "--intra-threads", str(threads), "--inter-threads", "1", "--ort-spin", spin]
     if a.variants:
         for g in int8_variants(man):
             cmd += [INT8_FLAGS[g], "int8"]
     env = child_env(threads)
-    env["GSV_ORT_SPIN"] = spin
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
@@ -72,7 +71,7 @@ def main(argv=None) -> int:
     man = load_manifest(a.bundle)
     cores = sorted(os.sched_getaffinity(0))
     threads = [int(t) for t in a.threads.split(",")]
-    conds = [(busy, t, spin) for busy in (False, True) for t in threads for spin in ("1", "0")]
+    conds = [(busy, t, spin) for busy in (False, True) for t in threads for spin in ("on", "off")]
     res = {c: [] for c in conds}
     for rnd in range(a.rounds):
         for c in conds:
@@ -93,7 +92,7 @@ def main(argv=None) -> int:
         busy, t, spin = c
         runs = res[c]
         row = {"other_process": "busy on one core" if busy else "none", "intra_threads": t,
-               "allow_spinning": spin == "1", "runs": len(runs)}
+               "allow_spinning": spin == "on", "runs": len(runs)}
         for k in runs[0]:
             row[k] = median([r[k] for r in runs])
         row["rtf_all"] = [round(r["rtf"], 3) for r in runs]

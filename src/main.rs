@@ -25,12 +25,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use gsv::bundle::Precision;
+use gsv::bundle::parse_choice;
 use gsv::engine::pipeline;
 use gsv::engine::sink::{TokenChunks, WholeSegment};
 use gsv::engine::{parity, zero_bert, Api2Cut, Engine, EngineOptions, Precisions, RefAudio, TextSplit, TtsRequest, TtsStats};
 use gsv::gpt::{GenerateConfig, GptInput, SamplingParams};
-use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions};
+use gsv::runtime::{Device, OptLevel, Runtime, SessionOptions, Spin};
 use gsv::text::{FrontendData, Language, SymbolVersion};
 use gsv::vocoder::stream::StreamParams;
 use gsv::vocoder::{DecodeParams, Int16Scale, Speaker};
@@ -60,18 +60,22 @@ struct RtArgs {
     /// Graph optimisation: disable, basic, extended, all
     #[arg(long, default_value = "all", global = true)]
     opt_level: String,
-    /// GPT precision: fp32, or int8 when the bundle has the variant (python -m export quantize)
-    #[arg(long, default_value = "fp32", global = true)]
-    gpt_precision: String,
-    /// BERT precision: fp32, or int8 when the bundle has the variant (python -m export quantize --bert)
-    #[arg(long, default_value = "fp32", global = true)]
-    bert_precision: String,
-    /// SoVITS decoder precision: fp32, or int8 when the bundle has the variant (python -m export quantize --vocoder)
-    #[arg(long, default_value = "fp32", global = true)]
-    vocoder_precision: String,
+    /// GPT precision: auto (default: the bundle's fastest variant that passed its gate, quantization.preferred),
+    /// fp32, int8, int4 (a variant the bundle has and that passed its gate). `parity` defaults to fp32
+    #[arg(long, global = true)]
+    gpt_precision: Option<String>,
+    /// BERT precision: auto (default), fp32, int8 (see --gpt-precision)
+    #[arg(long, global = true)]
+    bert_precision: Option<String>,
+    /// SoVITS decoder precision: auto (default), fp32, int8 (see --gpt-precision)
+    #[arg(long, global = true)]
+    vocoder_precision: Option<String>,
     /// Load graphs without checking their sha256 against manifest.json
     #[arg(long, global = true)]
     skip_integrity: bool,
+    /// ONNX Runtime intra-op thread spinning: on or off (default off; README, "Thread spinning")
+    #[arg(long, global = true, default_value = Spin::DEFAULT.as_str())]
+    ort_spin: String,
 }
 
 /// The reference voice of `synth` and `bench --text`.
@@ -214,6 +218,10 @@ enum Cmd {
         text: Option<String>,
         #[arg(long, default_value = "zh")]
         lang: String,
+        /// Time the --text request this many times (after one run that fills the caches); the JSON reports each
+        /// field's median and every run's time to first audio
+        #[arg(long, default_value_t = 1)]
+        text_repeat: usize,
         /// Reference for --text (default: the bundle's, else onnx/demo's)
         #[command(flatten)]
         voice: RefArgs,
@@ -267,7 +275,7 @@ enum VoicesCmd {
 
 /// Computes (or finds stored) features of every given voice for `bundle`; prints one line per voice.
 fn warm_voices(lib: &std::sync::Arc<gsv::voices::Library>, voices: &[std::sync::Arc<gsv::voices::Voice>], bundle: &Path, rt: &RtArgs) -> Result<()> {
-    let mut engine = load_engine(bundle, rt)?;
+    let mut engine = load_engine(bundle, rt, "auto")?;
     let sha = gsv::voices::bundle_sha256(bundle)?;
     engine.features().set_store(lib.clone(), sha.clone());
     for v in voices {
@@ -318,7 +326,10 @@ fn voices_cmd(dir: &Path, cmd: VoicesCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
+/// Session options and precision choices from the flags; a precision flag not given is `fallback`
+/// (`auto` for synth and bench, `fp32` for parity, which compares with golden fp32 values).
+fn engine_options(rt: &RtArgs, fallback: &str) -> Result<EngineOptions> {
+    let choice = |flag: &Option<String>| parse_choice(flag.as_deref().unwrap_or(fallback));
     Ok(EngineOptions {
         session: SessionOptions {
             device: Device::parse(&rt.device)?,
@@ -327,12 +338,10 @@ fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
             inter_threads: rt.inter_threads,
             opt_level: OptLevel::parse(&rt.opt_level)?,
             skip_integrity: rt.skip_integrity,
+            prepacked: None,
+            spin: Spin::parse(&rt.ort_spin)?,
         },
-        precision: Precisions {
-            gpt: Precision::parse(&rt.gpt_precision)?,
-            bert: Precision::parse(&rt.bert_precision)?,
-            vocoder: Precision::parse(&rt.vocoder_precision)?,
-        },
+        precision: Precisions { gpt: choice(&rt.gpt_precision)?, bert: choice(&rt.bert_precision)?, vocoder: choice(&rt.vocoder_precision)? },
     })
 }
 
@@ -341,8 +350,8 @@ fn language(code: &str) -> Result<Language> {
     Language::from_api(code).with_context(|| format!("unknown language {code:?} (expected zh, ja, en, all_zh, all_ja, auto)"))
 }
 
-fn load_engine(bundle: &Path, rt: &RtArgs) -> Result<Engine> {
-    let opts = engine_options(rt)?;
+fn load_engine(bundle: &Path, rt: &RtArgs, fallback: &str) -> Result<Engine> {
+    let opts = engine_options(rt, fallback)?;
     let runtime = Runtime::init(rt.ort_lib.as_deref())?;
     Ok(Engine::load(&runtime, bundle, &opts)?)
 }
@@ -463,7 +472,7 @@ fn synth(a: SynthArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --text (or --batch jobs.jsonl)"),
         _ => {}
     }
-    let mut engine = load_engine(&a.bundle, &a.rt)?;
+    let mut engine = load_engine(&a.bundle, &a.rt, "auto")?;
     if let Some(text) = &a.text {
         let out = a.out.clone().context("--out is required")?;
         let job = Job { text: text.clone(), reference: a.voice.reference.clone(), ref_text: a.voice.ref_text.clone(), ref_lang: a.voice.ref_lang.clone(), ..Default::default() };
@@ -604,7 +613,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("--streams and --tokens must be at least 1");
             }
             let sched = gsv::engine::pool::Scheduler::parse(&scheduler, streams, batch_kv_rows).map_err(|e| anyhow::anyhow!(e))?;
-            let opts = engine_options(&rt)?;
+            let opts = engine_options(&rt, "auto")?;
             let runtime = Runtime::init(rt.ort_lib.as_deref())?;
             let m = gsv::bundle::Bundle::open(&bundle)?;
             let demo = pipeline::demo_reference(&m.dir, &m.manifest)
@@ -620,7 +629,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Parity { bundle, golden, rt } => {
             let g = parity::Golden::open(&golden)?;
-            let mut engine = load_engine(&bundle, &rt)?;
+            let mut engine = load_engine(&bundle, &rt, "fp32")?;
             let checks = parity::run(&mut engine, &g, &mut |c| println!("{c}"));
             // the text frontend against the same folder's text_frontend cases
             let text_checks = match gsv::text::FrontendData::global() {
@@ -633,12 +642,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("{passed} passed, {failed} failed");
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Cmd::Bench { bundle, tokens, json, text: req_text, lang, voice, rt } => {
+        Cmd::Bench { bundle, tokens, json, text: req_text, lang, text_repeat, voice, rt } => {
             if tokens == 0 {
                 bail!("--tokens must be at least 1");
             }
             let lang = language(&lang)?;
-            let mut engine = load_engine(&bundle, &rt)?;
+            let mut engine = load_engine(&bundle, &rt, "auto")?;
             let m = engine.manifest().clone();
             // Synthetic inputs: 40 phones (zero BERT), 100 prompt codes, deterministic values; the first 20 phones
             // are the segment the decoder speaks, the speaker vector a constant.
@@ -683,7 +692,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 first.unwrap_or(f64::NAN)
             };
             let text_run = match &req_text {
-                Some(t) => Some(bench_text(&mut engine, t, lang, &voice)?),
+                Some(t) => Some(bench_text(&mut engine, t, lang, &voice, text_repeat.max(1))?),
                 None => None,
             };
             let ttfa_ms = gpt_ms + voc_ms;
@@ -700,12 +709,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "tokens_per_s": tps, "vocoder_ms": voc_ms, "audio_s": audio_s,
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
                         "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
-                        "text": text_run.as_ref().map(|r| serde_json::json!({
-                            "text": req_text, "lang": lang.code(), "chars": req_text.as_deref().map(|t| t.chars().count()),
-                            "ttfa_text_stream_ms": r.first_audio_ms, "frontend_ms": r.frontend_ms,
-                            "prefill_ms": r.prefill_ms, "tokens": r.tokens, "total_ms": r.total_ms,
-                        })),
-                        "device": device
+                        "text": text_run.as_ref().map(|runs| {
+                            let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
+                            let ms_step = |r: &TtsStats| if r.steps > 0 { r.steps_ms / r.steps as f64 } else { 0.0 };
+                            serde_json::json!({
+                                "text": req_text, "lang": lang.code(), "chars": req_text.as_deref().map(|t| t.chars().count()),
+                                "runs": runs.len(),
+                                "ttfa_text_stream_ms": med(&|r| r.first_audio_ms),
+                                "ttfa_all_ms": runs.iter().map(|r| r.first_audio_ms).collect::<Vec<_>>(),
+                                "frontend_ms": med(&|r| r.frontend_ms), "bert_ms": med(&|r| r.bert_ms),
+                                "g2p_ms": med(&|r| r.frontend_ms - r.bert_ms), "reference_ms": med(&|r| r.reference_ms),
+                                "prefill_ms": med(&|r| r.first_prefill_ms), "first_audio_tokens": runs[0].first_audio_tokens,
+                                "ms_per_step": med(&ms_step),
+                                "steps_to_first_audio_ms": med(&|r| ms_step(r) * r.first_audio_tokens.saturating_sub(1) as f64),
+                                "first_decode_ms": med(&|r| r.first_decode_ms),
+                                "tokens": runs[0].tokens, "total_ms": med(&|r| r.total_ms),
+                            })
+                        }),
+                        "device": device, "precision": engine.precision().to_json(),
+                        "intra_op_spinning": rt.ort_spin.as_str(),
                     })
                 );
             } else {
@@ -716,11 +738,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
                 println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, StreamParams::default().chunk);
-                if let Some(r) = &text_run {
-                    println!("text request        first audio {:.1} ms streaming (frontend {:.1} ms, prefill {:.1} ms; {} tokens in {:.0} ms)", r.first_audio_ms, r.frontend_ms, r.prefill_ms, r.tokens, r.total_ms);
+                if let Some(runs) = &text_run {
+                    let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
+                    let r = &runs[0];
+                    println!(
+                        "text request        first audio {:.1} ms streaming, median of {} (frontend {:.1} ms of which BERT {:.1} ms, prefill {:.1} ms, {} tokens, first decode {:.1} ms)",
+                        med(&|r| r.first_audio_ms),
+                        runs.len(),
+                        med(&|r| r.frontend_ms),
+                        med(&|r| r.bert_ms),
+                        med(&|r| r.first_prefill_ms),
+                        r.first_audio_tokens,
+                        med(&|r| r.first_decode_ms)
+                    );
                 }
                 println!("peak RSS            {:.1} MiB", rss as f64 / 1024.0);
                 println!("device              {device}");
+                println!("precision           {}", engine.precision());
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -728,9 +762,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
-/// reference and prompt caches, the second is measured. Tokens are capped at 50 (the random benchmark models
+/// reference and prompt caches, the next `repeat` runs are measured. Tokens are capped at 50 (the random benchmark models
 /// rarely stop by themselves); the time to first audio does not depend on the cap.
-fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs) -> Result<TtsStats> {
+fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs, repeat: usize) -> Result<Vec<TtsStats>> {
     let (reference, ref_text, ref_lang) = (voice.reference.as_deref(), voice.ref_text.as_deref(), voice.ref_lang.as_deref());
     let data = FrontendData::global()?;
     let demo = pipeline::demo_reference(&engine.bundle().dir, engine.manifest())
@@ -750,7 +784,13 @@ fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs) 
     r.early_stop_num = Some(50);
     let mut run = || engine.tts(data, &r, &|| false, &mut |_| true);
     run()?;
-    Ok(run()?)
+    (0..repeat).map(|_| Ok(run()?)).collect()
+}
+
+/// The median (the lower middle of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn main() -> ExitCode {

@@ -107,8 +107,9 @@ pub fn run(rt: gsv::runtime::Runtime, opts: EngineOptions, bundle: &std::path::P
         Scheduler::Batched { max_batch, .. } => max_batch,
         Scheduler::Pool => a.workers.max(1),
     };
+    let precision = opts.precision;
     let loader = Arc::new(Loader { runtime: rt, opts, scheduler: a.scheduler, metrics: metrics.clone() });
-    let model = Arc::new(ModelGen::open("default", bundle, 1)?);
+    let model = Arc::new(ModelGen::open("default", bundle, 1, &precision)?);
     let sr = model.sample_rate;
     let t_load = Instant::now();
     let cfg = PoolConfig { workers, max_queue: a.streams + 1, warmup: None, wedge_margin: Duration::from_secs(600) };

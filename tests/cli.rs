@@ -133,3 +133,22 @@ fn phonemize_prints_json() {
     assert_eq!(v["phones"], serde_json::json!([".", "n", "i2", "h", "ao3", "."]));
     assert_clean_failure(&gsv(&["phonemize", "--lang", "zz", "你好"]), "zz");
 }
+
+/// `gsv bench --json` says which precision each stage ran and whether ONNX Runtime's threads spin: the demo bundle
+/// has no `quantization`, so the defaults are fp32 and gsv's spin default (off); the flags are checked before loading.
+#[test]
+fn bench_reports_precision_and_spin() {
+    let o = gsv(&["bench", "--bundle", "onnx/demo", "--tokens", "2", "--json", "--intra-threads", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let j: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(j["precision"], serde_json::json!({"gpt": "fp32", "bert": "fp32", "vocoder": "fp32"}), "{out}");
+    assert_eq!(j["intra_op_spinning"], "off");
+    let o = gsv(&["bench", "--bundle", "onnx/demo", "--tokens", "2", "--json", "--ort-spin", "on", "--gpt-precision", "auto"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!(j["intra_op_spinning"], "on");
+    assert_clean_failure(&gsv(&["bench", "--bundle", "onnx/demo", "--tokens", "2", "--ort-spin", "sometimes"]), "--ort-spin must be on or off");
+    assert_clean_failure(&gsv(&["bench", "--bundle", "onnx/demo", "--tokens", "2", "--gpt-precision", "int4"]), "graphs.gpt_prefill.variants.int4 is not in this bundle");
+    assert_clean_failure(&gsv(&["bench", "--bundle", "onnx/demo", "--tokens", "2", "--vocoder-precision", "int3"]), "precision must be auto, fp32, int8 or int4");
+}

@@ -118,7 +118,8 @@ fn golden_parity_and_end_to_end() {
 
     let (bundle, golden) = golden_paths("golden");
     let rt = Runtime::init(None).unwrap();
-    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &gsv::engine::EngineOptions::fp32(SessionOptions { intra_threads: 2, ..Default::default() })).unwrap();
+    assert_eq!(engine.precision().to_string(), "gpt fp32, bert fp32, vocoder fp32", "golden values are fp32's");
     let g = parity::Golden::open(&golden).unwrap();
     let checks = parity::run(&mut engine, &g, &mut |c| eprintln!("{c}"));
     let failed: Vec<String> = checks.iter().filter(|c| !c.pass).map(|c| c.to_string()).collect();
@@ -157,8 +158,9 @@ fn golden_v1_parity() {
     use gsv::runtime::{Runtime, SessionOptions};
     let (bundle, golden) = golden_paths("golden-v1");
     let rt = Runtime::init(None).unwrap();
-    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &gsv::engine::EngineOptions::fp32(SessionOptions { intra_threads: 2, ..Default::default() })).unwrap();
     assert_eq!(engine.manifest().model_version, "v1");
+    assert_eq!(engine.precision().to_string(), "gpt fp32, bert fp32, vocoder fp32", "golden values are fp32's");
     let g = parity::Golden::open(&golden).unwrap();
     let checks = parity::run(&mut engine, &g, &mut |c| eprintln!("{c}"));
     let failed: Vec<String> = checks.iter().filter(|c| !c.pass).map(|c| c.to_string()).collect();
@@ -176,7 +178,7 @@ fn streaming_decode_close_to_whole() {
     use gsv::vocoder::{DecodeParams, Speaker};
     let (bundle, golden) = golden_paths("golden");
     let rt = Runtime::init(None).unwrap();
-    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &gsv::engine::EngineOptions::fp32(SessionOptions { intra_threads: 2, ..Default::default() })).unwrap();
     let g = parity::Golden::open(&golden).unwrap();
     let codes = g.array("decode_codes").unwrap().i64();
     let text = g.array("decode_text").unwrap().i64();
@@ -216,7 +218,7 @@ fn kv_cache_in_place_matches_prefill() {
     use gsv::runtime::{Runtime, SessionOptions};
     let (bundle, _) = golden_paths("golden");
     let rt = Runtime::init(None).unwrap();
-    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &gsv::engine::EngineOptions::fp32(SessionOptions { intra_threads: 2, ..Default::default() })).unwrap();
     let m = engine.manifest().clone();
     let (nl, d) = (m.gpt.n_layer, m.gpt.hidden_dim);
     let gpt = engine.gpt_mut().unwrap();
@@ -397,9 +399,87 @@ fn bad_bundles_fail_at_load() {
     assert!(e.contains("tokenizer.json"), "{e}");
     let e = copy("variant", &|_, m| m["graphs"]["gpt_step"]["variants"] = serde_json::json!({"int8": {"file": "gpt_step.int8.onnx"}}));
     assert!(e.contains("graphs.gpt_step.variants.int8") && e.contains("missing"), "{e}");
-    let no_variant = EngineOptions { precision: Precisions { gpt: Precision::Int4, ..Default::default() }, ..opts.clone() };
+    let no_variant = EngineOptions { precision: Precisions { gpt: Some(Precision::Int4), ..Default::default() }, ..opts.clone() };
     let e = Engine::load(&rt, &demo, &no_variant).err().expect("no int4 variant in the demo bundle").to_string();
     assert!(e.contains("variants.int4"), "{e}");
+}
+
+/// A copy of the golden bundle (hard links; the manifest is a new file) with its manifest edited by `edit`.
+fn golden_copy(name: &str, edit: &dyn Fn(&mut serde_json::Value)) -> PathBuf {
+    let (bundle, _) = golden_paths("golden");
+    let d = std::env::temp_dir().join(format!("gsv-core-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    for e in std::fs::read_dir(&bundle).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "manifest.json" && e.path().is_file() {
+            std::fs::hard_link(e.path(), d.join(e.file_name())).or_else(|_| std::fs::copy(e.path(), d.join(e.file_name())).map(drop)).unwrap();
+        }
+    }
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(d.join("manifest.json"), m.to_string()).unwrap();
+    d
+}
+
+/// Issue 15 defaults: with no precision chosen, each stage runs the bundle's `quantization.preferred` variant (fp32
+/// when the bundle has no `quantization`); an explicit fp32 opts out; an explicit variant that the bundle lacks or that
+/// failed its gate is a load error naming it. Which file is loaded is proven by a corrupt int8 step graph: the
+/// default load trips over its sha256, the fp32 one does not read it.
+#[test]
+fn preferred_variants_are_the_default() {
+    use gsv::bundle::Precision;
+    use gsv::engine::{Engine, EngineOptions, Precisions};
+    use gsv::runtime::{Runtime, SessionOptions};
+    let rt = Runtime::init(None).unwrap();
+    let session = SessionOptions { intra_threads: 1, ..Default::default() };
+    let auto: EngineOptions = session.clone().into();
+    let all_int8 = golden_copy("pref-int8", &|m| {
+        assert!(m["graphs"]["gpt_step"]["variants"]["int8"].is_object() && m["graphs"]["sovits_decode"]["variants"]["int8"].is_object());
+        m["quantization"]["preferred"] = serde_json::json!({"gpt": "int8", "bert": "int8", "vocoder": "int8"});
+        // a forced variant (failed its gate): present, never loaded
+        for g in ["gpt_prefill", "gpt_step"] {
+            let mut v = m["graphs"][g]["variants"]["int8"].clone();
+            v["passed"] = false.into();
+            m["graphs"][g]["variants"]["int4"] = v;
+        }
+    });
+    let e = Engine::load(&rt, &all_int8, &auto).unwrap();
+    assert_eq!(e.precision().to_string(), "gpt int8, bert int8, vocoder int8");
+    let fp32_gpt = EngineOptions { precision: Precisions { gpt: Some(Precision::Fp32), ..Precisions::AUTO }, session: session.clone() };
+    assert_eq!(Engine::load(&rt, &all_int8, &fp32_gpt).unwrap().precision().to_string(), "gpt fp32, bert int8, vocoder int8");
+    assert_eq!(Engine::load(&rt, &all_int8, &EngineOptions::fp32(session.clone())).unwrap().precision().to_string(), "gpt fp32, bert fp32, vocoder fp32");
+    let int4 = EngineOptions { precision: Precisions { gpt: Some(Precision::Int4), ..Precisions::AUTO }, session: session.clone() };
+    let err = Engine::load(&rt, &all_int8, &int4).err().expect("a forced variant is refused").to_string();
+    assert!(err.contains("int4") && err.contains("did not pass") && err.contains("--gpt-precision"), "{err}");
+
+    // no `quantization` (bundles before issue 15): fp32 everywhere, variants only on request
+    let old = golden_copy("pref-none", &|m| {
+        m.as_object_mut().unwrap().remove("quantization");
+    });
+    assert_eq!(Engine::load(&rt, &old, &auto).unwrap().precision().to_string(), "gpt fp32, bert fp32, vocoder fp32");
+    let int8_voc = EngineOptions { precision: Precisions { vocoder: Some(Precision::Int8), ..Precisions::AUTO }, session: session.clone() };
+    assert_eq!(Engine::load(&rt, &old, &int8_voc).unwrap().precision().to_string(), "gpt fp32, bert fp32, vocoder int8");
+
+    // preferred names a variant the bundle does not have: an error naming the field, not a silent fp32
+    let missing = golden_copy("pref-missing", &|m| {
+        m["quantization"]["preferred"]["gpt"] = "int8".into();
+        for g in ["gpt_prefill", "gpt_step"] {
+            m["graphs"][g].as_object_mut().unwrap().remove("variants");
+        }
+    });
+    let err = Engine::load(&rt, &missing, &auto).err().expect("preferred variant missing").to_string();
+    assert!(err.contains("quantization.preferred.gpt") && err.contains("variants.int8"), "{err}");
+
+    // the default really loads the int8 files: a corrupt one fails the default load and not the fp32 one
+    std::fs::remove_file(all_int8.join("gpt_step.int8.onnx")).unwrap();
+    std::fs::write(all_int8.join("gpt_step.int8.onnx"), b"not the graph").unwrap();
+    let err = Engine::load(&rt, &all_int8, &auto).err().expect("corrupt int8 step").to_string();
+    assert!(err.contains("gpt_step.int8.onnx"), "{err}");
+    Engine::load(&rt, &all_int8, &fp32_gpt).expect("fp32 GPT does not read the int8 file");
+    for d in [all_int8, old, missing] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }
 
 /// Upstream's "fewer than 6 phones: once more with `.` in front" (TextPreprocessor.get_phones_and_bert) happens once:

@@ -293,7 +293,10 @@ fn api2_api_v2_and_openai_routes() {
     let dir = tmp_dir("routes");
     let short = write_short_ref(&dir);
     let srv = Server::start(&[]);
-    assert_eq!(srv.get("/health").status, 200);
+    let h = srv.get("/health");
+    assert_eq!(h.status, 200);
+    // the demo bundle has no `quantization`: every stage runs fp32 (the precision each stage runs is reported)
+    assert_eq!(h.json()["precision"], serde_json::json!({"gpt": "fp32", "bert": "fp32", "vocoder": "fp32"}));
 
     // GET and POST on / with the demo's default reference
     let r = srv.get(&format!("/?text={}&text_language=zh&seed=1", enc(TEXT)));

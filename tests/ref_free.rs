@@ -77,7 +77,7 @@ fn reference_free_tokens_equal_pytorch_and_the_request_path_uses_them() {
     let early = inputs["early_stop_num"].as_i64().unwrap();
 
     let rt = Runtime::init(None).unwrap();
-    let mut engine = Engine::load(&rt, &bundle, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+    let mut engine = Engine::load(&rt, &bundle, &gsv::engine::EngineOptions::fp32(SessionOptions { intra_threads: 2, ..Default::default() })).unwrap();
     let data = FrontendData::global().unwrap();
 
     // the request as the server builds it: no transcript, one segment

@@ -41,6 +41,9 @@ pub enum BundleError {
     /// The file's sha256 differs from the manifest's: a corrupt or modified graph.
     #[error("graph {graph}: {file} does not match the sha256 recorded in manifest.json (corrupt or modified file; --skip-integrity loads it anyway)")]
     Integrity { graph: String, file: String },
+    /// The precision asked for a stage (a flag, or the manifest's `quantization.preferred`) cannot be used.
+    #[error("{stage} precision {precision}: {msg}")]
+    Precision { stage: &'static str, precision: String, msg: String },
 }
 
 pub type Result<T> = std::result::Result<T, BundleError>;
@@ -68,7 +71,7 @@ pub enum Precision {
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("precision must be fp32, int8 or int4, not {0:?}")]
+#[error("precision must be auto, fp32, int8 or int4, not {0:?}")]
 pub struct PrecisionError(pub String);
 
 impl Precision {
@@ -91,6 +94,52 @@ impl Precision {
         match self {
             Precision::Fp32 => None,
             other => Some(other.name()),
+        }
+    }
+}
+
+/// A flag's value: `auto` (`None`: the bundle's `quantization.preferred`) or one precision.
+pub fn parse_choice(s: &str) -> std::result::Result<Option<Precision>, PrecisionError> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(None);
+    }
+    Precision::parse(s).map(Some)
+}
+
+/// A stage that may run a precision variant: its key in `quantization` / `quantization.preferred`, the graphs the
+/// variant replaces, and the flag that chooses it. HuBERT, vq_encode and ref_enc always run fp32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Gpt,
+    Bert,
+    Vocoder,
+}
+
+impl Stage {
+    pub const ALL: [Stage; 3] = [Stage::Gpt, Stage::Bert, Stage::Vocoder];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Gpt => "gpt",
+            Stage::Bert => "bert",
+            Stage::Vocoder => "vocoder",
+        }
+    }
+
+    /// The manifest graphs whose variant the stage's precision selects (all of them, or none).
+    pub fn graphs(self) -> &'static [&'static str] {
+        match self {
+            Stage::Gpt => &["gpt_prefill", "gpt_step"],
+            Stage::Bert => &["bert"],
+            Stage::Vocoder => &["sovits_decode"],
+        }
+    }
+
+    pub fn flag(self) -> &'static str {
+        match self {
+            Stage::Gpt => "--gpt-precision",
+            Stage::Bert => "--bert-precision",
+            Stage::Vocoder => "--vocoder-precision",
         }
     }
 }
@@ -211,6 +260,22 @@ pub struct GraphVariant {
     pub file: String,
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Whether the variant passed its quantisation gate (`false`: built with `--force`; absent: a bundle exported
+    /// before the gates were recorded). A variant with `passed: false` is never loaded.
+    #[serde(default)]
+    pub passed: Option<bool>,
+}
+
+/// `quantization` (written by `python -m export quantize` / `convert`; BUNDLE.md, "Precision variants"): per stage
+/// the variants tried with their measured error, and `preferred`, per stage the fastest variant that passed its gate.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Quantization {
+    /// stage (`gpt`, `bert`, `vocoder`) -> precision name (`fp32`, `int8`, `int4`).
+    #[serde(default)]
+    pub preferred: BTreeMap<String, String>,
+    /// stage -> variant -> record (gate figures, thresholds, speed), kept as written.
+    #[serde(flatten)]
+    pub records: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +300,9 @@ pub struct Manifest {
     pub graphs: BTreeMap<String, GraphEntry>,
     #[serde(default)]
     pub precision: Option<String>,
+    /// Absent in bundles exported before issue 15: every stage then defaults to fp32.
+    #[serde(default)]
+    pub quantization: Option<Quantization>,
     #[serde(default)]
     pub bert: Option<BertInfo>,
     /// Present in the demo bundle only: its default reference.
@@ -299,6 +367,73 @@ impl Manifest {
     /// Rows of the reference spectrogram: n_fft / 2 + 1 (1025).
     pub fn spec_bins(&self) -> usize {
         self.filter_length / 2 + 1
+    }
+
+    /// The precision `stage` runs in. `choice` (a flag) wins when given; `None` takes `quantization.preferred`
+    /// (fp32 when the bundle has none, as bundles exported before issue 15). A precision other than fp32 must exist
+    /// as a variant of every graph of the stage and must not have failed its gate (`passed: false`, a `--force`d
+    /// build): otherwise this is an error naming the flag or the manifest field, at load, never a silent fallback.
+    pub fn resolve_precision(&self, stage: Stage, choice: Option<Precision>) -> Result<Precision> {
+        let (precision, from) = match choice {
+            Some(p) => (p, stage.flag().to_string()),
+            None => match self.quantization.as_ref().and_then(|q| q.preferred.get(stage.name())) {
+                None => return Ok(Precision::Fp32),
+                Some(name) => {
+                    let p = Precision::parse(name).map_err(|e| field(&format!("quantization.preferred.{}", stage.name()), e.to_string()))?;
+                    (p, format!("quantization.preferred.{} of the bundle", stage.name()))
+                }
+            },
+        };
+        let Some(v) = precision.variant() else { return Ok(Precision::Fp32) };
+        let err = |msg: String| BundleError::Precision { stage: stage.name(), precision: precision.name().into(), msg: format!("{msg} (asked by {from})") };
+        for g in stage.graphs() {
+            let entry = self.graphs.get(*g).ok_or_else(|| field(&format!("graphs.{g}"), "missing"))?;
+            match entry.variants.get(v) {
+                None => {
+                    let have: Vec<&str> = entry.variants.keys().map(String::as_str).collect();
+                    let have = if have.is_empty() { "none".to_string() } else { have.join(", ") };
+                    return Err(err(format!(
+                        "graphs.{g}.variants.{v} is not in this bundle (variants of {g}: {have}; `python -m export quantize --all` builds the gated ones; fp32 always works)"
+                    )));
+                }
+                Some(e) if e.passed == Some(false) => {
+                    return Err(err(format!(
+                        "the {v} variant of graph {g} did not pass its quantisation gate (forced build; see quantization.{}.{v} in manifest.json; fp32 always works)",
+                        stage.name()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(precision)
+    }
+
+    /// One line on the measured error of `stage` in `precision` from `quantization.<stage>.<precision>`
+    /// (GPT: the distributional gate's figures; BERT: relative L2; vocoder: SNR), `None` for fp32 or no record.
+    pub fn precision_error(&self, stage: Stage, precision: Precision) -> Option<String> {
+        let rec = self.quantization.as_ref()?.records.get(stage.name())?.get(precision.variant()?)?;
+        let num = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_f64());
+        match stage {
+            Stage::Gpt => {
+                let gate = rec.get("gate")?;
+                let parts: Vec<String> = ["bundle", "golden"]
+                    .iter()
+                    .filter_map(|set| {
+                        let g = gate.get(*set)?;
+                        Some(format!(
+                            "{set}: mean TV {:.4}, p99 TV {:.4}, mean KL {:.2e}, greedy agreement {:.3}",
+                            num(g, "mean_tv")?,
+                            num(g, "p99_tv")?,
+                            num(g, "mean_kl")?,
+                            num(g, "greedy_agreement").unwrap_or(f64::NAN)
+                        ))
+                    })
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join("; "))
+            }
+            Stage::Bert => Some(format!("rel L2 {:.2}%", num(rec, "rel_l2_error")? * 100.0)),
+            Stage::Vocoder => Some(format!("SNR {:.1} dB", num(rec, "snr_db")?)),
+        }
     }
 }
 

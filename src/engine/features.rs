@@ -159,6 +159,8 @@ pub struct TextFeatures {
     pub phone_ids: Vec<i64>,
     /// `[H, N]`
     pub bert: Array2<f32>,
+    /// Time spent in the BERT graph (included in the frontend time), for the request's timings.
+    pub bert_ms: f64,
 }
 
 /// The shared caches of one model generation.
@@ -307,19 +309,22 @@ impl Engine {
     /// Phones and BERT features of `text` in language `lang`. Upstream's retry (fewer than 6 phones: once more
     /// with "." in front) happens once, inside [`text::phonemize_with`].
     pub fn text_features(&mut self, data: &FrontendData, text: &str, lang: Language) -> Result<TextFeatures> {
-        let ph = match self.g2pw.as_ref() {
-            Some(g) => g.lock().phonemize(data, text, lang.code(), self.symbols)?,
+        let ph = match &self.shared.g2pw {
+            Some(g) => super::lock(g).phonemize(data, text, lang.code(), self.symbols)?,
             None => text::phonemize_with(data, text, lang.code(), self.symbols)?,
         };
         if ph.phone_ids.is_empty() {
             return Err(EngineError::Text(TextError::EmptyText));
         }
-        let h = self.bert.lock().hidden_size();
+        let h = super::lock(&self.shared.bert).hidden_size();
         let mut parts: Vec<Array2<f32>> = Vec::with_capacity(ph.segments.len());
+        let mut bert_ms = 0.0;
         for seg in &ph.segments {
             let n = seg.phone_ids.len();
             if seg.language == Lang::Zh && n > 0 {
-                parts.push(self.bert.lock().features(&seg.norm_text, &seg.word2ph)?);
+                let t = std::time::Instant::now();
+                parts.push(super::lock(&self.shared.bert).features(&seg.norm_text, &seg.word2ph)?);
+                bert_ms += t.elapsed().as_secs_f64() * 1e3;
             } else {
                 parts.push(Array2::zeros((h, n)));
             }
@@ -330,7 +335,7 @@ impl Engine {
         } else {
             concatenate(Axis(1), &views).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?
         };
-        Ok(TextFeatures { norm_text: ph.norm_text, phone_ids: ph.phone_ids, bert })
+        Ok(TextFeatures { norm_text: ph.norm_text, phone_ids: ph.phone_ids, bert, bert_ms })
     }
 
     /// [`Engine::text_features`] of a reference transcript, through the shared cache. Returns whether it was cached.
@@ -386,7 +391,7 @@ impl Engine {
         if cancel() {
             return Err(EngineError::Cancelled);
         }
-        let prompt_codes = self.hubert.lock().prompt_codes(&prepared.wav16k_padded)?;
+        let prompt_codes = super::lock(&self.shared.hubert).prompt_codes(&prepared.wav16k_padded)?;
         if cancel() {
             return Err(EngineError::Cancelled);
         }

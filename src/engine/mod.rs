@@ -27,11 +27,11 @@ pub mod request;
 pub mod sink;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ndarray::Array2;
 
-use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision};
+use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision, Stage};
 use crate::gpt::{Gpt, GptError};
 use crate::reference::{Hubert, HubertError, ReferenceError};
 use crate::runtime::{Runtime, RuntimeError, SessionOptions};
@@ -179,17 +179,92 @@ pub struct EngineOptions {
     pub precision: Precisions,
 }
 
-/// Precision variant per stage (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`).
+impl EngineOptions {
+    /// Every stage in fp32, whatever the bundle prefers: what parity against golden values needs.
+    pub fn fp32(session: SessionOptions) -> EngineOptions {
+        EngineOptions { session, precision: Precisions::FP32 }
+    }
+}
+
+/// Precision choice per stage (`--gpt-precision`, `--bert-precision`, `--vocoder-precision`): `None` = `auto`, the
+/// bundle's `quantization.preferred` (the fastest variant that passed its gate; fp32 in bundles without one).
+/// The default is `auto` for every stage: what `gsv` runs when no flag is given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Precisions {
+    pub gpt: Option<Precision>,
+    pub bert: Option<Precision>,
+    pub vocoder: Option<Precision>,
+}
+
+impl Precisions {
+    pub const AUTO: Precisions = Precisions { gpt: None, bert: None, vocoder: None };
+    pub const FP32: Precisions = Precisions { gpt: Some(Precision::Fp32), bert: Some(Precision::Fp32), vocoder: Some(Precision::Fp32) };
+
+    pub fn get(&self, stage: Stage) -> Option<Precision> {
+        match stage {
+            Stage::Gpt => self.gpt,
+            Stage::Bert => self.bert,
+            Stage::Vocoder => self.vocoder,
+        }
+    }
+
+    /// What each stage runs in for this bundle ([`Manifest::resolve_precision`]); an explicit variant the bundle
+    /// lacks, or one that failed its gate, is an error.
+    pub fn resolve(&self, m: &Manifest) -> std::result::Result<Chosen, BundleError> {
+        Ok(Chosen {
+            gpt: m.resolve_precision(Stage::Gpt, self.gpt)?,
+            bert: m.resolve_precision(Stage::Bert, self.bert)?,
+            vocoder: m.resolve_precision(Stage::Vocoder, self.vocoder)?,
+        })
+    }
+}
+
+/// The precision each stage of a loaded bundle runs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Chosen {
     pub gpt: Precision,
     pub bert: Precision,
     pub vocoder: Precision,
 }
 
+impl Chosen {
+    pub fn get(&self, stage: Stage) -> Precision {
+        match stage {
+            Stage::Gpt => self.gpt,
+            Stage::Bert => self.bert,
+            Stage::Vocoder => self.vocoder,
+        }
+    }
+
+    /// `{"gpt": "int8", "bert": "int8", "vocoder": "fp32"}` (for /health and `gsv bench --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"gpt": self.gpt.name(), "bert": self.bert.name(), "vocoder": self.vocoder.name()})
+    }
+
+    /// One line per stage with the measured error the manifest records for its variant (start-up log).
+    pub fn describe(&self, m: &Manifest) -> Vec<String> {
+        Stage::ALL
+            .iter()
+            .map(|&s| {
+                let p = self.get(s);
+                match m.precision_error(s, p) {
+                    Some(e) => format!("{} {} ({e})", s.name(), p.name()),
+                    None => format!("{} {}", s.name(), p.name()),
+                }
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Chosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "gpt {}, bert {}, vocoder {}", self.gpt, self.bert, self.vocoder)
+    }
+}
+
 impl From<SessionOptions> for EngineOptions {
     fn from(session: SessionOptions) -> Self {
-        EngineOptions { session, precision: Precisions::default() }
+        EngineOptions { session, precision: Precisions::AUTO }
     }
 }
 
@@ -228,16 +303,36 @@ impl<T> Shared<T> {
     }
 }
 
+/// The models that every engine of one bundle generation shares: those run once per text segment (BERT, g2pW, the
+/// GPT prefill) or once per new voice (HuBERT + vq_encode), never per token. Each sits behind a mutex (a session runs one call at a
+/// time through `ort`), so N workers hold one copy of their weights instead of N (issue 15, item 4; README "Memory").
+/// The GPT step and the vocoder, which run per token and per chunk, stay per engine so that workers never wait for each
+/// other on the hot path. Only engines of the same bundle loaded with the same options may share them.
+#[derive(Clone)]
+pub struct SharedModels {
+    hubert: Arc<Mutex<Hubert>>,
+    bert: Arc<Mutex<Bert>>,
+    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
+    g2pw: Option<Arc<Mutex<crate::text::g2pw_onnx::G2pw>>>,
+    /// The GPT's prefill (once per segment; the step graph and K/V cache stay per engine).
+    gpt_prefill: Option<crate::gpt::SharedPrefill>,
+}
+
+/// Locks a shared model; a panic of another worker while it held the lock does not make the model unusable (a
+/// session keeps no state between runs), so the poison is cleared.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One loaded bundle.
 pub struct Engine {
     bundle: Bundle,
     symbols: SymbolVersion,
-    hubert: Shared<Hubert>,
-    bert: Shared<Bert>,
+    shared: SharedModels,
     gpt: GptRunner,
     vocoder: Shared<Vocoder>,
-    /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
-    g2pw: Option<Shared<crate::text::g2pw_onnx::G2pw>>,
+    /// The precision each stage was loaded in.
+    precision: Chosen,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
     features: Arc<FeatureCache>,
 }
@@ -246,11 +341,17 @@ impl Engine {
     /// Open and validate the bundle, load every graph and check it against its contract, parse the tokenizer.
     /// Everything a bundle declares is checked here, so a bad bundle fails the load, not every request.
     pub fn load(rt: &Runtime, dir: &Path, opts: &EngineOptions) -> Result<Engine> {
-        Engine::load_with(rt, dir, opts, None)
+        Engine::load_with(rt, dir, opts, None, None)
     }
 
-    /// [`Engine::load`], with the GPT run by `batched` (loaded once for the server) instead of a copy of its own.
-    pub fn load_with(rt: &Runtime, dir: &Path, opts: &EngineOptions, batched: Option<Arc<batch::BatchScheduler>>) -> Result<Engine> {
+    /// [`Engine::load`], taking BERT, HuBERT, g2pW and the GPT prefill from `shared` (the [`Engine::shared_models`]
+    /// of an engine of the same bundle and options) instead of loading them again.
+    pub fn load_sharing(rt: &Runtime, dir: &Path, opts: &EngineOptions, shared: Option<SharedModels>) -> Result<Engine> {
+        Engine::load_with(rt, dir, opts, None, shared)
+    }
+
+    /// [`Engine::load_sharing`], with the GPT run by `batched` (loaded once for the server) instead of a copy of its own.
+    pub fn load_with(rt: &Runtime, dir: &Path, opts: &EngineOptions, batched: Option<Arc<batch::BatchScheduler>>, shared: Option<SharedModels>) -> Result<Engine> {
         let bundle = Bundle::open(dir)?;
         let m = &bundle.manifest;
         let symbols = SymbolVersion::parse(&m.symbols.version).map_err(|e| BundleError::Field { field: "symbols.version".into(), msg: e.to_string() })?;
@@ -265,42 +366,47 @@ impl Engine {
         if let Some(d) = &m.demo {
             bundle.file(&d.reference.file)?;
         }
-        let s = &opts.session;
-        let hubert = Hubert::load(rt, &bundle, s)?;
-        let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
-        let gpt = match batched {
-            Some(b) => GptRunner::Batched(b),
-            None => GptRunner::Own(Gpt::load(rt, &bundle, s, opts.precision.gpt)?),
+        let precision = opts.precision.resolve(m)?;
+        // the GPT's prefill and step graphs hold the same weights: one prepacked copy for both (and, when the
+        // caller passes a container, for every engine of the bundle)
+        let mut session = opts.session.clone();
+        session.prepacked.get_or_insert_with(crate::runtime::SharedWeights::new);
+        let s = &session;
+        let shared = match shared {
+            Some(sh) => sh,
+            None => {
+                let hubert = Hubert::load(rt, &bundle, s)?;
+                let bert = Bert::load(rt, &bundle, s, precision.bert)?;
+                let g2pw = match &bundle.manifest.g2pw {
+                    Some(info) => Some(Arc::new(Mutex::new(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?))),
+                    None => None,
+                };
+                SharedModels { hubert: Arc::new(Mutex::new(hubert)), bert: Arc::new(Mutex::new(bert)), g2pw, gpt_prefill: None }
+            }
         };
-        let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
-        let g2pw = match &bundle.manifest.g2pw {
-            Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
-            None => None,
+        let (gpt, shared) = match batched {
+            Some(b) => (GptRunner::Batched(b), shared),
+            None => {
+                let gpt = Gpt::load_sharing(rt, &bundle, s, precision.gpt, shared.gpt_prefill.clone())?;
+                let shared = SharedModels { gpt_prefill: Some(gpt.shared_prefill()), ..shared };
+                (GptRunner::Own(gpt), shared)
+            }
         };
-        Ok(Engine {
-            bundle,
-            symbols,
-            hubert: Shared::new(hubert),
-            bert: Shared::new(bert),
-            gpt,
-            vocoder: Shared::new(vocoder),
-            g2pw: g2pw.map(Shared::new),
-            features: Arc::new(FeatureCache::default()),
-        })
+        let vocoder = Vocoder::load(rt, &bundle, s, precision.vocoder)?;
+        Ok(Engine { bundle, symbols, shared, gpt, vocoder: Shared::new(vocoder), precision, features: Arc::new(FeatureCache::default()) })
     }
 
     /// Another engine over the same models (batched scheduler only: its GPT is already shared; `None` for an
-    /// engine with its own GPT, which cannot be shared).
+    /// engine with its own GPT step, which cannot be shared).
     pub fn share(&self) -> Option<Engine> {
         let GptRunner::Batched(b) = &self.gpt else { return None };
         Some(Engine {
             bundle: self.bundle.clone(),
             symbols: self.symbols,
-            hubert: self.hubert.share(),
-            bert: self.bert.share(),
+            shared: self.shared.clone(),
             gpt: GptRunner::Batched(b.clone()),
             vocoder: self.vocoder.share(),
-            g2pw: self.g2pw.as_ref().map(Shared::share),
+            precision: self.precision,
             features: self.features.clone(),
         })
     }
@@ -313,11 +419,16 @@ impl Engine {
 
     /// Whether the bundle's g2pW polyphone model is loaded (polyphonic characters are then read by it).
     pub fn has_g2pw(&self) -> bool {
-        self.g2pw.is_some()
+        self.shared.g2pw.is_some()
     }
 
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
+    }
+
+    /// The precision each stage runs in (the flags, else the bundle's preferred variants).
+    pub fn precision(&self) -> Chosen {
+        self.precision
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -359,11 +470,16 @@ impl Engine {
     pub fn vocoder_mut(&mut self) -> std::sync::MutexGuard<'_, Vocoder> {
         self.vocoder.lock()
     }
-    pub fn hubert_mut(&mut self) -> std::sync::MutexGuard<'_, Hubert> {
-        self.hubert.lock()
+    /// The models this engine shares with the other engines of its bundle (for [`Engine::load_sharing`]).
+    pub fn shared_models(&self) -> SharedModels {
+        self.shared.clone()
     }
-    pub fn bert_mut(&mut self) -> std::sync::MutexGuard<'_, Bert> {
-        self.bert.lock()
+
+    pub fn hubert_mut(&mut self) -> MutexGuard<'_, Hubert> {
+        lock(&self.shared.hubert)
+    }
+    pub fn bert_mut(&mut self) -> MutexGuard<'_, Bert> {
+        lock(&self.shared.bert)
     }
 }
 

@@ -124,6 +124,7 @@ impl Engine {
             let t0 = Instant::now();
             let feats = self.text_features(data, seg_text, req.text_lang);
             st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+            st.bert_ms += feats.as_ref().map(|f| f.bert_ms).unwrap_or(0.0);
             stop()?;
             let feats = match feats {
                 Ok(f) => f,
@@ -163,6 +164,11 @@ impl Engine {
                 }
                 on_segment(SegmentAudio { index: si, text: seg_text.clone(), pcm, tokens, last })
             })?;
+            if st.first_audio_tokens == 0 {
+                st.first_prefill_ms = run.gen.timings.prefill_ms;
+                st.first_audio_tokens = run.first_piece_tokens;
+                st.first_decode_ms = run.first_decode_ms;
+            }
             st.decode_ms += run.decode_ms;
             st.prefill_ms += run.gen.timings.prefill_ms;
             st.steps += run.gen.timings.steps;

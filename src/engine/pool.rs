@@ -61,10 +61,17 @@ pub struct ModelGen {
     pub version: String,
     /// The manifest's own name (e.g. `demo`).
     pub label: String,
+    /// The precision each stage of its engines runs in (the server's flags against the bundle's preferred variants).
+    pub precision: super::Chosen,
     pub features: Arc<FeatureCache>,
     /// `--scheduler batched`: the first engine loaded for this generation (its GPT the batched scheduler's);
     /// every worker gets an [`Engine::share`] of it, so the server holds one copy of each model.
     batch: Mutex<Option<Engine>>,
+    /// ONNX Runtime's prepacked weights, shared by the sessions of every engine of this generation (created by the
+    /// first [`Loader::load`], once ONNX Runtime is loaded).
+    pub weights: std::sync::OnceLock<crate::runtime::SharedWeights>,
+    /// BERT, HuBERT and g2pW, loaded by the first engine of this generation and shared by the others.
+    pub shared: Mutex<Option<super::SharedModels>>,
 }
 
 impl std::fmt::Debug for ModelGen {
@@ -74,10 +81,13 @@ impl std::fmt::Debug for ModelGen {
 }
 
 impl ModelGen {
-    /// Reads the bundle's manifest (the engines are loaded by the workers).
-    pub fn open(name: &str, dir: &Path, generation: u64) -> std::result::Result<ModelGen, BundleError> {
+    /// Reads the bundle's manifest and resolves the precision per stage (the engines are loaded by the workers).
+    pub fn open(name: &str, dir: &Path, generation: u64, precision: &super::Precisions) -> std::result::Result<ModelGen, BundleError> {
         let b = Bundle::open(dir)?;
+        let precision = precision.resolve(&b.manifest)?;
+        tracing::info!(model = name, "precision: {}", precision.describe(&b.manifest).join("; "));
         Ok(ModelGen {
+            precision,
             name: name.to_string(),
             dir: dir.to_path_buf(),
             generation,
@@ -86,6 +96,8 @@ impl ModelGen {
             label: b.manifest.name.clone().unwrap_or_else(|| dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()),
             features: Arc::new(FeatureCache::default()),
             batch: Mutex::new(None),
+            weights: std::sync::OnceLock::new(),
+            shared: Mutex::new(None),
         })
     }
 }
@@ -136,11 +148,18 @@ impl Loader {
         if faults::load_refused() {
             return Err(EngineError::Internal("engine load refused by GSV_TEST_FAIL_REBUILD".into()));
         }
-        let e = catch_unwind(AssertUnwindSafe(|| -> Result<Engine> {
-            match self.batched_engine(model)? {
-                Some(e) => Ok(e),
-                None => Engine::load(&self.runtime, &model.dir, &self.opts),
+        let e = catch_unwind(AssertUnwindSafe(|| {
+            let mut opts = self.opts.clone();
+            opts.session.prepacked = Some(model.weights.get_or_init(crate::runtime::SharedWeights::new).clone());
+            if let Some(e) = self.batched_engine(model, &opts)? {
+                return Ok(e);
             }
+            // the first engine loads the shared models, the others (and rebuilt ones) take them; the lock is held while
+            // loading so that workers starting together do not each load a copy
+            let mut shared = model.shared.lock().unwrap_or_else(|e| e.into_inner());
+            let engine = Engine::load_sharing(&self.runtime, &model.dir, &opts, shared.clone())?;
+            shared.get_or_insert_with(|| engine.shared_models());
+            Ok::<Engine, EngineError>(engine)
         }))
         .map_err(|p| EngineError::Panicked(panic_message(p.as_ref())))??;
         Ok(e.with_features(model.features.clone()))
@@ -148,17 +167,19 @@ impl Loader {
 
     /// `--scheduler batched`: a share of the generation's engine, loaded (with the batched GPT and its scheduler
     /// thread) on first use. `None` with the pool scheduler.
-    fn batched_engine(&self, model: &ModelGen) -> Result<Option<Engine>> {
+    fn batched_engine(&self, model: &ModelGen, opts: &super::EngineOptions) -> Result<Option<Engine>> {
         let Scheduler::Batched { max_batch, kv_rows } = self.scheduler else { return Ok(None) };
         let mut slot = model.batch.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = slot.as_ref() {
             return Ok(e.share());
         }
         let bundle = Bundle::open(&model.dir)?;
-        let gpt = BatchGpt::load(&self.runtime, &bundle, &self.opts.session, self.opts.precision.gpt, max_batch, kv_rows)?;
+        let precision = opts.precision.resolve(&bundle.manifest)?;
+        let gpt = BatchGpt::load(&self.runtime, &bundle, &opts.session, precision.gpt, max_batch, kv_rows)?;
         tracing::info!(model = %model.name, max_batch, kv_rows, device = gpt.device().name(), "batched GPT loaded");
         let s = BatchScheduler::start(gpt, self.metrics.clone()).map_err(|e| EngineError::Internal(format!("cannot start the batched GPT thread: {e}")))?;
-        let e = Engine::load_with(&self.runtime, &model.dir, &self.opts, Some(s))?.with_features(model.features.clone());
+        let shared = model.shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let e = Engine::load_with(&self.runtime, &model.dir, opts, Some(s), shared)?.with_features(model.features.clone());
         let shared = e.share();
         *slot = Some(e);
         Ok(shared)

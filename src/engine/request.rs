@@ -232,6 +232,12 @@ pub struct TtsStats {
     pub decode_ms: f64,
     /// From the start of the request to the first segment handed out.
     pub first_audio_ms: f64,
+    /// Of the frontend time: the BERT graph (segments' text; the cached transcript's not counted again).
+    pub bert_ms: f64,
+    /// The first segment's prefill, its tokens generated before its first piece of audio, and that piece's decode.
+    pub first_prefill_ms: f64,
+    pub first_audio_tokens: usize,
+    pub first_decode_ms: f64,
     pub total_ms: f64,
     pub seed: u64,
 }

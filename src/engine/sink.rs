@@ -84,6 +84,9 @@ pub struct SegmentRun {
     pub decode_ms: f64,
     /// Samples emitted before the trailing silence.
     pub speech_samples: usize,
+    /// The decode that produced the segment's first piece of audio, and how many tokens existed then.
+    pub first_decode_ms: f64,
+    pub first_piece_tokens: usize,
 }
 
 /// Seconds of silence after every segment (api2's `np.zeros(int(hps.data.sampling_rate * 0.3))`).
@@ -112,6 +115,7 @@ impl Engine {
         let mut gone = false;
         let mut decode_ms = 0.0;
         let mut speech_samples = 0usize;
+        let mut first: Option<(f64, usize)> = None;
         let t0 = Instant::now();
         let mut on_token = |t: i64| {
             if cancel() {
@@ -121,7 +125,9 @@ impl Engine {
             let t1 = Instant::now();
             match sink.token(&mut voc.lock(), &toks) {
                 Ok(pcm) if !pcm.is_empty() => {
-                    decode_ms += t1.elapsed().as_secs_f64() * 1e3;
+                    let ms = t1.elapsed().as_secs_f64() * 1e3;
+                    decode_ms += ms;
+                    first.get_or_insert((ms, toks.len()));
                     speech_samples += pcm.len();
                     if !emit(pcm, toks.len(), false) {
                         gone = true;
@@ -157,12 +163,14 @@ impl Engine {
         }
         let t1 = Instant::now();
         let mut pcm = sink.finish(&mut voc.lock(), &gen.tokens)?;
-        decode_ms += t1.elapsed().as_secs_f64() * 1e3;
+        let ms = t1.elapsed().as_secs_f64() * 1e3;
+        decode_ms += ms;
+        let (first_decode_ms, first_piece_tokens) = *first.get_or_insert((ms, gen.tokens.len()));
         speech_samples += pcm.len();
         pcm.extend(std::iter::repeat_n(0i16, gap));
         if !emit(pcm, gen.tokens.len(), true) {
             return Err(EngineError::Cancelled);
         }
-        Ok(SegmentRun { gen, gen_ms, decode_ms, speech_samples })
+        Ok(SegmentRun { gen, gen_ms, decode_ms, speech_samples, first_decode_ms, first_piece_tokens })
     }
 }

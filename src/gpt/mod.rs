@@ -141,9 +141,13 @@ pub struct GptInput<'a> {
 /// Receives `(layer, is_v, rows)` for each K/V output of the prefill (`rows`: `[N+P, D]` row-major).
 pub type RowSink<'a> = dyn FnMut(usize, bool, &[f32]) -> Result<()> + 'a;
 
+/// A prefill graph that several [`Gpt`]s of one bundle share: it runs once per segment, so workers take turns
+/// (`ort` runs a session through `&mut`), while each keeps its own step graph and K/V cache for the per-token loop.
+pub type SharedPrefill = std::sync::Arc<std::sync::Mutex<Graph>>;
+
 /// The text2semantic model: prefill and step graphs, dimensions, and the K/V cache of the last generation.
 pub struct Gpt {
-    prefill: Graph,
+    prefill: SharedPrefill,
     step: Graph,
     dims: GptDims,
     /// Allocated by the first generation, grown when a longer one needs more rows.
@@ -181,8 +185,16 @@ impl Gpt {
     }
 
     pub fn load(rt: &Runtime, bundle: &Bundle, opts: &SessionOptions, precision: Precision) -> std::result::Result<Gpt, LoadError> {
+        Gpt::load_sharing(rt, bundle, opts, precision, None)
+    }
+
+    /// [`Gpt::load`] with the prefill graph of another `Gpt` of the same bundle, precision and options.
+    pub fn load_sharing(rt: &Runtime, bundle: &Bundle, opts: &SessionOptions, precision: Precision, prefill: Option<SharedPrefill>) -> std::result::Result<Gpt, LoadError> {
         let [pc, sc] = Gpt::contracts(&bundle.manifest);
-        let prefill = bundle.load_graph(rt, &pc, precision, opts)?;
+        let prefill = match prefill {
+            Some(p) => p,
+            None => std::sync::Arc::new(std::sync::Mutex::new(bundle.load_graph(rt, &pc, precision, opts)?)),
+        };
         let step = bundle.load_graph(rt, &sc, precision, opts)?;
         let g = &bundle.manifest.gpt;
         let dims = GptDims { n_layer: g.n_layer, n_head: g.n_head, hidden: g.hidden_dim, kv_head_dim: g.kv_head_dim, vocab: g.vocab_size, eos: g.eos };
@@ -191,6 +203,11 @@ impl Gpt {
 
     pub fn dims(&self) -> GptDims {
         self.dims
+    }
+
+    /// This model's prefill graph, for [`Gpt::load_sharing`].
+    pub fn shared_prefill(&self) -> SharedPrefill {
+        self.prefill.clone()
     }
 
     /// Where the step runs (after any fallback to the CPU).
@@ -217,7 +234,9 @@ impl Gpt {
         let bert = input.bert.as_standard_layout();
         let bert = bert.as_slice().ok_or_else(|| GptError::Input("bert features are not contiguous".into()))?;
         let p = input.prompt.len();
-        let outs = self.prefill.run(&[
+        // a panic of another worker while it ran the prefill leaves nothing half-done in the session: clear the poison
+        let mut prefill = self.prefill.lock().unwrap_or_else(|e| e.into_inner());
+        let outs = prefill.run(&[
             Input::i64("phone_ids", &[1, n], input.phone_ids),
             Input::f32("bert", &[1, h, n], bert),
             Input::i64("prompt", &[1, p], input.prompt),

@@ -139,15 +139,19 @@ pub struct ServeArgs {
     /// Path of libonnxruntime (default: ORT_DYLIB_PATH, then .ort/lib near the executable or the cwd)
     #[arg(long)]
     pub ort_lib: Option<PathBuf>,
-    /// GPT precision: fp32, or int8 when the bundle has that variant (python -m export quantize)
-    #[arg(long, default_value = "fp32")]
+    /// GPT precision: auto (the bundle's fastest variant that passed its gate, `quantization.preferred`; fp32 when
+    /// it has none), fp32, int8, int4 (a variant the bundle has and that passed its gate, else start-up fails)
+    #[arg(long, default_value = "auto")]
     pub gpt_precision: String,
-    /// BERT precision: fp32, or int8 when the bundle has that variant (python -m export quantize --bert)
-    #[arg(long, default_value = "fp32")]
+    /// BERT precision: auto, fp32, int8 (see --gpt-precision)
+    #[arg(long, default_value = "auto")]
     pub bert_precision: String,
-    /// SoVITS decoder precision: fp32, or int8 when the bundle has that variant (python -m export quantize --vocoder)
-    #[arg(long, default_value = "fp32")]
+    /// SoVITS decoder precision: auto, fp32, int8 (see --gpt-precision)
+    #[arg(long, default_value = "auto")]
     pub vocoder_precision: String,
+    /// ONNX Runtime intra-op thread spinning: on or off (README, "Thread spinning")
+    #[arg(long, default_value = crate::runtime::Spin::DEFAULT.as_str())]
+    pub ort_spin: String,
     #[arg(long, default_value_t = 0)]
     pub intra_threads: usize,
     #[arg(long, default_value_t = 0)]
@@ -187,7 +191,8 @@ pub struct ServeArgs {
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
-    /// Engine threads, each with its own copy of the model (--scheduler pool)
+    /// Engine threads (--scheduler pool), each with its own GPT step, vocoder and K/V cache (BERT, HuBERT and the
+    /// GPT prefill are shared)
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Who runs the GPT: pool (each worker its own copy, one request at a time) or batched (one copy stepping every

@@ -52,7 +52,7 @@ pub use args::ServeArgs;
 pub use audio::AudioStream;
 pub use error::{HttpError, Shape};
 
-use crate::bundle::{Bundle, Precision};
+use crate::bundle::{parse_choice, Bundle};
 use crate::codec::AudioFormat;
 use crate::engine::pool::{Loader, ModelGen, Pool, PoolConfig, Scheduler};
 use crate::engine::{Api2Cut, EngineOptions, Precisions, RefAudio, TtsRequest};
@@ -180,7 +180,7 @@ impl State {
             public_load_error(&e)
         })?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let gen = Arc::new(ModelGen::open(name, &dir, generation).map_err(|e| {
+        let gen = Arc::new(ModelGen::open(name, &dir, generation, &self.loader.opts.precision).map_err(|e| {
             tracing::warn!("cannot open {}: {e}", dir.display());
             public_load_error(&e.into())
         })?);
@@ -422,11 +422,13 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
                 inter_threads: a.inter_threads,
                 opt_level: OptLevel::parse(&a.opt_level)?,
                 skip_integrity: a.skip_integrity,
+                prepacked: None,
+                spin: crate::runtime::Spin::parse(&a.ort_spin)?,
             },
             precision: Precisions {
-                gpt: Precision::parse(&a.gpt_precision)?,
-                bert: Precision::parse(&a.bert_precision)?,
-                vocoder: Precision::parse(&a.vocoder_precision)?,
+                gpt: parse_choice(&a.gpt_precision)?,
+                bert: parse_choice(&a.bert_precision)?,
+                vocoder: parse_choice(&a.vocoder_precision)?,
             },
         },
         workers: match scheduler {
@@ -476,10 +478,10 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
     let data = FrontendData::global()?;
     let metrics = Arc::new(Metrics::default());
     let loader = Arc::new(Loader { runtime, opts: p.opts.clone(), scheduler: p.scheduler, metrics: metrics.engine.clone() });
-    let default = Arc::new(ModelGen::open("default", &p.model_dir, 1)?);
+    let default = Arc::new(ModelGen::open("default", &p.model_dir, 1, &p.opts.precision)?);
     let mut named = BTreeMap::new();
     for (i, (n, d)) in p.named.iter().enumerate() {
-        named.insert(n.clone(), Arc::new(ModelGen::open(n, d, 2 + i as u64)?));
+        named.insert(n.clone(), Arc::new(ModelGen::open(n, d, 2 + i as u64, &p.opts.precision)?));
     }
     // the warm-up synthesises with the default reference: a server that cannot (unreadable reference, broken
     // tokenizer or graph) stops here with the reason, unless started with --no-warmup

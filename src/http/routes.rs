@@ -642,6 +642,7 @@ async fn health(state: &State) -> Response<Body> {
         "model": m.label,
         "version": m.version,
         "generation": m.generation,
+        "precision": m.precision.to_json(),
         "models": state.model_names(),
         "workers": state.pool.workers(),
         "workers_serving": h.serving,

@@ -28,7 +28,7 @@ use ort::environment::Environment;
 use ort::ep::{self, ExecutionProviderDispatch};
 #[cfg(any(feature = "cuda", feature = "coreml", feature = "tensorrt"))]
 use ort::ep::ExecutionProvider;
-use ort::session::builder::GraphOptimizationLevel;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::Session;
 
 /// Errors of the runtime layer. Every message is one line.
@@ -179,13 +179,11 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions, eps: Vec
         if opts.inter_threads > 0 {
             b = b.with_inter_threads(opts.inter_threads)?;
         }
-        // Benchmark hook (issue 15, item 7): GSV_ORT_SPIN=0|1 sets ONNX Runtime's `session.intra_op.allow_spinning`
-        // (default: ONNX Runtime's, spinning on) so that scripts/bench can measure both; the flag and default come
-        // with the engine refactor.
-        match std::env::var("GSV_ORT_SPIN").as_deref() {
-            Ok("0") => b = b.with_intra_op_spinning(false)?,
-            Ok("1") => b = b.with_intra_op_spinning(true)?,
-            _ => {}
+        // `session.intra_op.allow_spinning`: always set, so that gsv's default (see `Spin`) and not ONNX Runtime's
+        // decides
+        b = b.with_intra_op_spinning(opts.spin == Spin::On)?;
+        if let Some(p) = &opts.prepacked {
+            b = b.with_prepacked_weights(&p.0)?;
         }
         b.commit_from_file(path)
     })();
@@ -288,6 +286,44 @@ impl OptLevel {
     }
 }
 
+/// Whether ONNX Runtime's intra-op worker threads spin (busy-wait) between parallel sections instead of sleeping
+/// (`--ort-spin on|off`, ONNX Runtime's `session.intra_op.allow_spinning`). ONNX Runtime spins by default; gsv's
+/// default is [`Spin::DEFAULT`], chosen from `python -m bench.spin` (README, "Thread spinning").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spin {
+    On,
+    Off,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("--ort-spin must be on or off, not {0:?}")]
+pub struct SpinError(pub String);
+
+impl Spin {
+    pub const DEFAULT: Spin = Spin::Off;
+
+    pub fn parse(s: &str) -> std::result::Result<Spin, SpinError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" => Ok(Spin::On),
+            "off" | "0" | "false" => Ok(Spin::Off),
+            _ => Err(SpinError(s.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spin::On => "on",
+            Spin::Off => "off",
+        }
+    }
+}
+
+impl Default for Spin {
+    fn default() -> Self {
+        Spin::DEFAULT
+    }
+}
+
 /// Session options shared by all graphs of a bundle. `0` threads = ONNX Runtime's default.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
@@ -298,11 +334,50 @@ pub struct SessionOptions {
     pub opt_level: OptLevel,
     /// Load graphs without comparing their sha256 with the manifest's (`--skip-integrity`; see `bundle::verify_file`).
     pub skip_integrity: bool,
+    /// Intra-op thread pool spinning (`--ort-spin`).
+    pub spin: Spin,
+    /// Sessions loaded with the same [`SharedWeights`] share the weights ONNX Runtime pre-packs for its kernels
+    /// (MatMul, MatMulNBits, ...): one copy per distinct weight, not one per session. `None`: each session its own.
+    pub prepacked: Option<SharedWeights>,
+}
+
+/// ONNX Runtime's prepacked-weights container (`CreateSessionWithPrepackedWeightsContainer`): a pre-packed weight
+/// is stored once under a key made of its kernel and the weight's content, and every session created with the same
+/// container finds it there. The container lives as long as a clone of this handle (the engines of one bundle
+/// generation hold it), so the memory goes when the last of them is dropped.
+#[derive(Clone)]
+pub struct SharedWeights(PrepackedWeights);
+
+impl SharedWeights {
+    pub fn new() -> SharedWeights {
+        SharedWeights(PrepackedWeights::new())
+    }
+}
+
+impl Default for SharedWeights {
+    fn default() -> Self {
+        SharedWeights::new()
+    }
+}
+
+impl std::fmt::Debug for SharedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedWeights")
+    }
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, skip_integrity: false }
+        SessionOptions {
+            device: Device::Cpu,
+            strict: false,
+            intra_threads: 0,
+            inter_threads: 0,
+            opt_level: OptLevel::All,
+            skip_integrity: false,
+            spin: Spin::DEFAULT,
+            prepacked: None,
+        }
     }
 }
 

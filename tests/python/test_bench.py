@@ -96,3 +96,24 @@ def test_bench_concurrency_json_shape(repo_root):
         assert r["ttfa_p50_ms"] <= r["ttfa_p99_ms"]
     tokens = {(r["streams"], r["engine"]): r["tokens"] for r in rows}
     assert tokens[(3, "batched")] == tokens[(3, "pool")] and tokens[(1, "batched")] == tokens[(1, "pool")]
+
+
+def test_memory_reports_rss_per_worker_count(repo_root):
+    """bench.memory starts `gsv serve` per worker count on the demo bundle and reads each server's RSS after the
+    warm-up, with the precision each stage ran (the demo bundle has no variants: fp32); a second worker adds memory,
+    less than the whole one-worker server (runtime, binary and shared models are not per worker)."""
+    gsv = repo_root / "target" / "debug" / "gsv"
+    assert gsv.exists(), "target/debug/gsv is not built (scripts/test runs cargo build first)"
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "bench.memory", "--bundle", str(repo_root / "onnx" / "demo"), "--workers", "1,2",
+           "--json", "--gsv", str(gsv)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo_root, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(p.stdout)
+    one, two = rep["rows"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["precision"] == {"gpt": "fp32", "bert": "fp32", "vocoder": "fp32"}
+    for r in (one, two):
+        assert 0 < r["rss_mib"] <= r["peak_rss_mib"] and r["anon_mib"] > 0
+    assert two["peak_rss_mib"] > one["peak_rss_mib"] - 5
+    assert two["per_extra_worker_mib"] < one["peak_rss_mib"]
