@@ -7,6 +7,12 @@
 //! [`expected_io`] (BUNDLE.md's table). [`Bundle::check_graph`] then compares the names, ranks and element
 //! types a loaded session reports ([`crate::runtime::IoSpec`], plain data) with the same table, plus the
 //! graph's `gsv.*` metadata. Every mismatch is a [`BundleError`] naming the field.
+//!
+//! v2Pro / v2ProPlus bundles (issue 12) have an eighth graph, `sv` (32 kHz reference -> speaker-verification
+//! embedding), a `ref_enc` that also takes that embedding, a decoder with one more output (`ge512`) and a
+//! manifest `sv` section ([`SvInfo`]); [`Manifest::validate`] checks all of it ([`expected_io_for`]). The
+//! engine cannot run them yet: [`Bundle::open`] refuses them with a message saying so, while
+//! [`Bundle::read`] (validation only) accepts them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +24,20 @@ use crate::runtime::IoSpec;
 
 pub const FORMAT_VERSION: u32 = 2;
 
-/// The seven graphs, in pipeline order.
+/// The seven graphs of a v1/v2 bundle, in pipeline order.
 pub const GRAPH_NAMES: [&str; 7] = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"];
+/// The eight graphs of a v2Pro/v2ProPlus bundle, in pipeline order (`sv` feeds `ref_enc`).
+pub const GRAPH_NAMES_V2PRO: [&str; 8] =
+    ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "sv", "ref_enc", "sovits_decode"];
+/// Model versions whose speaker vector fuses a speaker-verification embedding.
+pub const V2PRO_VERSIONS: [&str; 2] = ["v2Pro", "v2ProPlus"];
+/// Rate of the speaker-verification model's own signal (inside the `sv` graph).
+pub const SV_RATE: u32 = 16_000;
+
+/// `true` for v2Pro and v2ProPlus.
+pub fn is_v2pro(model_version: &str) -> bool {
+    V2PRO_VERSIONS.contains(&model_version)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -104,6 +122,23 @@ pub struct GraphVariant {
     pub sha256: Option<String>,
 }
 
+/// The `sv` section of a v2Pro/v2ProPlus manifest: the speaker-verification graph's input contract.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SvInfo {
+    /// Graph name (`sv`).
+    pub graph: String,
+    /// Input name (`wav32k`): the normalised reference at `input_rate`, the same signal the spectrogram uses.
+    pub input: String,
+    /// Rate of the input (the model's `sample_rate`, 32000).
+    pub input_rate: u32,
+    /// Rate the graph resamples to before the fbank (16000).
+    pub rate: u32,
+    /// Length of the `sv_emb` output (20480).
+    pub embedding_dim: usize,
+    /// Shortest input that yields one fbank frame.
+    pub min_input_samples: usize,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -131,6 +166,9 @@ pub struct Manifest {
     /// Present in the demo bundle only: its default reference.
     #[serde(default)]
     pub demo: Option<DemoInfo>,
+    /// v2Pro/v2ProPlus only: the speaker-verification graph's contract.
+    #[serde(default)]
+    pub sv: Option<SvInfo>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +203,18 @@ impl Manifest {
     pub fn spec_bins(&self) -> usize {
         self.filter_length / 2 + 1
     }
+    /// `true` for a v2Pro/v2ProPlus bundle.
+    pub fn is_v2pro(&self) -> bool {
+        is_v2pro(&self.model_version)
+    }
+    /// The graphs this bundle must have, in pipeline order.
+    pub fn graph_names(&self) -> &'static [&'static str] {
+        if self.is_v2pro() {
+            &GRAPH_NAMES_V2PRO
+        } else {
+            &GRAPH_NAMES
+        }
+    }
 }
 
 /// A parsed, self-consistent bundle.
@@ -178,8 +228,38 @@ pub struct Bundle {
 /// (name, element type, rank)
 pub type IoExpect = Vec<(String, &'static str, usize)>;
 
+/// [`expected_io_for`] of a v1/v2 bundle.
 pub fn expected_io(graph: &str, n_layer: usize) -> Option<(IoExpect, IoExpect)> {
+    expected_io_for(graph, n_layer, "v2")
+}
+
+/// Expected inputs and outputs of `graph` in a bundle of `model_version` (BUNDLE.md's tables). v2Pro/v2ProPlus:
+/// `sv` (wav32k -> sv_emb, wav16k, fbank), `ref_enc` (spec, sv_emb -> ge, ge_refenc, sv_proj), `sovits_decode`
+/// with the extra output `ge512`.
+pub fn expected_io_for(graph: &str, n_layer: usize, model_version: &str) -> Option<(IoExpect, IoExpect)> {
     let e = |n: &str, t: &'static str, r: usize| (n.to_string(), t, r);
+    if is_v2pro(model_version) {
+        match graph {
+            "sv" => {
+                return Some((
+                    vec![e("wav32k", "float32", 2)],
+                    vec![e("sv_emb", "float32", 2), e("wav16k", "float32", 2), e("fbank", "float32", 3)],
+                ))
+            }
+            "ref_enc" => {
+                return Some((
+                    vec![e("spec", "float32", 3), e("sv_emb", "float32", 2)],
+                    vec![e("ge", "float32", 3), e("ge_refenc", "float32", 3), e("sv_proj", "float32", 2)],
+                ))
+            }
+            "sovits_decode" => {
+                let (i, mut o) = expected_io_for(graph, n_layer, "v2")?;
+                o.push(e("ge512", "float32", 3));
+                return Some((i, o));
+            }
+            _ => {}
+        }
+    }
     let (i, o) = match graph {
         "hubert" => (vec![e("wav16k", "float32", 2)], vec![e("ssl", "float32", 3)]),
         "vq_encode" => (vec![e("ssl", "float32", 3)], vec![e("codes", "int64", 2), e("ssl_proj", "float32", 3)]),
@@ -247,8 +327,8 @@ impl Manifest {
             let hint = if self.format_version < FORMAT_VERSION { "; re-export it with this version's `python -m export convert` (same command, same checkpoints)" } else { "; use a newer gsv" };
             return Err(field("format_version", format!("this gsv reads version {FORMAT_VERSION}, the bundle is version {}{hint}", self.format_version)));
         }
-        if self.model_version != "v1" && self.model_version != "v2" {
-            return Err(field("model_version", format!("expected v1 or v2, got {:?}", self.model_version)));
+        if !["v1", "v2"].contains(&self.model_version.as_str()) && !self.is_v2pro() {
+            return Err(field("model_version", format!("expected v1, v2, v2Pro or v2ProPlus, got {:?}", self.model_version)));
         }
         let g = &self.gpt;
         if g.eos != g.vocab_size as i64 - 1 {
@@ -280,9 +360,15 @@ impl Manifest {
         if self.sovits.samples_per_frame != self.hop_length {
             return Err(field("sovits.samples_per_frame", format!("{} differs from hop_length {}", self.sovits.samples_per_frame, self.hop_length)));
         }
-        for name in GRAPH_NAMES {
+        if self.is_v2pro() {
+            self.validate_sv()?;
+        } else if self.sv.is_some() {
+            return Err(field("sv", format!("a {} bundle has no speaker-verification model", self.model_version)));
+        }
+        for &name in self.graph_names() {
             let entry = self.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
-            let (ei, eo) = expected_io(name, g.n_layer).expect("known graph");
+            let (ei, eo) = expected_io_for(name, g.n_layer, &self.model_version)
+                .ok_or_else(|| field(&format!("graphs.{name}"), "unknown graph"))?;
             let en: Vec<String> = ei.iter().map(|x| x.0.clone()).collect();
             let on: Vec<String> = eo.iter().map(|x| x.0.clone()).collect();
             if sorted(&entry.inputs) != sorted(&en) {
@@ -296,14 +382,57 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The v2Pro `sv` section: present, naming the graph and input the table expects, at the model's rate.
+    fn validate_sv(&self) -> Result<()> {
+        let sv = self.sv.as_ref().ok_or_else(|| field("sv", format!("missing: a {} bundle needs the speaker-verification section (re-export with `python -m export convert ... --sv`)", self.model_version)))?;
+        if sv.graph != "sv" {
+            return Err(field("sv.graph", format!("expected \"sv\", got {:?}", sv.graph)));
+        }
+        if sv.input != "wav32k" {
+            return Err(field("sv.input", format!("expected \"wav32k\", got {:?}", sv.input)));
+        }
+        if sv.input_rate != self.sample_rate {
+            return Err(field("sv.input_rate", format!("{} differs from sample_rate {}", sv.input_rate, self.sample_rate)));
+        }
+        if sv.rate != SV_RATE {
+            return Err(field("sv.rate", format!("expected {SV_RATE}, got {}", sv.rate)));
+        }
+        if sv.embedding_dim == 0 {
+            return Err(field("sv.embedding_dim", "must be positive"));
+        }
+        if self.symbols.version != "v2" {
+            return Err(field("symbols.version", format!("{} models use the v2 symbols, got {:?}", self.model_version, self.symbols.version)));
+        }
+        Ok(())
+    }
+}
+
 impl Bundle {
-    /// Read and validate `<dir>/manifest.json`; check every graph file exists.
+    /// Read and validate `<dir>/manifest.json`; check every graph file exists. v2Pro/v2ProPlus bundles are
+    /// refused with a clear message: this build validates them ([`Bundle::read`]) but cannot run them yet.
     pub fn open(dir: &Path) -> Result<Bundle> {
+        let b = Bundle::read(dir)?;
+        if b.manifest.is_v2pro() {
+            return Err(field(
+                "model_version",
+                format!(
+                    "{} is a {} bundle; this gsv validates such bundles but cannot run them yet (the speaker-verification stage is not wired into the engine: issue 12); serve a v1 or v2 bundle",
+                    dir.display(),
+                    b.manifest.model_version
+                ),
+            ));
+        }
+        Ok(b)
+    }
+
+    /// [`Bundle::open`] without the runtime-support check: parse, validate, check that every graph file exists.
+    pub fn read(dir: &Path) -> Result<Bundle> {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| BundleError::Io { path: path.display().to_string(), msg: e.to_string() })?;
         let manifest = Manifest::from_json(&text, &path.display().to_string())?;
         manifest.validate()?;
-        for name in GRAPH_NAMES {
+        for &name in manifest.graph_names() {
             let p = dir.join(&manifest.graphs[name].file);
             if !p.is_file() {
                 return Err(BundleError::MissingFile { graph: name.into(), path: p.display().to_string() });
@@ -336,8 +465,9 @@ impl Bundle {
     /// Compare a loaded graph's reported inputs/outputs (and `gsv.*` metadata) with the manifest and BUNDLE.md.
     pub fn check_graph(&self, name: &str, inputs: &[IoSpec], outputs: &[IoSpec], metadata: &[(String, String)]) -> Result<()> {
         let m = &self.manifest;
-        let (ei, eo) = expected_io(name, m.gpt.n_layer).ok_or_else(|| field(&format!("graphs.{name}"), "unknown graph"))?;
-        for (what, exp, act, man) in [("inputs", &ei, inputs, &m.graphs[name].inputs), ("outputs", &eo, outputs, &m.graphs[name].outputs)] {
+        let (ei, eo) = expected_io_for(name, m.gpt.n_layer, &m.model_version).ok_or_else(|| field(&format!("graphs.{name}"), "unknown graph"))?;
+        let entry = m.graphs.get(name).ok_or_else(|| field(&format!("graphs.{name}"), "missing"))?;
+        for (what, exp, act, man) in [("inputs", &ei, inputs, &entry.inputs), ("outputs", &eo, outputs, &entry.outputs)] {
             let an: Vec<String> = act.iter().map(|s| s.name.clone()).collect();
             if sorted(&an) != sorted(man) {
                 return Err(BundleError::GraphIo { graph: name.into(), what: format!("{what} names (onnx vs manifest)"), expected: format!("{man:?}"), actual: format!("{an:?}") });
