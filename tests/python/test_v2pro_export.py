@@ -167,3 +167,23 @@ def test_random_checkpoints_v2pro(tmp_path, version, head):
     build_gpt(load_checkpoint(p["gpt"]))
     build_hubert(p["hubert"])
     build_bert(p["bert"])
+
+
+def test_fp16_keeps_signal_constants_float32():
+    """--fp16 stores weights as float16 but keeps the sv graph's resampling kernel, window and mel bank float32
+    (GraphSpec.keep_fp32): a float16 mel bank or window would move the log-mel features by ~1e-3."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.onnx_export import _to_fp16
+
+    a = numpy_helper.from_array(np.ones((32, 32), np.float32), "fbank.mel_t")
+    b = numpy_helper.from_array(np.ones((32, 32), np.float32), "net.conv1.weight")
+    node = helper.make_node("Add", ["fbank.mel_t", "net.conv1.weight"], ["y"])
+    graph = helper.make_graph([node], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [32, 32])],
+                              initializer=[a, b])
+    m = _to_fp16(helper.make_model(graph), keep=("resample.", "fbank."))
+    types = {i.name: i.data_type for i in m.graph.initializer}
+    assert types["fbank.mel_t"] == TensorProto.FLOAT
+    assert types["net.conv1.weight__fp16"] == TensorProto.FLOAT16 and "net.conv1.weight" not in types
+    assert [n.op_type for n in m.graph.node] == ["Cast", "Add"]

@@ -76,8 +76,10 @@ def test_eres2netv2_stages(g, sv):
     for k in ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "layer3_ds", "fuse34"):
         close(s[k].numpy(), g(f"sv_dbg_{k}"), what=f"sv_dbg_{k}", **FEAT)
     close(s["emb"].numpy(), g("sv_dbg_emb"), what="sv_dbg_emb", **FEAT)
-    # the cap is exercised: some layer outputs sit exactly at 20, none above
-    assert float(s["layer1"].max()) == 20.0 and float(s["layer4"].max()) <= 20.0
+    # the blocks end in Hardtanh(0, 20): nothing above 20 or below 0 (the golden set pushes some channels to the
+    # cap, so a plain ReLU fails the stage comparisons above)
+    for k in ("layer1", "layer2", "layer3", "layer4"):
+        assert 0.0 <= float(s[k].min()) and float(s[k].max()) <= 20.0, k
 
 
 def test_sv_embedding_from_the_32k_signal(g, sv):
