@@ -16,6 +16,11 @@ config (wider first upsampling), which the config gives. The ref_enc graph of su
 returns the fused `ge` (plus its two terms, for parity); the decode graph takes the fused `ge` (averaged over
 references by the caller, as upstream averages the fused per-reference `ge`s) and applies `ge_to512` itself.
 
+Posterior encoder: `enc_q.*` (training only; inference never runs it) is absent from the files GPT-SoVITS writes for
+trained voices (`savee` drops it) but present in the official pretrained generators (s2G2333k.pth, s2Gv2ProPlus.pth
+are training initialisations; their sizes match the generator plus enc_q). Upstream's loaders ignore it
+(`strict=False`); so do we, and only it: every other key must still be used (`TRAINING_ONLY_PREFIXES`).
+
 Codebook buffers: the file carries `quantizer.vq.layers.0._codebook.{inited,cluster_size,embed,embed_avg}`.
 Only `embed` is used at inference. `cluster_size` and `embed_avg` are the EMA statistics of k-means training;
 they are checked for shape (so a file with a different codebook is refused) and then dropped, see
@@ -44,6 +49,8 @@ SSL_DIM = 768
 CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
 # Training-only codebook buffers present in every SoVITS file; checked, then not loaded (see module docstring).
 CODEBOOK_TRAINING_KEYS = tuple(CODEBOOK_PREFIX + n for n in ("inited", "cluster_size", "embed_avg"))
+# Whole training-only submodules a SoVITS file may carry (see module docstring): ignored, not loaded.
+TRAINING_ONLY_PREFIXES = ("enc_q.",)
 LRELU_SLOPE = 0.1
 
 
@@ -652,7 +659,7 @@ def build_sovits(ckpt: Checkpoint) -> SovitsModel:
     n_symbols = int(ckpt.weights["enc_p.text_embedding.weight"].shape[0])
     with torch.device("cpu"):
         w = SynthesizerWeights(version, n_symbols, spec_channels, m)
-    state = fold_weight_norm(ckpt.weights)
+    state = fold_weight_norm({k: v for k, v in ckpt.weights.items() if not k.startswith(TRAINING_ONLY_PREFIXES)})
     _check_codebook_extras(state, source)
     state = {k: v for k, v in state.items() if k not in CODEBOOK_TRAINING_KEYS}
     strict_load(w, state, source)

@@ -187,3 +187,30 @@ def test_fp16_keeps_signal_constants_float32():
     assert types["fbank.mel_t"] == TensorProto.FLOAT
     assert types["net.conv1.weight__fp16"] == TensorProto.FLOAT16 and "net.conv1.weight" not in types
     assert [n.op_type for n in m.graph.node] == ["Cast", "Add"]
+
+
+def test_pretrained_generators_with_posterior_encoder_load(tmp_path, pro_paths):
+    """Official pretrained generators (s2Gv2ProPlus.pth, ...) keep the training-only posterior encoder `enc_q.*`;
+    upstream ignores it (strict=False) and so do we. Any other stray key is still an error."""
+    from export.models.sovits import SynthesizerWeights
+
+    ck = load_checkpoint(str(pro_paths["v2ProPlus"]["sovits"]))
+    base = build_sovits(ck)
+    w = {k: torch.from_numpy(v).half() for k, v in ck.weights.items()}
+    w["enc_q.pre.weight"] = torch.zeros(192, 1025, 1, dtype=torch.float16)
+    w["enc_q.enc.in_layers.0.weight_g"] = torch.ones(384, 1, 1, dtype=torch.float16)
+    p = tmp_path / "pretrained_like.pth"
+    import io
+    buf = io.BytesIO()
+    torch.save({"weight": w, "config": ck.config, "info": "pretrained"}, buf)
+    p.write_bytes(b"06" + buf.getvalue()[2:])
+    m = build_sovits(load_checkpoint(str(p)))
+    assert m.version == "v2ProPlus"
+    for (k, a), (_, b) in zip(m.weights.state_dict().items(), base.weights.state_dict().items()):
+        assert torch.equal(a, b), k
+    w["flow.extra.weight"] = torch.zeros(3, dtype=torch.float16)
+    buf = io.BytesIO()
+    torch.save({"weight": w, "config": ck.config, "info": "pretrained"}, buf)
+    p.write_bytes(b"06" + buf.getvalue()[2:])
+    with pytest.raises(CheckpointError, match=r"unexpected key.*flow\.extra\.weight"):
+        build_sovits(load_checkpoint(str(p)))
