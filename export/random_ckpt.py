@@ -108,10 +108,11 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator, std_scale: float =
                 p.mul_(std_scale)
 
 
-def _unfold_weight_norm(state: dict) -> dict:
+def _unfold_weight_norm(state: dict, pattern: str | None = None) -> dict:
+    normed = re.compile(pattern) if pattern else WEIGHT_NORMED
     out = collections.OrderedDict()
     for k, v in state.items():
-        if k.endswith(".weight") and WEIGHT_NORMED.match(k[: -len(".weight")]):
+        if k.endswith(".weight") and normed.match(k[: -len(".weight")]):
             prefix = k[: -len(".weight")]
             axes = tuple(range(1, v.dim()))
             g = torch.sqrt((v.double() ** 2).sum(dim=axes, keepdim=True)).float()

@@ -18,8 +18,9 @@ references by the caller, as upstream averages the fused per-reference `ge`s) an
 
 Posterior encoder: `enc_q.*` (training only; inference never runs it) is absent from the files GPT-SoVITS writes for
 trained voices (`savee` drops it) but present in the official pretrained generators (s2G2333k.pth, s2Gv2ProPlus.pth
-are training initialisations; their sizes match the generator plus enc_q). Upstream's loaders ignore it
-(`strict=False`); so do we, and only it: every other key must still be used (`TRAINING_ONLY_PREFIXES`).
+are training initialisations; their sizes match the generator plus enc_q). Upstream's loaders skip it
+(`strict=False`). Here it is optional but never taken on trust: when present it must be the complete posterior
+encoder of this config (`PosteriorEncoderKeys`, every key and shape checked), then it is dropped.
 
 Codebook buffers: the file carries `quantizer.vq.layers.0._codebook.{inited,cluster_size,embed,embed_avg}`.
 Only `embed` is used at inference. `cluster_size` and `embed_avg` are the EMA statistics of k-means training;
@@ -49,8 +50,8 @@ SSL_DIM = 768
 CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
 # Training-only codebook buffers present in every SoVITS file; checked, then not loaded (see module docstring).
 CODEBOOK_TRAINING_KEYS = tuple(CODEBOOK_PREFIX + n for n in ("inited", "cluster_size", "embed_avg"))
-# Whole training-only submodules a SoVITS file may carry (see module docstring): ignored, not loaded.
-TRAINING_ONLY_PREFIXES = ("enc_q.",)
+# The training-only posterior encoder a SoVITS file may carry (see module docstring): checked, then dropped.
+ENC_Q_PREFIX = "enc_q."
 LRELU_SLOPE = 0.1
 
 
@@ -462,6 +463,19 @@ class SynthesizerWeights(nn.Module):
         return self.quantizer.vq.layers[0]._codebook.embed
 
 
+class PosteriorEncoderKeys(nn.Module):
+    """The key layout of upstream's training-only `enc_q` (PosteriorEncoder(spec_channels, inter, hidden, kernel 5,
+    dilation 1, 16 layers, gin)): only used to check a file's enc_q.* keys and shapes; never run, never exported."""
+
+    def __init__(self, spec_channels: int, inter: int, hidden: int, gin: int):
+        super().__init__()
+        enc_q = nn.Module()
+        enc_q.pre = nn.Conv1d(spec_channels, hidden, 1)
+        enc_q.enc = WaveNet(hidden, 5, 1, 16, gin)
+        enc_q.proj = nn.Conv1d(hidden, inter * 2, 1)
+        self.enc_q = enc_q
+
+
 class VqEncoder(nn.Module):
     """ssl [1,768,T50] -> (codes i64 [1,T25], ssl_proj [1,768,T25])"""
 
@@ -659,7 +673,14 @@ def build_sovits(ckpt: Checkpoint) -> SovitsModel:
     n_symbols = int(ckpt.weights["enc_p.text_embedding.weight"].shape[0])
     with torch.device("cpu"):
         w = SynthesizerWeights(version, n_symbols, spec_channels, m)
-    state = fold_weight_norm({k: v for k, v in ckpt.weights.items() if not k.startswith(TRAINING_ONLY_PREFIXES)})
+    enc_q = {k: v for k, v in ckpt.weights.items() if k.startswith(ENC_Q_PREFIX)}
+    if enc_q:
+        with torch.device("cpu"):
+            keys = PosteriorEncoderKeys(spec_channels, int(m["inter_channels"]), int(m["hidden_channels"]),
+                                        int(m["gin_channels"]))
+        strict_load(keys, fold_weight_norm(enc_q), f"{source} (training-only posterior encoder enc_q)")
+        del keys
+    state = fold_weight_norm({k: v for k, v in ckpt.weights.items() if not k.startswith(ENC_Q_PREFIX)})
     _check_codebook_extras(state, source)
     state = {k: v for k, v in state.items() if k not in CODEBOOK_TRAINING_KEYS}
     strict_load(w, state, source)

@@ -190,27 +190,39 @@ def test_fp16_keeps_signal_constants_float32():
 
 
 def test_pretrained_generators_with_posterior_encoder_load(tmp_path, pro_paths):
-    """Official pretrained generators (s2Gv2ProPlus.pth, ...) keep the training-only posterior encoder `enc_q.*`;
-    upstream ignores it (strict=False) and so do we. Any other stray key is still an error."""
-    from export.models.sovits import SynthesizerWeights
+    """Official pretrained generators (s2Gv2ProPlus.pth, ...) keep the training-only posterior encoder `enc_q.*`
+    (weight-normed, as saved); upstream skips it (strict=False). We accept it only complete and well-shaped, and
+    drop it; a partial enc_q or any other stray key is an error."""
+    import io
+
+    from export.models.sovits import PosteriorEncoderKeys
+    from export.random_ckpt import _unfold_weight_norm
 
     ck = load_checkpoint(str(pro_paths["v2ProPlus"]["sovits"]))
     base = build_sovits(ck)
+    m = ck.config["model"]
+    enc_q = PosteriorEncoderKeys(1025, m["inter_channels"], m["hidden_channels"], m["gin_channels"]).state_dict()
+    enc_q = _unfold_weight_norm(dict(enc_q),
+                                pattern=r"^enc_q\.enc\.(in_layers\.\d+|res_skip_layers\.\d+|cond_layer)$")
+    assert "enc_q.enc.cond_layer.weight_g" in enc_q and "enc_q.pre.weight" in enc_q
+
+    def save(w):
+        buf = io.BytesIO()
+        torch.save({"weight": w, "config": ck.config, "info": "pretrained"}, buf)
+        p = tmp_path / "pretrained_like.pth"
+        p.write_bytes(b"06" + buf.getvalue()[2:])
+        return str(p)
+
     w = {k: torch.from_numpy(v).half() for k, v in ck.weights.items()}
-    w["enc_q.pre.weight"] = torch.zeros(192, 1025, 1, dtype=torch.float16)
-    w["enc_q.enc.in_layers.0.weight_g"] = torch.ones(384, 1, 1, dtype=torch.float16)
-    p = tmp_path / "pretrained_like.pth"
-    import io
-    buf = io.BytesIO()
-    torch.save({"weight": w, "config": ck.config, "info": "pretrained"}, buf)
-    p.write_bytes(b"06" + buf.getvalue()[2:])
-    m = build_sovits(load_checkpoint(str(p)))
-    assert m.version == "v2ProPlus"
-    for (k, a), (_, b) in zip(m.weights.state_dict().items(), base.weights.state_dict().items()):
+    w.update({k: v.half() for k, v in enc_q.items()})
+    model = build_sovits(load_checkpoint(save(w)))
+    assert model.version == "v2ProPlus"
+    for (k, a), (_, b) in zip(model.weights.state_dict().items(), base.weights.state_dict().items()):
         assert torch.equal(a, b), k
+    partial = dict(w)
+    del partial["enc_q.proj.bias"]
+    with pytest.raises(CheckpointError, match=r"posterior encoder enc_q.*missing key.*enc_q\.proj\.bias"):
+        build_sovits(load_checkpoint(save(partial)))
     w["flow.extra.weight"] = torch.zeros(3, dtype=torch.float16)
-    buf = io.BytesIO()
-    torch.save({"weight": w, "config": ck.config, "info": "pretrained"}, buf)
-    p.write_bytes(b"06" + buf.getvalue()[2:])
     with pytest.raises(CheckpointError, match=r"unexpected key.*flow\.extra\.weight"):
-        build_sovits(load_checkpoint(str(p)))
+        build_sovits(load_checkpoint(save(w)))
