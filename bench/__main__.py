@@ -5,6 +5,9 @@ Systems (each in its own subprocess, one after the other, same bundle/checkpoint
   gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1), the bundle's fp32 graphs
   gsv-int8            the same with every int8 variant the bundle has (`python -m export quantize`: --bert,
                       --vocoder; the GPT's only where its token gate accepted it); skipped when it has none
+  gsv-v2proplus       `gsv bench` on a full-size v2ProPlus bundle (--v2proplus DIR, default onnx/fullsize-v2proplus,
+                      built from random full-size checkpoints when missing: bench/v2pro.py), same request: its cost
+                      next to v2 (not in the default systems of --quick)
   pytorch             the export's own PyTorch modules, eager, GPT-SoVITS's infer_panel_naive loop (K/V cache
                       torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
                       golden parity tests
@@ -40,6 +43,8 @@ gsv also reports, outside the side-by-side table (no other system streams or run
                           transcript cached (the server's state after a voice's first request); time to first audio
                           (gsv: fp32 BERT; gsv-int8: int8 BERT when the bundle has it)
   step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound)
+  voice_ms (ref_ms)       gsv rows: the text request's first run encoding its reference (decode, HuBERT,
+                          spectrogram, v2Pro's speaker-verification model, ref_enc), once per voice, then cached
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
 bytes of GPT weights read per token (fp32 and int8) = the most tokens/s a memory-bound step can reach.
 """
@@ -57,7 +62,7 @@ from . import bandwidth
 from .common import load_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = ["gsv", "gsv-int8", "pytorch", "genie-tts", "onnxruntime-python"]
+ORDER = ["gsv", "gsv-int8", "gsv-v2proplus", "pytorch", "genie-tts", "onnxruntime-python"]
 WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie"}
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
@@ -122,7 +127,8 @@ def int8_variants(man: dict) -> list:
     return [g for g in INT8_FLAGS if "int8" in man["graphs"].get(g, {}).get("variants", {})]
 
 
-def run_gsv(a, man, name="gsv") -> dict:
+def run_gsv(a, man, name="gsv", bundle=None) -> dict:
+    bundle = bundle or a.bundle
     exe = find_gsv(a.gsv)
     if exe is None:
         return {"name": name, "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
@@ -136,7 +142,7 @@ def run_gsv(a, man, name="gsv") -> dict:
         libs = glob.glob(os.path.join(ROOT, ".venv/lib/python*/site-packages/onnxruntime/capi/libonnxruntime.so.*"))
         if libs:
             env["ORT_DYLIB_PATH"] = libs[0]
-    cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
+    cmd = [exe, "bench", "--bundle", bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
            "--intra-threads", str(a.threads), "--inter-threads", "1"]
     for g in int8:
         cmd += [INT8_FLAGS[g], "int8"]
@@ -152,7 +158,7 @@ def run_gsv(a, man, name="gsv") -> dict:
          "prefill_ms": j["prefill_ms"], "ms_per_step": j.get("ms_per_step"), "tokens_per_s": j["tokens_per_s"],
          "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
          "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
-         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe,
+         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": j.get("voice_ms"), "binary": exe, "bundle": bundle,
          "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "int8": int8}
     return r
 
@@ -214,6 +220,8 @@ def table(rep: dict) -> str:
         if g.get("ms_per_step"):
             out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms; fp32 bandwidth bound {1e3 / b['max_tokens_per_s_fp32']:.2f} ms "
                        f"-> step at {g.get('step_vs_bound', 0) * 100:.0f}% of the bound")
+        if g.get("ref_ms") is not None:
+            out.append(f"{tag}: voice (reference) encoded in {g['ref_ms']:.1f} ms, once per voice ({g['bundle']})")
         if g.get("ttfa_stream_ms") is not None:
             out.append(f"{tag}: streaming, synthetic request: first audio {g['ttfa_stream_ms']:.1f} ms")
         t = g.get("text_request")
@@ -232,7 +240,10 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="50 tokens")
     p.add_argument("--threads", type=int, default=None, help="threads per system (default: usable cores)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--systems", default=",".join(ORDER), help=f"comma list out of {','.join(ORDER)}")
+    p.add_argument("--systems", default=None, help=f"comma list out of {','.join(ORDER)} (default: all; --quick: all "
+                   f"but gsv-v2proplus)")
+    p.add_argument("--v2proplus", default=None, help="full-size v2ProPlus bundle of the gsv-v2proplus row (default "
+                   "onnx/fullsize-v2proplus, built when missing)")
     p.add_argument("--ref", default=os.path.join(ROOT, "onnx", "demo", "ref.wav"), help="reference wav")
     p.add_argument("--checkpoints", help="folder with the bundle's source checkpoints (default: searched)")
     p.add_argument("--gsv", help="gsv binary (default $GSV_BIN, target/release/gsv, PATH)")
@@ -253,6 +264,8 @@ def parse(argv):
         p.error("--tokens must be at least 2")
     if a.threads is None:
         a.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if a.systems is None:
+        a.systems = ",".join(s for s in ORDER if not (a.quick and s == "gsv-v2proplus"))
     a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     bad = [s for s in a.systems if s not in ORDER]
     if bad:
@@ -267,13 +280,22 @@ def main(argv=None) -> int:
     bw = bandwidth.measure(a.bandwidth_mb)
     runs = {name: [] for name in ORDER if name in a.systems}
     genie_dir = None
+    v2p = v2p_why = None
     for rnd in range(a.repeat):
         if a.repeat > 1:
             log(f"round {rnd + 1} of {a.repeat}")
         for name in runs:
             if runs[name] and "skipped" in runs[name][-1]:
                 continue
-            if name.startswith("gsv"):
+            if name == "gsv-v2proplus":
+                from . import v2pro
+
+                if v2p is None:
+                    ok, info = v2pro.ensure_bundle(os.path.abspath(a.v2proplus or v2pro.DEFAULT_BUNDLE), log)
+                    v2p = info if ok else False
+                    v2p_why = None if ok else info
+                r = run_gsv(a, man, name, bundle=v2p) if v2p else {"name": name, "skipped": v2p_why}
+            elif name.startswith("gsv"):
                 r = run_gsv(a, man, name)
             elif name == "genie-tts":
                 if genie_dir is None:

@@ -22,7 +22,7 @@ import numpy as np
 from export.infer import SamplingParams, generate
 from export.stepper import GptRunner
 
-from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, synthetic_request
+from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, sv_signal, synthetic_request
 
 
 def sampling(tokens: int) -> SamplingParams:
@@ -74,7 +74,13 @@ def find_checkpoints(man: dict, bundle: str, given: str | None) -> dict:
                             if k in src):
             continue
         if all(sha256_file(os.path.join(d, src[k]["file"])) == src[k]["sha256"] for k in ("gpt", "sovits")):
-            return {k: os.path.join(d, src[k]["file"]) for k in ("gpt", "sovits", "hubert", "bert")}
+            paths = {k: os.path.join(d, src[k]["file"]) for k in ("gpt", "sovits", "hubert", "bert")}
+            if "sv" in src:  # v2Pro: the speaker-verification checkpoint, beside the others or in sv/
+                paths["sv"] = next((p for p in (os.path.join(d, src["sv"]["file"]), os.path.join(d, "sv", src["sv"]["file"]))
+                                    if os.path.isfile(p)), None)
+                if paths["sv"] is None:
+                    continue
+            return paths
     raise FileNotFoundError("source checkpoints of this bundle not found (looked in "
                             + ", ".join(c for c in cands if c) + "; pass --checkpoints DIR)")
 
@@ -98,12 +104,24 @@ def run_pytorch(a, man):
     del bert
     torch.set_grad_enabled(False)
 
+    svm = None
+    if "sv" in paths:  # v2Pro/v2ProPlus: upstream loads its SV model with the SoVITS weights
+        from export.models.sv import build_sv
+
+        c = Clock()
+        svm = build_sv(paths["sv"], input_rate=int(man["sample_rate"]))
+        load_ms += c.ms()
+
     w16, spec = reference_inputs(a.ref, man)
     with torch.inference_mode():
         c = Clock()
         ssl = hubert(torch.from_numpy(w16))
         _codes, _ = sv.vq_encoder(ssl)
-        ge = sv.ref_encoder(torch.from_numpy(spec))
+        if svm is not None:  # the fused speaker vector: ref_enc(spec) + the SV embedding, PReLU
+            emb = svm.graph(torch.from_numpy(sv_signal(a.ref, man)))[0]
+            ge = sv.ref_encoder(torch.from_numpy(spec), emb)[0]
+        else:
+            ge = sv.ref_encoder(torch.from_numpy(spec))
         ref_ms = c.ms()
 
     layers = gpt.h.layers
@@ -159,7 +177,10 @@ def run_ort(a, man):
     c = Clock()
     (ssl,) = s["hubert"].run(["ssl"], {"wav16k": w16})
     s["vq_encode"].run(["codes"], {"ssl": ssl})
-    (ge,) = s["ref_enc"].run(["ge"], {"spec": spec})
+    feeds = {"spec": spec}
+    if "sv" in s:  # v2Pro/v2ProPlus: ref_enc fuses the reference's speaker-verification embedding
+        (feeds["sv_emb"],) = s["sv"].run(["sv_emb"], {"wav32k": sv_signal(a.ref, man)})
+    (ge,) = s["ref_enc"].run(["ge"], feeds)
     ref_ms = c.ms()
 
     runner = GptRunner(s["gpt_prefill"], s["gpt_step"], man, capacity=2048)

@@ -19,3 +19,4 @@ class GraphSpec:
     check_outputs: list = field(default_factory=list)  # outputs compared in the check (default: all)
     atol: float = 1e-4
     build: object = None           # optional () -> onnx.ModelProto written by hand; `module` is then only the reference
+    keep_fp32: tuple = ()          # initializer name prefixes kept float32 by --fp16 (signal-processing constants)

@@ -3,7 +3,9 @@
 //! * [`Engine::text_features`]: text + language -> phone ids `N` and BERT features `[H, N]` (H = 1024; BERT for
 //!   Chinese pieces, `hidden_states[-3]` repeated per word2ph; zeros for other languages, as upstream does).
 //! * [`Engine::voice`]: reference audio -> [`VoiceFeatures`]: prompt codes (25 Hz, from 16 kHz audio through
-//!   HuBERT and the quantizer) and the [`Speaker`] (ref_enc on the 32 kHz spectrogram `[1025, F]`).
+//!   HuBERT and the quantizer) and the [`Speaker`] (ref_enc on the 32 kHz spectrogram `[1025, F]`; for v2Pro and
+//!   v2ProPlus also on the speaker-verification embedding that the `sv` graph computes from the same normalised
+//!   32 kHz signal, so the cached speaker vector is the fused one and the 20480-d embedding is not kept).
 //!
 //! Both are cached in a [`FeatureCache`]: bounded LRUs behind a mutex, keyed by content (the sha256 of the
 //! reference file's bytes; the prompt transcript and its language), shared by every engine of one model
@@ -11,6 +13,7 @@
 //! that is being computed waits for that result instead of computing it again.
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use ndarray::{concatenate, Array2, Axis};
@@ -42,6 +45,9 @@ pub struct FeatureCache {
     /// Keyed by (preprocessed transcript, language): the same voice sends the same prompt text with every request,
     /// so its BERT runs once.
     prompts: OnceLru<(String, Language), TextFeatures>,
+    /// Voices encoded (the reference chain run, a cache miss), and of those the speaker-verification runs.
+    voices_encoded: AtomicU64,
+    sv_runs: AtomicU64,
 }
 
 impl Default for FeatureCache {
@@ -53,12 +59,22 @@ impl Default for FeatureCache {
 impl FeatureCache {
     /// Up to `capacity` voices and as many prompt transcripts.
     pub fn new(capacity: usize) -> FeatureCache {
-        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity) }
+        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity), voices_encoded: AtomicU64::new(0), sv_runs: AtomicU64::new(0) }
     }
 
     /// Voices currently cached.
     pub fn voices(&self) -> usize {
         self.voices.len()
+    }
+
+    /// How many times a voice was computed (decode, HuBERT, ref_enc) for this cache, by any engine sharing it.
+    pub fn voices_encoded(&self) -> u64 {
+        self.voices_encoded.load(Ordering::Relaxed)
+    }
+
+    /// How many times the speaker-verification graph ran for this cache (v2Pro/v2ProPlus: once per voice).
+    pub fn sv_runs(&self) -> u64 {
+        self.sv_runs.load(Ordering::Relaxed)
     }
 }
 
@@ -206,30 +222,52 @@ impl Engine {
     /// Prompt codes and speaker vector of a reference, from the shared cache when the same bytes were seen before
     /// (by any worker). Returns whether it was cached.
     pub fn voice(&mut self, r: &RefAudio) -> Result<(Arc<VoiceFeatures>, bool)> {
-        let bytes_owned;
-        let (bytes, ext): (&[u8], Option<String>) = match r {
-            RefAudio::Path(p) => {
-                bytes_owned = std::fs::read(p).map_err(|source| reference::ReferenceError::Io { path: p.clone(), source })?;
-                (&bytes_owned, p.extension().and_then(|e| e.to_str()).map(str::to_string))
-            }
-            RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
-        };
+        let mut bytes_owned = Vec::new();
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned)?;
         let hash = reference::content_hash(bytes);
         let cache = self.features.clone();
         cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref()))
     }
 
-    /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, reference encoder.
+    /// [`Engine::voice`] computed afresh and not cached (parity checks; the cache is left as it was, but
+    /// [`FeatureCache::voices_encoded`]/[`FeatureCache::sv_runs`] count the run).
+    pub fn voice_uncached(&mut self, r: &RefAudio) -> Result<VoiceFeatures> {
+        let mut bytes_owned = Vec::new();
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned)?;
+        self.encode_voice(bytes, ext.as_deref())
+    }
+
+    /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, (v2Pro: the
+    /// speaker-verification embedding of the normalised model-rate signal,) reference encoder.
     fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>) -> Result<VoiceFeatures> {
+        self.features.voices_encoded.fetch_add(1, Ordering::Relaxed);
         let m = &self.bundle.manifest;
         let sp = SpecParams { n_fft: m.filter_length, hop: m.hop_length, win: m.win_length };
         let prepared = reference::prepare_bytes(bytes, ext, m.sample_rate, sp)?;
         let prompt_codes = self.hubert.prompt_codes(&prepared.wav16k_padded)?;
         let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
             .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
-        let speaker = self.vocoder.speaker(spec.view())?;
+        let sv_emb = match self.sv.as_mut() {
+            Some(sv) => {
+                self.features.sv_runs.fetch_add(1, Ordering::Relaxed);
+                Some(sv.embedding(&prepared.wav32k)?)
+            }
+            None => None,
+        };
+        let speaker = self.vocoder.speaker(spec.view(), sv_emb.as_deref())?;
         Ok(VoiceFeatures { prompt_codes, speaker })
     }
+}
+
+/// The bytes of a reference and its file extension (a format hint).
+fn ref_bytes<'a>(r: &'a RefAudio, owned: &'a mut Vec<u8>) -> Result<(&'a [u8], Option<String>)> {
+    Ok(match r {
+        RefAudio::Path(p) => {
+            *owned = std::fs::read(p).map_err(|source| reference::ReferenceError::Io { path: p.clone(), source })?;
+            (owned.as_slice(), p.extension().and_then(|e| e.to_str()).map(str::to_string))
+        }
+        RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
+    })
 }
 
 #[cfg(test)]

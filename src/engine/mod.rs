@@ -4,9 +4,12 @@
 //! * [`Engine`] owns one loaded bundle as four model structs, each owning its graphs and declaring their
 //!   contracts: [`crate::reference::Hubert`] (hubert + vq_encode: 16 kHz reference -> prompt codes), [`crate::text::bert::Bert`]
 //!   (bert + tokenizer), [`crate::gpt::Gpt`] (prefill + step + K/V cache) and [`crate::vocoder::Vocoder`] (ref_enc +
-//!   sovits_decode). No graph is reachable from outside the model structs.
+//!   sovits_decode); v2Pro/v2ProPlus bundles add [`crate::reference::SpeakerVerifier`] (sv: the reference's
+//!   speaker-verification embedding, which `ref_enc` fuses into the speaker vector). No graph is reachable from
+//!   outside the model structs.
 //! * [`Engine::tts`] ([`pipeline`]) is the request path: planning (cut into segments, prompt preprocessing),
-//!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector, from the shared
+//!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector (v2Pro: fused
+//!   with the speaker-verification embedding, computed once per voice), from the shared
 //!   [`FeatureCache`]), then per segment the GPT generates tokens into a [`SegmentSink`] ([`sink`]: whole segment, or
 //!   token chunks decoded while generating) that turns them into PCM16 mono at the model rate (32 kHz), with
 //!   0.3 s of silence after each segment. `gsv synth`, `gsv bench` and the server's workers all run it.
@@ -32,7 +35,7 @@ use ndarray::Array2;
 
 use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision};
 use crate::gpt::{Gpt, GptError};
-use crate::reference::{Hubert, HubertError, ReferenceError};
+use crate::reference::{Hubert, HubertError, ReferenceError, SpeakerVerifier, SvError};
 use crate::runtime::{Runtime, RuntimeError, SessionOptions};
 use crate::text::bert::{Bert, BertError};
 use crate::text::{SymbolTable, SymbolVersion, TextError};
@@ -95,6 +98,8 @@ pub enum EngineError {
     Hubert(#[from] HubertError),
     #[error("bert: {0}")]
     Bert(#[from] BertError),
+    #[error("speaker verification: {0}")]
+    Sv(#[from] SvError),
     /// A request parameter out of range; the message is safe to show.
     #[error("bad request: {0}")]
     Invalid(String),
@@ -145,7 +150,7 @@ impl EngineError {
     /// Which kind of failure this is (the one place that decides it; never from message text).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            EngineError::Invalid(_) | EngineError::Reference(_) => ErrorKind::Validation,
+            EngineError::Invalid(_) | EngineError::Reference(_) | EngineError::Sv(SvError::TooShort { .. }) => ErrorKind::Validation,
             EngineError::Text(t) | EngineError::Bert(BertError::Text(t)) => text_kind(t),
             // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
             EngineError::Gpt(GptError::EmptyGeneration) => ErrorKind::Validation,
@@ -159,6 +164,7 @@ impl EngineError {
             | EngineError::Vocoder(_)
             | EngineError::Hubert(_)
             | EngineError::Bert(_)
+            | EngineError::Sv(_)
             | EngineError::Panicked(_)
             | EngineError::Internal(_) => ErrorKind::Internal,
         }
@@ -186,11 +192,14 @@ impl From<SessionOptions> for EngineOptions {
     }
 }
 
-/// Every graph a bundle of this model family must declare, from the model structs that run them.
+/// Every graph a bundle of this model family must declare, from the model structs that run them, in pipeline
+/// order. The family is the manifest's `model_version`: v1/v2 have seven graphs; v2Pro/v2ProPlus add `sv`, and
+/// their `ref_enc`/`sovits_decode` contracts differ ([`Vocoder::contracts`]).
 pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
     let mut v: Vec<GraphContract> = Hubert::contracts(m).into();
     v.push(Bert::contract(m));
     v.extend(Gpt::contracts(m));
+    v.extend(SpeakerVerifier::contract(m));
     v.extend(Vocoder::contracts(m));
     v
 }
@@ -203,6 +212,8 @@ pub struct Engine {
     bert: Bert,
     gpt: Gpt,
     vocoder: Vocoder,
+    /// v2Pro/v2ProPlus: the speaker-verification model (run once per voice).
+    sv: Option<SpeakerVerifier>,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
     g2pw: Option<crate::text::g2pw_onnx::G2pw>,
     /// Voice and prompt-text features; shared by every engine of the same model generation in a server.
@@ -232,11 +243,12 @@ impl Engine {
         let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
         let gpt = Gpt::load(rt, &bundle, s, opts.precision.gpt)?;
         let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
+        let sv = SpeakerVerifier::load(rt, &bundle, s)?;
         let g2pw = match &bundle.manifest.g2pw {
             Some(info) => Some(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?),
             None => None,
         };
-        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, g2pw, features: Arc::new(FeatureCache::default()) })
+        Ok(Engine { bundle, symbols, hubert, bert, gpt, vocoder, sv, g2pw, features: Arc::new(FeatureCache::default()) })
     }
 
     /// Use `cache` (shared with other engines of the same bundle) instead of this engine's own.
@@ -280,6 +292,10 @@ impl Engine {
     }
     pub fn bert_mut(&mut self) -> &mut Bert {
         &mut self.bert
+    }
+    /// The speaker-verification model (v2Pro/v2ProPlus bundles only).
+    pub fn sv_mut(&mut self) -> Option<&mut SpeakerVerifier> {
+        self.sv.as_mut()
     }
 }
 
