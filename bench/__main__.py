@@ -1,10 +1,19 @@
 """`scripts/bench [--quick] [--json] [--tokens N] [--threads T] [--bundle DIR]`: gsv against the original, on one
 machine, in one run.
 
+What it needs is built when missing: for `--bundle onnx/fullsize` (the README's table) the full-size random
+checkpoints in onnx/fullsize-ckpt (`python -m export random-checkpoint --full-size`, seeded: always the same files),
+the bundle (`convert`, which also builds and gates the variants) and, for a bundle made before variants existed,
+its variants (`quantize --all`); `target/release/gsv` (`cargo build --release`). The PyTorch and Genie-TTS systems
+find the source checkpoints where convert recorded them (`sources.<k>.path`), in `<bundle>-ckpt`, or --checkpoints.
+
 Systems (each in its own subprocess, one after the other, same bundle/checkpoint, same request, same thread count):
-  gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1), the bundle's fp32 graphs
-  gsv-int8            the same with every int8 variant the bundle has (`python -m export quantize`: --bert,
-                      --vocoder; the GPT's only where its token gate accepted it); skipped when it has none
+  gsv                 `gsv bench --json` (CPU provider, --intra-threads T --inter-threads 1) with gsv's defaults:
+                      what a user gets (today every graph fp32; the runtime will default to the manifest's
+                      `quantization.preferred` variants)
+  gsv-int8            the same with every int8 variant that passed its gate (GPT: MatMulNBits 8-bit, BERT, vocoder;
+                      `python -m export quantize`, run by convert): the preferred variants where they are int8;
+                      skipped when there is none
   gsv-v2proplus       `gsv bench` on a full-size v2ProPlus bundle (--v2proplus DIR, default onnx/fullsize-v2proplus,
                       built from random full-size checkpoints when missing: bench/v2pro.py), same request: its cost
                       next to v2 (not in the default systems of --quick)
@@ -42,11 +51,17 @@ gsv also reports, outside the side-by-side table (no other system streams or run
                           text frontend, BERT, GPT, streaming decode; reference and its
                           transcript cached (the server's state after a voice's first request); time to first audio
                           (gsv: fp32 BERT; gsv-int8: int8 BERT when the bundle has it)
-  step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound)
+  step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound), against
+                          the bound of the GPT precision it ran (fp32, or the int8 variant's own bytes)
   voice_ms (ref_ms)       gsv rows: the text request's first run encoding its reference (decode, HuBERT,
                           spectrogram, v2Pro's speaker-verification model, ref_enc), once per voice, then cached
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
-bytes of GPT weights read per token (fp32 and int8) = the most tokens/s a memory-bound step can reach.
+bytes of GPT weights read per token = the most tokens/s a memory-bound step can reach: fp32, and per quantised
+variant its recorded `weight_bytes_per_token` (codes + block scales + zero points + the fp32 biases and norms).
+GPT step section (`python -m bench.worker steps`, --no-steps skips it): the step graph alone of fp32 and of every GPT
+variant the bundle registers, Python onnxruntime, cache bound in place, 140 cached rows, alternating rounds: ms per
+step, tokens/s and the share of its own bound (int4 is measured here: gsv's --gpt-precision takes fp32|int8 so far).
+`--spin 0|1` runs the gsv systems with ONNX Runtime's intra-op spinning off/on (GSV_ORT_SPIN; see bench/spin.py).
 """
 from __future__ import annotations
 
@@ -63,7 +78,7 @@ from .common import load_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORDER = ["gsv", "gsv-int8", "gsv-v2proplus", "pytorch", "genie-tts", "onnxruntime-python"]
-WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie"}
+WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie", "steps": "steps"}
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
 
@@ -124,7 +139,47 @@ INT8_FLAGS = {"bert": "--bert-precision", "sovits_decode": "--vocoder-precision"
 
 
 def int8_variants(man: dict) -> list:
-    return [g for g in INT8_FLAGS if "int8" in man["graphs"].get(g, {}).get("variants", {})]
+    """Graphs whose int8 variant passed its gate (a --force'd one is not a default; manifests older than the gate
+    records have no `passed` and were accepted)."""
+    return [g for g in INT8_FLAGS if man["graphs"].get(g, {}).get("variants", {}).get("int8", {}).get("passed", True)
+            and "int8" in man["graphs"].get(g, {}).get("variants", {})]
+
+
+FULLSIZE = os.path.join(ROOT, "onnx", "fullsize")
+
+
+def run_export(args: list) -> None:
+    cmd = [sys.executable, "-m", "export", *args]
+    log(" ".join(["python", "-m", "export", *args]))
+    p = subprocess.run(cmd, cwd=ROOT, env=child_env(os.cpu_count() or 1))
+    if p.returncode not in (0, 1):  # 1: some variant refused by its gate, which is a result, not a failure
+        raise SystemExit(f"bench: `{' '.join(cmd)}` failed with exit status {p.returncode}")
+
+
+def build_missing(a) -> None:
+    """Build what the benchmark needs when it is missing: for onnx/fullsize (the README's table), the full-size
+    random checkpoints in onnx/fullsize-ckpt, the bundle and its gated variants; for any bundle without variant
+    records (made before convert built them), the variants; the release binary (cargo build --release) when no gsv is found."""
+    full = os.path.normpath(a.bundle) == os.path.normpath(FULLSIZE)
+    ck = FULLSIZE + "-ckpt"
+    if full:
+        names = {"gpt": "gpt.ckpt", "sovits": "sovits.pth", "hubert": "chinese-hubert-base",
+                 "bert": "chinese-roberta-wwm-ext-large"}
+        if not all(os.path.exists(os.path.join(ck, n)) for n in names.values()):
+            log(f"no full-size random checkpoints in {ck}: writing them (seeded, always the same files)")
+            run_export(["random-checkpoint", "--full-size", "--out", ck])
+        if not os.path.isfile(os.path.join(a.bundle, "manifest.json")):
+            log(f"no bundle in {a.bundle}: converting the full-size checkpoints (several minutes)")
+            run_export(["convert", *sum((["--" + k, os.path.join(ck, n)] for k, n in names.items()), []),
+                        "--out", a.bundle])
+    if not os.path.isfile(os.path.join(a.bundle, "manifest.json")):
+        raise SystemExit(f"bench: {a.bundle} is not a bundle (no manifest.json)")
+    if full and a.variants and "quantization" not in load_manifest(a.bundle):
+        log(f"{a.bundle} has no variant records: building and gating them (python -m export quantize --all)")
+        run_export(["quantize", "--bundle", a.bundle, "--all"])
+    if find_gsv(a.gsv) is None and a.gsv is None and shutil.which("cargo") and "gsv" in ",".join(a.systems):
+        log("no gsv binary: cargo build --release")
+        subprocess.run(["cargo", "build", "--release"], cwd=ROOT)
 
 
 def run_gsv(a, man, name="gsv", bundle=None) -> dict:
@@ -134,7 +189,8 @@ def run_gsv(a, man, name="gsv", bundle=None) -> dict:
         return {"name": name, "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
     int8 = int8_variants(man) if name == "gsv-int8" else []
     if name == "gsv-int8" and not int8:
-        return {"name": name, "skipped": "the bundle has no int8 variant (python -m export quantize --bert / --vocoder)"}
+        return {"name": name, "skipped": "the bundle has no int8 variant that passed its gate (python -m export "
+                "quantize --all)"}
     env = child_env(a.threads)
     if "ORT_DYLIB_PATH" not in env and not os.path.isfile(os.path.join(ROOT, ".ort", "lib", "libonnxruntime.so")):
         import glob
@@ -149,6 +205,8 @@ def run_gsv(a, man, name="gsv", bundle=None) -> dict:
     if a.text:
         cmd += ["--text", a.text, "--lang", a.lang]
     log(" ".join(cmd))
+    if a.spin is not None:
+        env["GSV_ORT_SPIN"] = a.spin
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         return {"name": name, "skipped": f"gsv bench failed: {why(p)}"}
@@ -165,7 +223,7 @@ def run_gsv(a, man, name="gsv", bundle=None) -> dict:
 
 def run_worker(name, a, extra=()) -> dict:
     cmd = [sys.executable, "-m", "bench.worker", WORKER[name], "--bundle", a.bundle, "--tokens", str(a.tokens),
-           "--threads", str(a.threads), "--ref", a.ref, *extra]
+           "--threads", str(a.threads), "--ref", a.ref, "--pick", a.pick, *extra]
     if a.checkpoints:
         cmd += ["--checkpoints", a.checkpoints]
     log(f"{name}: {' '.join(cmd[1:])}")
@@ -189,7 +247,8 @@ def table(rep: dict) -> str:
     out = [f"machine: {m['cpu_model']}, {m['usable_cores']} usable cores, {m['threads']} threads used; "
            f"bundle {rep['bundle']}, {rep['tokens']} tokens forced (EOS ignored), text frontend excluded, "
            f"reference cached (not in ttfa)" + (f"; median of {rep['repeat']} interleaved rounds per system"
-                                               if rep.get("repeat", 1) > 1 else ""),
+                                               if rep.get("repeat", 1) > 1 else "").replace(
+               "median of", "best of" if rep.get("pick") == "min" else "median of"),
            f"memory bandwidth (numpy, 1 thread): copy {rep['bandwidth']['copy_gbps']:.1f} GB/s, "
            f"triad {rep['bandwidth']['triad_gbps']:.1f} GB/s; GPT step reads {b['bytes_fp32'] / 1e6:.1f} MB fp32 / "
            f"{b['bytes_int8'] / 1e6:.1f} MB int8 of weights -> bound {b['max_tokens_per_s_fp32']:.0f} tok/s fp32, "
@@ -212,14 +271,37 @@ def table(rep: dict) -> str:
         for x in rep["systems"]:
             if x.get("rtf_all"):
                 out.append(f"{x['name']} RTF of the {len(x['rtf_all'])} rounds {[round(v, 3) for v in x['rtf_all']]}")
+    st = rep.get("gpt_steps")
+    if st and "skipped" not in st:
+        out += ["", f"GPT step alone (Python onnxruntime, {st['threads']} threads, 140 cached rows, "
+                    f"{'best' if st.get('pick') == 'min' else 'median'} of 5 alternating rounds of 50 steps) against "
+                    f"its bandwidth bound (bandwidth / weight bytes per token):"]
+        for v, ms in st["ms_per_step"].items():
+            nbytes = b["bytes_fp32"] if v == "fp32" else b["variants"].get(v, {}).get("bytes")
+            if not nbytes:
+                continue
+            bound_tps = rep["bandwidth_gbps"] * 1e9 / nbytes
+            gate = "" if v == "fp32" else (" (passed its gate)" if b["variants"][v]["passed"] else
+                                           " (REFUSED by its gate, forced in for measurement)")
+            out.append(f"  {v:5s} {ms:6.2f} ms = {1e3 / ms:6.1f} tok/s; reads {nbytes / 1e6:6.1f} MB -> bound "
+                       f"{bound_tps:6.1f} tok/s; step at {1e3 / ms / bound_tps * 100:3.0f}% of its bound, "
+                       f"x{st['ms_per_step']['fp32'] / ms:.2f} vs fp32{gate}")
+        if st.get("prefill_ms"):
+            out.append("  prefill of the synthetic request (140 positions), same way: " + ", ".join(
+                f"{v} {ms:.1f} ms" for v, ms in st["prefill_ms"].items()))
+    elif st:
+        out += ["", f"GPT step alone: skipped: {st['skipped']}"]
     for g in rep["systems"]:
         if not g["name"].startswith("gsv") or "skipped" in g:
             continue
         out.append("")
         tag = f"{g['name']} (int8: {', '.join(g['int8'])})" if g.get("int8") else g["name"]
         if g.get("ms_per_step"):
-            out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms; fp32 bandwidth bound {1e3 / b['max_tokens_per_s_fp32']:.2f} ms "
-                       f"-> step at {g.get('step_vs_bound', 0) * 100:.0f}% of the bound")
+            v = "int8" if "gpt_step" in (g.get("int8") or []) else "fp32"
+            bms = 1e3 / (b["max_tokens_per_s_fp32"] if v == "fp32" else b["variants"]["int8"]["max_tokens_per_s"])
+            out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms = {1e3 / g['ms_per_step']:.1f} tok/s; {v} "
+                       f"bandwidth bound {bms:.2f} ms = {1e3 / bms:.1f} tok/s -> step at {bms / g['ms_per_step'] * 100:.0f}% "
+                       f"of its bound")
         if g.get("ref_ms") is not None:
             out.append(f"{tag}: voice (reference) encoded in {g['ref_ms']:.1f} ms, once per voice ({g['bundle']})")
         if g.get("ttfa_stream_ms") is not None:
@@ -252,6 +334,14 @@ def parse(argv):
     p.add_argument("--lang", default="zh")
     p.add_argument("--repeat", type=int, default=1, help="rounds over all systems, interleaved; each system reports "
                    "its median run by RTF (a shared machine's noise then falls on every system alike)")
+    p.add_argument("--pick", choices=["median", "min"], default="median", help="with --repeat: report each system's "
+                   "median run by RTF, or its best (min): on a machine whose other tenants come and go, the best of N "
+                   "interleaved rounds is the closest to an unloaded machine, for every system alike")
+    p.add_argument("--save-json", help="also write the JSON report to this file (the table goes to stdout)")
+    p.add_argument("--no-variants", dest="variants", action="store_false", help="do not build missing variants")
+    p.add_argument("--no-steps", dest="steps", action="store_false", help="skip the GPT step / bound section")
+    p.add_argument("--spin", choices=["0", "1"], default=None, help="gsv systems: GSV_ORT_SPIN (ONNX Runtime "
+                   "session.intra_op.allow_spinning; default: ONNX Runtime's, on)")
     a = p.parse_args(argv)
     if a.bundle is None:
         full = os.path.join(ROOT, "onnx", "fullsize")
@@ -275,6 +365,7 @@ def parse(argv):
 
 def main(argv=None) -> int:
     a = parse(argv)
+    build_missing(a)
     man = load_manifest(a.bundle)
     log("measuring memory bandwidth")
     bw = bandwidth.measure(a.bandwidth_mb)
@@ -317,7 +408,8 @@ def main(argv=None) -> int:
         if not ok:
             systems.append(rs[-1])
             continue
-        pick = dict(ok[(len(ok) - 1) // 2])  # the median run by RTF (the lower middle for an even count)
+        # the median run by RTF (the lower middle for an even count), or the best one with --pick min
+        pick = dict(ok[0] if a.pick == "min" else ok[(len(ok) - 1) // 2])
         pick["runs"] = len(ok)
         pick["rtf_all"] = [r["rtf"] for r in rs if "skipped" not in r]
         systems.append(pick)
@@ -329,10 +421,19 @@ def main(argv=None) -> int:
     bound = bandwidth.bound(man, bw["bandwidth_gbps"])
     for s in systems:
         if s["name"].startswith("gsv") and s.get("ms_per_step"):
-            s["step_vs_bound"] = (1e3 / bound["max_tokens_per_s_fp32"]) / s["ms_per_step"]
+            v = "int8" if "gpt_step" in (s.get("int8") or []) else None
+            tps = bound["variants"][v]["max_tokens_per_s"] if v else bound["max_tokens_per_s_fp32"]
+            s["step_vs_bound"] = (1e3 / tps) / s["ms_per_step"]
+    steps = None
+    if a.steps:
+        log("GPT step of fp32 and every GPT variant (Python onnxruntime)")
+        steps = run_worker("steps", a)
     rep = {"machine": machine(a.threads), "bandwidth_gbps": bw["bandwidth_gbps"], "bandwidth": bw,
-           "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens, "repeat": a.repeat,
-           "systems": systems}
+           "gpt_bound": bound, "bundle": a.bundle, "tokens": a.tokens, "repeat": a.repeat, "pick": a.pick,
+           "systems": systems, "gpt_steps": steps}
+    if a.save_json:
+        with open(a.save_json, "w", encoding="utf-8") as f:
+            json.dump(rep, f, indent=1)
     if a.json:
         print(json.dumps(rep))
     else:

@@ -43,7 +43,14 @@ def gpt_step_bytes(man: dict) -> dict:
 
 
 def bound(man: dict, gbps: float) -> dict:
+    """fp32 bound, the 1-byte-per-weight int8 figure, and per GPT variant the manifest records
+    (`quantization.gpt.<v>.weight_bytes_per_token`: codes + block scales + zero points + the fp32 rest) its own."""
     b = gpt_step_bytes(man)
     b["max_tokens_per_s_fp32"] = gbps * 1e9 / b["bytes_fp32"]
     b["max_tokens_per_s_int8"] = gbps * 1e9 / b["bytes_int8"]
+    b["variants"] = {}
+    for v, rec in sorted((man.get("quantization") or {}).get("gpt", {}).items()):
+        if rec.get("weight_bytes_per_token"):
+            n = int(rec["weight_bytes_per_token"])
+            b["variants"][v] = {"bytes": n, "max_tokens_per_s": gbps * 1e9 / n, "passed": bool(rec.get("passed"))}
     return b

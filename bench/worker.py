@@ -59,30 +59,42 @@ def timed_run(name, man, prefill, step, vocode, tokens, ref_ms, load_ms, **extra
 # ------------------------------------------------------------------------------------------------ PyTorch
 
 
+def checkpoint_dirs(bundle: str, given: str | None = None) -> list:
+    """Folders where a bundle's source checkpoints may be, in the order tried: --checkpoints, `<bundle>-ckpt` next
+    to the bundle (where scripts/bench writes the full-size random ones), .cache/<name>, the golden sets' models."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    b = os.path.normpath(os.path.abspath(bundle))
+    cands = [given] if given else []
+    cands += [b + "-ckpt", os.path.join(root, ".cache", os.path.basename(b))]
+    for env, name in (("GSV_GOLDEN_DIR", "golden"), ("GSV_GOLDEN_V1_DIR", "golden-v1")):
+        cands.append(os.path.join(os.environ.get(env, os.path.join(os.path.dirname(root), "shared", name)), "models"))
+    return cands
+
+
 def find_checkpoints(man: dict, bundle: str, given: str | None) -> dict:
-    """Folder holding the bundle's source files (names and sha256 from manifest `sources`)."""
+    """The bundle's source files (names and sha256 from manifest `sources`): where convert recorded them
+    (`sources.<k>.path`), else in checkpoint_dirs(); the GPT and SoVITS files must match the recorded sha256."""
     from export.ckpt import sha256_file
 
     src = man.get("sources", {})
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    cands = [given] if given else []
-    cands += [os.path.join(root, ".cache", os.path.basename(os.path.normpath(bundle)))]
-    for env, name in (("GSV_GOLDEN_DIR", "golden"), ("GSV_GOLDEN_V1_DIR", "golden-v1")):
-        cands.append(os.path.join(os.environ.get(env, os.path.join(os.path.dirname(root), "shared", name)), "models"))
-    for d in cands:
-        if not d or not all(os.path.exists(os.path.join(d, src[k]["file"])) for k in ("gpt", "sovits", "hubert", "bert")
-                            if k in src):
+    keys = [k for k in ("gpt", "sovits", "hubert", "bert") if k in src]
+    sets = []
+    if all(src[k].get("path") for k in keys):
+        sets.append(("recorded in the manifest", {k: src[k]["path"] for k in keys}))
+    cands = checkpoint_dirs(bundle, given)
+    sets += [(d, {k: os.path.join(d, src[k]["file"]) for k in keys}) for d in cands if d]
+    if "sv" in src:  # v2Pro/v2ProPlus: the speaker-verification checkpoint, where recorded, beside the others or in sv/
+        for d, paths in sets:
+            cand = [src["sv"].get("path")] if d == "recorded in the manifest" else \
+                [os.path.join(d, src["sv"]["file"]), os.path.join(d, "sv", src["sv"]["file"])]
+            paths["sv"] = next((p for p in cand if p and os.path.isfile(p)), os.path.join(d, "sv", src["sv"]["file"]))
+    for _, paths in sets:
+        if not all(os.path.exists(p) for p in paths.values()):
             continue
-        if all(sha256_file(os.path.join(d, src[k]["file"])) == src[k]["sha256"] for k in ("gpt", "sovits")):
-            paths = {k: os.path.join(d, src[k]["file"]) for k in ("gpt", "sovits", "hubert", "bert")}
-            if "sv" in src:  # v2Pro: the speaker-verification checkpoint, beside the others or in sv/
-                paths["sv"] = next((p for p in (os.path.join(d, src["sv"]["file"]), os.path.join(d, "sv", src["sv"]["file"]))
-                                    if os.path.isfile(p)), None)
-                if paths["sv"] is None:
-                    continue
+        if all(sha256_file(paths[k]) == src[k]["sha256"] for k in ("gpt", "sovits") if k in src):
             return paths
-    raise FileNotFoundError("source checkpoints of this bundle not found (looked in "
-                            + ", ".join(c for c in cands if c) + "; pass --checkpoints DIR)")
+    raise FileNotFoundError("source checkpoints of this bundle not found (looked where the manifest recorded them and "
+                            "in " + ", ".join(c for c in cands if c) + "; pass --checkpoints DIR)")
 
 
 def run_pytorch(a, man):
@@ -196,21 +208,54 @@ def run_ort(a, man):
                      onnxruntime_version=ort.__version__)
 
 
+def run_steps(a, man):
+    """The GPT step alone for fp32 and every GPT variant the bundle registers (Python onnxruntime, K/V cache bound
+    in place, 140 cached rows, alternating rounds): ms per step of each, for the bandwidth-bound comparison (gsv can
+    only load the int8 variant so far; int4 is measured here)."""
+    from export.quantize import time_steps
+
+    files = {"fp32": man["graphs"]["gpt_step"]["file"]}
+    for v, e in sorted(man["graphs"]["gpt_step"].get("variants", {}).items()):
+        files[v] = e["file"]
+    sess = {v: ort_session(os.path.join(a.bundle, f), a.threads) for v, f in files.items()}
+    ms = time_steps(man, sess, steps=50, rounds=5, stat=a.pick)
+    del sess
+    # the prefill of the synthetic request (140 positions), the same way: compute-bound, so int8 compute matters here
+    pfiles = {"fp32": man["graphs"]["gpt_prefill"]["file"]}
+    pfiles.update({v: e["file"] for v, e in man["graphs"]["gpt_prefill"].get("variants", {}).items() if v in files})
+    pre = {v: ort_session(os.path.join(a.bundle, f), a.threads) for v, f in pfiles.items()}
+    ids, bert, prompt, _ = synthetic_request(man)
+    feeds = {"phone_ids": ids, "bert": bert, "prompt": prompt}
+    runs = {v: [] for v in pre}
+    for v, sp in pre.items():
+        sp.run(["logits"], feeds)
+    for _ in range(3):
+        for v, sp in pre.items():
+            c = Clock()
+            sp.run(["logits"], feeds)
+            runs[v].append(c.ms())
+    prefill = {v: float(np.min(x) if a.pick == "min" else np.median(x)) for v, x in runs.items()}
+    return {"name": "gpt-steps", "ms_per_step": ms, "prefill_ms": prefill, "threads": a.threads, "pick": a.pick}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.worker")
-    p.add_argument("system", choices=["pytorch", "ort", "genie"])
+    p.add_argument("system", choices=["pytorch", "ort", "genie", "steps"])
     p.add_argument("--bundle", required=True)
     p.add_argument("--tokens", type=int, required=True)
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--ref", required=True)
     p.add_argument("--checkpoints")
     p.add_argument("--genie-dir")
+    p.add_argument("--pick", choices=["median", "min"], default="median", help="steps: statistic over rounds")
     a = p.parse_args(argv)
     man = load_manifest(a.bundle)
     if a.system == "pytorch":
         r = run_pytorch(a, man)
     elif a.system == "ort":
         r = run_ort(a, man)
+    elif a.system == "steps":
+        r = run_steps(a, man)
     else:
         from .genie import run_genie
 

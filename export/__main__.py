@@ -43,11 +43,25 @@ def main(argv=None) -> int:
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--version", choices=["v2", "v2pro", "v2proplus"], default="v2",
                    help="SoVITS version to write (v2pro/v2proplus also write a random speaker-verification model)")
-    q = sub.add_parser("quantize", help="add an int8 GPT variant to a bundle, if it keeps the tokens (--bert: an int8 BERT)")
+    c.add_argument("--no-variants", action="store_true", help="skip the gated precision variants (GPT int8/int4, "
+                   "BERT int8, vocoder int8) that convert otherwise builds and registers when they pass")
+    c.add_argument("--golden", help="also gate the variants on this golden set's request (its own model only)")
+    c.add_argument("--ref", help="reference wav whose speaker vector conditions the int8 vocoder's calibration "
+                   "(default: the demo reference)")
+    q = sub.add_parser("quantize", help="add gated precision variants to a bundle (default: the int8 GPT)")
     q.add_argument("--bundle", required=True)
-    q.add_argument("--golden", help="also require exact greedy tokens on this golden set")
-    q.add_argument("--tokens", type=int, default=500, help="teacher-forced tokens compared with fp32 (need >= 99%% agreement)")
+    q.add_argument("--golden", help="also gate on this golden set (the bundle must be its model)")
+    q.add_argument("--variant", default="int8", choices=["int8", "int4"], help="GPT variant (MatMulNBits 8 or 4-bit)")
+    q.add_argument("--all", action="store_true", help="GPT int8 and int4, BERT and vocoder, each gated")
+    q.add_argument("--tokens", type=int, default=600, help="teacher-forced GPT steps on the bundle (default 600)")
     q.add_argument("--force", action="store_true", help="register the variant even if the gate fails")
+    q.add_argument("--threshold", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a GPT gate threshold (export/gate.py THRESHOLDS), e.g. mean_tv=0.01")
+    q.add_argument("--bits", type=int, choices=[4, 8], help="GPT: override the variant's bits")
+    q.add_argument("--block-size", type=int, help="GPT: override the variant's block size (power of two >= 16)")
+    q.add_argument("--accuracy-level", type=int, choices=[0, 1, 2, 3, 4], help="GPT: MatMulNBits accuracy_level "
+                   "(4: int8 compute)")
+    q.add_argument("--damage", type=float, default=0.0, help=argparse.SUPPRESS)  # tests: a broken quantisation
     q.add_argument("--bert", action="store_true", help="quantize BERT instead of the GPT (gate: features within "
                    "5%% relative L2 of fp32)")
     q.add_argument("--vocoder", action="store_true", help="quantize the SoVITS decoder instead of the GPT (gate: "
@@ -70,7 +84,7 @@ def main(argv=None) -> int:
                          "bundle as --out)")
             from .convert import convert
             convert(args.gpt, args.sovits, args.hubert, args.bert, args.out, fp16=args.fp16, g2pw=args.g2pw,
-                    sv=args.sv)
+                    sv=args.sv, variants=not args.no_variants, golden=args.golden, ref=args.ref)
             return 0
         if args.cmd == "verify":
             from .verify import main as vmain
@@ -80,12 +94,26 @@ def main(argv=None) -> int:
             make_demo(args.out, seed=args.seed)
             return 0
         if args.cmd == "quantize":
-            from .quantize import quantize, quantize_bert, quantize_vocoder
+            from .quantize import quantize, quantize_all, quantize_bert, quantize_vocoder
+            if args.all:
+                res = quantize_all(args.bundle, golden=args.golden, ref=args.ref, tokens=args.tokens)
+                print("variants: " + ", ".join(f"{k} {('registered', 'refused', 'FAILED')[v]}" for k, v in res.items()))
+                return 0
             if args.vocoder:
                 return quantize_vocoder(args.bundle, ref=args.ref, force=args.force)
             if args.bert:
                 return quantize_bert(args.bundle, golden=args.golden, force=args.force)
-            return quantize(args.bundle, golden=args.golden, tokens=args.tokens, force=args.force)
+            th = {}
+            for kv in args.threshold:
+                k, _, v = kv.partition("=")
+                from .gate import THRESHOLDS
+                if k not in THRESHOLDS or not v:
+                    ap.error(f"--threshold {kv!r}: expected KEY=VALUE with KEY one of {sorted(THRESHOLDS)}")
+                th[k] = float(v)
+            settings = {k: v for k, v in (("bits", args.bits), ("block_size", args.block_size),
+                                          ("accuracy_level", args.accuracy_level)) if v is not None}
+            return quantize(args.bundle, golden=args.golden, tokens=args.tokens, force=args.force,
+                            variant=args.variant, thresholds=th, damage=args.damage, settings=settings)
         if args.cmd == "random-checkpoint":
             from .random_ckpt import write_random_checkpoints
             write_random_checkpoints(args.out, full_size=args.full_size, seed=args.seed, version=args.version)

@@ -90,7 +90,11 @@ def _graph_meta(name: str, version: str, extra: dict) -> dict:
 
 
 def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool = False, log=print,
-            name: str | None = None, g2pw: str | None = None, sv: str | None = None) -> dict:
+            name: str | None = None, g2pw: str | None = None, sv: str | None = None, variants: bool = False,
+            golden: str | None = None, ref: str | None = None) -> dict:
+    """Export the four sources into `out` (see the module doc). variants=True (the CLI's default; --no-variants
+    turns it off) then adds the gated precision variants (export/quantize.py quantize_all): GPT int8 and int4, BERT
+    int8, vocoder int8, each registered only when it passes its gate; a re-run with the same sources reuses them."""
     import torch
 
     from .models.gpt import build_gpt, onnx_specs as gpt_specs
@@ -145,16 +149,20 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "hubert": {"file": os.path.basename(os.path.normpath(hubert)), "sha256": _dir_hash(hubert)},
         "bert": {"file": os.path.basename(os.path.normpath(bert)), "sha256": _dir_hash(bert)},
     }
+    # where the sources were when this bundle was made: the benchmark's PyTorch and Genie-TTS systems need them and
+    # look here first (checked by sha256); not part of the reuse test, so moving the sources re-exports nothing
+    where = {k: os.path.abspath(p) for k, p in (("gpt", gpt), ("sovits", sovits), ("hubert", hubert), ("bert", bert))}
     sample_rate = int(sov_ck.config.get("data", {}).get("sampling_rate", 32000))
     svm = None
     if sv is not None:
         log(f"  reading the speaker-verification model {sv}")
         svm = build_sv(sv, input_rate=sample_rate)
         sources["sv"] = {"file": os.path.basename(sv), "sha256": svm.sha256}
+        where["sv"] = os.path.abspath(sv)
     options = {"fp16": bool(fp16), "exporter_code": exporter_code_hash()}
     os.makedirs(out, exist_ok=True)
     old = _read_manifest(out)
-    reuse = old is not None and old.get("sources") == sources and old.get("options") == options \
+    reuse = old is not None and _strip_paths(old.get("sources")) == sources and old.get("options") == options \
         and old.get("format_version") == FORMAT_VERSION
 
     log(f"[2/4] building models (SoVITS {version}, GPT {gm.get('n_layer')} layers x {gm.get('hidden_dim')})")
@@ -177,14 +185,15 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         raise RuntimeError(f"internal: no graph spec for {missing}")
 
     log(f"[3/4] exporting graphs to {out}")
-    graphs = {}
+    graphs, reused = {}, set()
     for gname in graph_names:
         spec = specs[gname]
         path = os.path.join(out, f"{gname}.onnx")
         if reuse and gname in old.get("graphs", {}) and os.path.isfile(path) \
                 and sha256_file(path) == old["graphs"][gname].get("sha256"):
             log(f"  {gname}.onnx: up to date, reused")
-            graphs[gname] = old["graphs"][gname]
+            graphs[gname] = {k: v for k, v in old["graphs"][gname].items() if k != "variants"}
+            reused.add(gname)
             continue
         info = export_graph(spec, out, _graph_meta(gname, version, {"gsv.precision": "fp16" if fp16 else "fp32"}),
                             fp16=fp16, log=log)
@@ -202,6 +211,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         log("  g2pw.onnx: kept (added earlier with --g2pw)")
         g2pw_entry = old["g2pw"]
 
+    all_reused = reuse and reused == set(graph_names)
     log(f"[4/4] writing manifest")
     sc = sov_ck.config
     smodel, sdata = sc.get("model", {}), sc.get("data", {})
@@ -243,7 +253,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
                     "list": symbols},
         "bert": {"hidden": int(brt.hidden_size), "layer": -3},
         "graphs": graphs,
-        "sources": sources,
+        "sources": {k: dict(v, path=where[k]) for k, v in sources.items()},
         "options": options,
         "precision": "fp16" if fp16 else "fp32",
         **({"sv": svm.manifest_entry()} if svm is not None else {}),
@@ -251,12 +261,50 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     }
     if g2pw_entry:
         manifest["g2pw"] = g2pw_entry
+    kept = _reusable_variants(out, old) if all_reused else None
+    if kept is not None:
+        for g, entries in kept["graphs"].items():
+            manifest["graphs"][g]["variants"] = entries
+        manifest["quantization"] = kept["quantization"]
     tmp = os.path.join(out, "manifest.json.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1)
     os.replace(tmp, os.path.join(out, "manifest.json"))
+    if variants and kept is not None:
+        log(f"variants: the earlier ones still apply, kept (preferred {manifest['quantization'].get('preferred')})")
+    elif variants:
+        from .quantize import quantize_all
+
+        log("[variants] building and gating the precision variants (--no-variants skips this)")
+        res = quantize_all(out, golden=golden, ref=ref, log=log)
+        log("variants: " + ", ".join(f"{k} {('registered', 'refused', 'FAILED')[v]}" for k, v in res.items()))
+        with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
+            manifest = json.load(f)
     log(f"done in {time.time() - t0:.0f}s: {out}")
     return manifest
+
+
+def _reusable_variants(out: str, old: dict):
+    """The variant records of the earlier manifest when every variant convert builds was tried and every registered
+    file is still there unchanged (the graphs they were made from were all reused); else None."""
+    from .quantize import GPT_VARIANTS
+
+    q = old.get("quantization") or {}
+    want = [("gpt", v) for v in GPT_VARIANTS] + [("bert", "int8"), ("vocoder", "int8")]
+    if not all(v in q.get(stage, {}) for stage, v in want):
+        return None
+    graphs = {}
+    for g, entry in old.get("graphs", {}).items():
+        for v, e in (entry.get("variants") or {}).items():
+            p = os.path.join(out, e.get("file", ""))
+            if not os.path.isfile(p) or sha256_file(p) != e.get("sha256"):
+                return None
+            graphs.setdefault(g, {})[v] = e
+    return {"graphs": graphs, "quantization": q}
+
+
+def _strip_paths(sources):
+    return {k: {f: x for f, x in v.items() if f != "path"} for k, v in sources.items()} if sources else sources
 
 
 def exporter_code_hash() -> str:

@@ -59,6 +59,7 @@ def make_demo(out: str = "onnx/demo", seed: int = 20261125, log=print):
     }
     for src in man["sources"].values():  # temp paths are not meaningful; keep names and hashes
         src["file"] = os.path.basename(src["file"])
+        src.pop("path", None)
     with open(mpath, "w", encoding="utf-8") as f:
         json.dump(man, f, ensure_ascii=False, indent=1)
     total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))

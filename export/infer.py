@@ -47,6 +47,15 @@ def _softmax(x):
 
 def sample(logits: np.ndarray, previous: np.ndarray, p: SamplingParams, rng: np.random.Generator):
     """logits [V'] float32 (already EOS-trimmed when needed). Returns (token, penalised logits)."""
+    x, penalised = filter_logits(logits, previous, p)
+    probs = _softmax(x)
+    q = rng.exponential(1.0, size=probs.shape).astype(np.float32)
+    return int(np.argmax(probs / q)), penalised
+
+
+def filter_logits(logits: np.ndarray, previous: np.ndarray, p: SamplingParams):
+    """What sampling draws from: (repetition-penalised, top-p, temperature-scaled, top-k filtered logits with -inf
+    outside the kept set, the penalised logits before filtering); softmax of the first is the sampled distribution."""
     x = logits.astype(np.float32).copy()
     if p.repetition_penalty != 1.0 and previous.size:
         idx = np.unique(previous)
@@ -65,9 +74,7 @@ def sample(logits: np.ndarray, previous: np.ndarray, p: SamplingParams, rng: np.
     if p.top_k is not None and 0 < p.top_k < x.shape[0]:
         kth = np.sort(x)[-p.top_k]
         x = np.where(x < kth, -np.inf, x)
-    probs = _softmax(x)
-    q = rng.exponential(1.0, size=probs.shape).astype(np.float32)
-    return int(np.argmax(probs / q)), penalised
+    return x, penalised
 
 
 def generate(prefill, step, phone_ids, bert, prompt, params: SamplingParams, eos: int) -> GenerateResult:

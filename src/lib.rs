@@ -11,6 +11,7 @@ pub mod codec;
 pub mod engine;
 pub mod gpt;
 pub mod http;
+pub mod logging;
 pub mod npy;
 pub mod reference;
 pub mod runtime;

@@ -67,6 +67,9 @@ struct RtArgs {
     /// SoVITS decoder precision: fp32, or int8 when the bundle has the variant (python -m export quantize --vocoder)
     #[arg(long, default_value = "fp32", global = true)]
     vocoder_precision: String,
+    /// Load graphs without checking their sha256 against manifest.json
+    #[arg(long, global = true)]
+    skip_integrity: bool,
 }
 
 /// The reference voice of `synth` and `bench --text`.
@@ -187,6 +190,7 @@ fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
             intra_threads: rt.intra_threads,
             inter_threads: rt.inter_threads,
             opt_level: OptLevel::parse(&rt.opt_level)?,
+            skip_integrity: rt.skip_integrity,
         },
         precision: Precisions {
             gpt: Precision::parse(&rt.gpt_precision)?,
@@ -538,11 +542,27 @@ fn main() -> ExitCode {
     // symphonia logs probe failures as errors; they become our own typed errors instead
     const QUIET: &str = "symphonia_core=off,symphonia=off,symphonia_bundle_mp3=off,symphonia_format_ogg=off";
     let default_filter = if matches!(cli.cmd, Cmd::Serve(_)) { format!("info,ort=warn,{QUIET}") } else { format!("warn,{QUIET}") };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GSV_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // log lines carry client text (paths, ids): control characters are escaped so that no request can forge a line
+    // or send terminal escapes to the operator's console (hence no ANSI colours either); `--log-format json` writes
+    // one JSON object per line with the request id of the span
+    let json_logs = match &cli.cmd {
+        Cmd::Serve(a) => match a.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                eprintln!("error: --log-format must be text or json, got {other:?}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => false,
+    };
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(gsv::logging::EscapingStderr).with_ansi(false);
+    if json_logs {
+        fmt.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        fmt.init();
+    }
     match run(cli) {
         Ok(c) => c,
         Err(e) => {

@@ -196,7 +196,7 @@ fn stream_all(format: AudioFormat, in_rate: u32, opts: EncoderOptions, pieces: &
 fn every_format_decodes_with_ffmpeg_at_32k_and_24k() {
     for in_rate in [32_000u32, 24_000] {
         let pcm = tones(in_rate as usize * 17 / 10 + 321, in_rate);
-        for format in ALL_FORMATS {
+        for format in ALL_FORMATS.into_iter().filter(|f| f.available()) {
             // whole file (patches applied)
             let whole = encode_whole(format, in_rate, &pcm, EncoderOptions::default()).unwrap();
             check_decoded(&format!("{format:?} {in_rate} Hz whole"), format, &pcm, &whole, in_rate, Delivery::Whole, None);
@@ -214,7 +214,7 @@ fn every_format_decodes_with_ffmpeg_at_32k_and_24k() {
 fn first_push_delivers_decodable_audio_before_finish() {
     let in_rate = 32_000;
     let pcm = tones(in_rate as usize, in_rate);
-    for format in ALL_FORMATS {
+    for format in ALL_FORMATS.into_iter().filter(|f| f.available()) {
         let mut e = Encoder::new(format, in_rate, EncoderOptions::default()).unwrap();
         // a quarter of a second: the first segment or token chunk of a response is at least this
         let first = e.push(&pcm[..8_000]).unwrap();
@@ -234,7 +234,7 @@ fn random_length_pushes_give_valid_streams() {
     let in_rate = 32_000;
     let pcm = tones(48_123, in_rate);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(10);
-    for format in ALL_FORMATS {
+    for format in ALL_FORMATS.into_iter().filter(|f| f.available()) {
         let mut pieces: Vec<&[i16]> = Vec::new();
         let mut i = 0;
         while i < pcm.len() {
@@ -306,6 +306,9 @@ fn bitrate_option_reaches_the_codec() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
     let pcm: Vec<i16> = (0..64_000).map(|_| rng.random_range(-8_000i16..8_000)).collect();
     for (format, low, high) in [(AudioFormat::Mp3, 64_000, 160_000), (AudioFormat::Aac, 96_000, 192_000), (AudioFormat::OggOpus, 24_000, 96_000)] {
+        if !format.available() {
+            continue;
+        }
         let size = |b: u32| encode_whole(format, in_rate, &pcm, EncoderOptions { bitrate: Some(b), ..Default::default() }).unwrap().len();
         let (s_low, s_high) = (size(low), size(high));
         assert!(s_high as f64 > 1.3 * s_low as f64, "{format:?}: {s_low} bytes at {low} b/s vs {s_high} at {high}");

@@ -348,7 +348,9 @@ fn seeded_requests_are_pinned() {
     let want = [
         "whole 3 3 324 443520 b0f4c7ac472520e1acd567fb2f8dba1509f59e3b8114818037eaa73aa629755e",
         "stream 3 81 632 837760 eaa4ca909caf0742955d8743e44d815086d66e4e07a7599146b958bd339855e5",
-        "params 3 3 525 567680 39ebd020d6d941b2f23caf4cc42327619f29b6c6c74f9f4d7d6d09b17c591032",
+        // `auto` goes through upstream's LangSegmenter (fastText lite model) since the frontend2 merge: "世界。" is read
+        // as Japanese there, which changed this request's phones (an intended frontend change, not the engine's)
+        "params 3 3 554 597120 f45181d0285cf4cbb34f0307d087f4aaa84f9ffa22c5266439c064825464bcf9",
     ];
     assert_eq!(got, want);
 }

@@ -366,8 +366,8 @@ fn api2_api_v2_and_openai_routes() {
     b["text_lang"] = "fr".into();
     assert_eq!(v2(b).json(), serde_json::json!({"message": "text_lang: fr is not supported in version v2"}));
     let mut b = full.clone();
-    b["media_type"] = "ogg".into();
-    assert_eq!(v2(b).json(), serde_json::json!({"message": "media_type: ogg is not supported"}));
+    b["media_type"] = "wma".into();
+    assert_eq!(v2(b).json(), serde_json::json!({"message": "media_type: wma is not supported"}));
     let mut b = full.clone();
     b["text_split_method"] = "cut9".into();
     assert_eq!(v2(b).json(), serde_json::json!({"message": "text_split_method:cut9 is not supported"}));
@@ -444,13 +444,12 @@ fn api2_api_v2_and_openai_routes() {
     assert_eq!(o.status, 200);
     assert_eq!(o.header("content-type"), Some("audio/pcm"));
     assert!(o.chunks >= 1 && o.body.len().is_multiple_of(2) && !o.body.starts_with(b"RIFF"));
-    let e = srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "voice": "nobody"}).to_string());
-    assert_eq!(e.status, 400);
-    assert!(e.json()["error"]["message"].as_str().unwrap().contains("nobody"));
     let e = srv.post("/v1/audio/speech", &serde_json::json!({"model": "other", "input": TEXT}).to_string());
     assert_eq!(e.status, 404);
     assert_eq!(e.json()["error"]["code"], "model_not_found");
-    assert_eq!(srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "response_format": "mp3"}).to_string()).status, 400);
+    let e = srv.post("/v1/audio/speech", &serde_json::json!({"input": TEXT, "response_format": "wma"}).to_string());
+    assert_eq!(e.status, 400);
+    assert_eq!(e.json()["error"]["param"], "response_format");
 
     // metrics count the requests
     assert!(srv.metric("gsv_requests_total{route=\"/\",status=\"200\"}") >= 4.0);
@@ -597,7 +596,11 @@ fn overload_disconnect_and_model_swap() {
     let j = bad.json();
     assert_eq!(j["message"], "change sovits weight failed");
     assert!(j["Exception"].as_str().unwrap().contains("python -m export convert"));
+    // outside the model roots (the start-up bundle's folder and onnx/): 403, existing or not (issue 14)
     let bad = srv.post("/set_model", r#"{"gpt_model_path": "/nonexistent/bundle"}"#);
+    assert_eq!(bad.status, 403);
+    assert_eq!(bad.json()["code"], 403);
+    let bad = srv.post("/set_model", r#"{"gpt_model_path": "onnx/nonexistent"}"#);
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["code"], 400);
     assert_eq!(srv.metric("gsv_model_swaps_total"), 2.0);
@@ -911,4 +914,485 @@ fn korean_and_cantonese_on_every_route() {
     assert_eq!(srv.get("/health").status, 200);
     let log = srv.stop();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+// ---------------------------------------------------------------- audio formats (issue 10)
+
+/// What Debian's ffprobe and ffmpeg (the independent decoder; scripts/setup installs it) make of a body.
+#[derive(Debug)]
+struct Decoded {
+    codec: String,
+    rate: u32,
+    channels: u32,
+    pcm: Vec<i16>,
+}
+
+/// Decodes `body` (`raw_rate`: headerless PCM16 mono at that rate). `strict`: any decoder complaint fails.
+fn ffdecode(label: &str, body: &[u8], raw_rate: Option<u32>, strict: bool) -> Decoded {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("gsv-http-decode-{}-{k}.bin", std::process::id()));
+    std::fs::write(&path, body).unwrap();
+    let raw: Vec<String> = match raw_rate {
+        Some(r) => vec!["-f".into(), "s16le".into(), "-ar".into(), r.to_string(), "-ac".into(), "1".into()],
+        None => vec![],
+    };
+    let probe = Command::new("ffprobe").args(["-v", "error"]).args(&raw).args(["-show_streams", "-of", "json"]).arg(&path).output();
+    let probe = probe.unwrap_or_else(|e| panic!("ffprobe is missing ({e}): scripts/setup installs Debian's ffmpeg"));
+    assert!(probe.status.success(), "{label}: ffprobe failed: {}", String::from_utf8_lossy(&probe.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    let streams = v["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{label}: one audio stream expected: {v}");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-hide_banner", "-v", "error"]);
+    if strict {
+        cmd.args(["-xerror", "-err_detect", "crccheck+bitstream+buffer"]);
+    }
+    let out = cmd.args(&raw).arg("-i").arg(&path).args(["-f", "s16le", "-acodec", "pcm_s16le", "-"]).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{label}: ffmpeg could not decode: {}", String::from_utf8_lossy(&out.stderr));
+    if strict {
+        assert!(out.stderr.is_empty(), "{label}: decoder reported: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Decoded {
+        codec: streams[0]["codec_name"].as_str().unwrap_or("").to_string(),
+        rate: streams[0]["sample_rate"].as_str().and_then(|r| r.parse().ok()).unwrap_or(0),
+        channels: streams[0]["channels"].as_u64().unwrap_or(0) as u32,
+        pcm: out.stdout.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
+    }
+}
+
+/// Checks an encoded response against the WAV of the same seeded request (`wav`: its PCM at `model_rate`):
+/// codec, rate (= `X-GSV-Sample-Rate`), one channel, and the decoded length within one codec frame after the delays
+/// the container cannot carry (a streamed MP3 has no LAME tag: LAME's 1105 samples; ADTS: FFmpeg's 1024 priming).
+/// `same_pcm`: the response was decoded from the same PCM (not token chunks), so lossless formats are bit-exact.
+fn check_format(label: &str, fmt: &str, body: &[u8], rate_header: u32, streamed: bool, wav: &[i16], model_rate: u32, same_pcm: bool) {
+    let (codec, raw) = match fmt {
+        "wav" => ("pcm_s16le", false),
+        "raw" | "pcm" => ("pcm_s16le", true),
+        "ogg" => ("vorbis", false),
+        "opus" => ("opus", false),
+        "mp3" => ("mp3", false),
+        "aac" => ("aac", false),
+        "flac" => ("flac", false),
+        other => panic!("unknown format {other}"),
+    };
+    // a streamed WAV says 0xFFFFFFFF bytes: ffmpeg flags its short last read, so it is decoded leniently
+    let strict = !(fmt == "wav" && streamed);
+    let d = ffdecode(label, body, raw.then_some(rate_header), strict);
+    assert_eq!(d.codec, codec, "{label}: codec");
+    assert_eq!(d.rate, rate_header, "{label}: X-GSV-Sample-Rate is the encoded stream's rate");
+    assert_eq!(d.channels, 1, "{label}: mono");
+    let n = (wav.len() as u64 * d.rate as u64 + model_rate as u64 / 2) / model_rate as u64;
+    let resampled = d.rate != model_rate;
+    let (extra, frame) = match fmt {
+        "wav" | "raw" | "pcm" | "flac" => (0, usize::from(resampled)),
+        "ogg" | "opus" => (0, 1),
+        "mp3" if streamed => (1105, if d.rate >= 32_000 { 1152 } else { 576 }),
+        "mp3" => (0, 1),
+        "aac" => (1024, 1024),
+        _ => unreachable!(),
+    };
+    let want = n as i64 + extra;
+    let got = d.pcm.len() as i64;
+    eprintln!("{label}: {} bytes, {codec} {} Hz, {got} samples decoded for {n} (+{extra})", body.len(), d.rate);
+    assert!((got - want).unsigned_abs() as usize <= frame, "{label}: decoded {got} samples, expected {n} + {extra} within {frame}");
+    if same_pcm && !resampled && matches!(fmt, "wav" | "raw" | "flac") {
+        assert!(d.pcm == wav, "{label}: a lossless format must give back the WAV's samples");
+    }
+    if !matches!(fmt, "wav" | "raw" | "pcm" | "flac") {
+        assert!(d.pcm.iter().any(|&s| s.unsigned_abs() > 64), "{label}: audio, not silence");
+    }
+}
+
+/// A streamed response: status, headers, and each chunk with the time it arrived (from sending the request).
+fn stream_request(port: u16, path: &str, body: &str) -> (u16, Vec<(String, String)>, Vec<(Duration, Vec<u8>)>) {
+    let mut s = connect(port);
+    let t0 = Instant::now();
+    send_request(&mut s, "POST", path, &[], Some(body.as_bytes()));
+    let mut rd = BufReader::new(s);
+    let (status, headers) = read_head(&mut rd);
+    let mut chunks = Vec::new();
+    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+        while let Some(c) = read_chunk(&mut rd) {
+            chunks.push((t0.elapsed(), c));
+        }
+    } else {
+        let mut b = Vec::new();
+        rd.read_to_end(&mut b).unwrap();
+        chunks.push((t0.elapsed(), b));
+    }
+    (status, headers, chunks)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// PCM of a complete WAV body (44-byte header).
+fn wav_pcm(b: &[u8]) -> Vec<i16> {
+    check_wav(b);
+    b[44..].chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect()
+}
+
+/// A value of `X-GSV-Timing` (`key=value` or `key;dur=value`).
+fn timing(r: &Resp, key: &str) -> f64 {
+    let t = r.header("x-gsv-timing").unwrap_or_else(|| panic!("no X-GSV-Timing: {:?}", r.headers));
+    t.split(", ")
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=').or_else(|| v.strip_prefix(";dur="))))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} not in {t}"))
+}
+
+const LONG_TEXT: &str = "你好，世界。今天天气很好。我们去公园散步吧。";
+
+/// Streamed encoded responses: several chunks, the first one before the last (synthesis still running), and the
+/// first chunk alone already decodes to audio. Returns the whole body.
+fn check_streamed(label: &str, fmt: &str, chunks: &[(Duration, Vec<u8>)], rate: u32) -> Vec<u8> {
+    assert!(chunks.len() >= 2, "{label}: streamed in {} chunk(s)", chunks.len());
+    let (t_first, first) = &chunks[0];
+    let t_end = chunks.last().unwrap().0;
+    assert!(*t_first < t_end, "{label}: first bytes at {t_first:?}, the end at {t_end:?}");
+    let raw = matches!(fmt, "raw" | "pcm");
+    let early = ffdecode(&format!("{label} (first chunk)"), first, raw.then_some(rate), false);
+    assert!(early.pcm.len() >= 1_000, "{label}: the first chunk decodes to only {} samples", early.pcm.len());
+    chunks.iter().flat_map(|(_, c)| c.iter().copied()).collect()
+}
+
+#[test]
+fn every_format_of_every_route() {
+    let srv = Server::start(&[]);
+    let sr = 32_000u32;
+    let v2_body = |media: &str, mode: u8| {
+        serde_json::json!({"text": LONG_TEXT, "text_lang": "zh", "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT,
+            "prompt_lang": "zh", "seed": 11, "media_type": media, "streaming_mode": mode, "min_chunk_length": 8})
+        .to_string()
+    };
+
+    // api_v2 /tts: the reference WAV, then every media_type whole and streamed (segments, token chunks)
+    let wav = srv.post("/tts", &v2_body("wav", 0));
+    assert_eq!(wav.status, 200, "{}", wav.text());
+    let ref_pcm = wav_pcm(&wav.body);
+    for media in ["wav", "raw", "ogg", "aac", "mp3", "flac", "opus"] {
+        let r = srv.post("/tts", &v2_body(media, 0));
+        let label = format!("/tts {media} whole");
+        assert_eq!(r.status, 200, "{label}: {}", r.text());
+        assert_eq!(r.chunks, 0, "{label}: one complete file with Content-Length");
+        assert_eq!(r.header("x-gsv-format"), Some(if media == "raw" { "raw" } else { media }));
+        let ct = r.header("content-type").unwrap().to_string();
+        let want_ct = match media {
+            "mp3" => "audio/mpeg".to_string(),
+            "opus" => "audio/ogg; codecs=opus".to_string(),
+            m => format!("audio/{m}"),
+        };
+        assert_eq!(ct, want_ct, "{label}");
+        let rate: u32 = r.header("x-gsv-sample-rate").unwrap().parse().unwrap();
+        check_format(&label, media, &r.body, rate, false, &ref_pcm, sr, true);
+        for mode in [1u8, 2, 3] {
+            let label = format!("/tts {media} streaming_mode {mode}");
+            let (status, headers, chunks) = stream_request(srv.port, "/tts", &v2_body(media, mode));
+            assert_eq!(status, 200, "{label}");
+            assert_eq!(header(&headers, "x-gsv-streaming"), Some(if mode == 1 { "segments" } else { "tokens" }), "{label}");
+            let rate: u32 = header(&headers, "x-gsv-sample-rate").unwrap().parse().unwrap();
+            let body = check_streamed(&label, media, &chunks, rate);
+            check_format(&label, media, &body, rate, true, &ref_pcm, sr, mode == 1);
+        }
+    }
+
+    // api.py / (the demo's default reference): its -mt formats (here per request, gsv's `media_type` extension)
+    let api_body = |media: &str, stream: bool| serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 11, "media_type": media, "streaming_mode": stream}).to_string();
+    let wav = srv.post("/", &api_body("wav", false));
+    assert_eq!(wav.status, 200);
+    let api_pcm = wav_pcm(&wav.body);
+    assert_eq!(srv.post("/", &serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 11}).to_string()).body, wav.body, "-mt wav is the default");
+    for media in ["wav", "raw", "ogg", "aac", "mp3", "flac", "opus"] {
+        let r = srv.post("/", &api_body(media, false));
+        let label = format!("/ {media} whole");
+        assert_eq!(r.status, 200, "{label}: {}", r.text());
+        let rate: u32 = r.header("x-gsv-sample-rate").unwrap().parse().unwrap();
+        check_format(&label, media, &r.body, rate, false, &api_pcm, sr, true);
+        let label = format!("/ {media} streamed");
+        let (status, headers, chunks) = stream_request(srv.port, "/", &api_body(media, true));
+        assert_eq!(status, 200, "{label}");
+        let rate: u32 = header(&headers, "x-gsv-sample-rate").unwrap().parse().unwrap();
+        let body = check_streamed(&label, media, &chunks, rate);
+        check_format(&label, media, &body, rate, true, &api_pcm, sr, true);
+    }
+    let e = srv.post("/", &api_body("wma", false));
+    assert_eq!((e.status, e.json()["code"].as_i64()), (400, Some(400)), "{}", e.text());
+
+    // OpenAI: every response_format; mp3 when absent; streamed by default (WAV complete), `stream: false` complete
+    let oa = |fmt: Option<&str>, extra: serde_json::Value| {
+        let mut v = serde_json::json!({"model": "tts-1", "input": LONG_TEXT, "voice": "alloy", "seed": 11, "language": "zh"});
+        if let Some(f) = fmt {
+            v["response_format"] = f.into();
+        }
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v.to_string()
+    };
+    let wav = srv.post("/v1/audio/speech", &oa(Some("wav"), serde_json::json!({})));
+    assert_eq!(wav.status, 200, "{}", wav.text());
+    assert_eq!(wav.chunks, 0, "OpenAI wav: a complete file");
+    let oa_pcm = wav_pcm(&wav.body);
+    for fmt in [None, Some("mp3"), Some("opus"), Some("aac"), Some("flac"), Some("wav"), Some("pcm")] {
+        let name = fmt.unwrap_or("mp3");
+        let label = format!("OpenAI {}", fmt.unwrap_or("(default)"));
+        let (status, headers, chunks) = stream_request(srv.port, "/v1/audio/speech", &oa(fmt, serde_json::json!({"stream": name != "wav"})));
+        assert_eq!(status, 200, "{label}");
+        let rate: u32 = header(&headers, "x-gsv-sample-rate").unwrap().parse().unwrap();
+        if name == "pcm" {
+            assert_eq!(rate, 24_000, "OpenAI pcm is 24 kHz");
+            assert_eq!(header(&headers, "content-type"), Some("audio/pcm"));
+        }
+        if name == "mp3" {
+            assert_eq!(header(&headers, "content-type"), Some("audio/mpeg"));
+        }
+        let streamed = name != "wav";
+        let body = if streamed { check_streamed(&label, name, &chunks, rate) } else { chunks.concat_bytes() };
+        check_format(&label, name, &body, rate, streamed, &oa_pcm, sr, true);
+        // the same without streaming: one complete file (an MP3 with its LAME tag: exact length)
+        let r = srv.post("/v1/audio/speech", &oa(fmt, serde_json::json!({"stream": false})));
+        assert_eq!((r.status, r.chunks), (200, 0), "{label} stream:false");
+        check_format(&format!("{label} complete"), name, &r.body, rate, false, &oa_pcm, sr, true);
+    }
+    // the default request (no stream field) streams mp3 as OpenAI does
+    let (status, headers, chunks) = stream_request(srv.port, "/v1/audio/speech", &oa(None, serde_json::json!({})));
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-gsv-format"), Some("mp3"));
+    assert!(chunks.len() >= 2, "mp3 is streamed by default");
+
+    // SSE: speech.audio.delta events with base64 audio, then speech.audio.done with usage
+    for fmt in ["mp3", "pcm", "opus"] {
+        let label = format!("OpenAI sse {fmt}");
+        let (status, headers, chunks) = stream_request(srv.port, "/v1/audio/speech", &oa(Some(fmt), serde_json::json!({"stream_format": "sse"})));
+        assert_eq!(status, 200, "{label}");
+        assert_eq!(header(&headers, "content-type"), Some("text/event-stream"));
+        let rate: u32 = header(&headers, "x-gsv-sample-rate").unwrap().parse().unwrap();
+        assert!(chunks.len() >= 2 && chunks[0].0 < chunks.last().unwrap().0, "{label}: events as the audio is produced");
+        let text = String::from_utf8(chunks.concat_bytes()).unwrap();
+        let events: Vec<serde_json::Value> = text
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| serde_json::from_str(e.strip_prefix("data: ").unwrap_or_else(|| panic!("{label}: not a data line: {e:?}"))).unwrap())
+            .collect();
+        let (done, deltas) = events.split_last().unwrap();
+        assert_eq!(done["type"], "speech.audio.done", "{label}");
+        let u = &done["usage"];
+        assert_eq!(u["input_tokens"].as_u64().unwrap(), LONG_TEXT.chars().count() as u64);
+        assert!(u["output_tokens"].as_u64().unwrap() > 0);
+        assert_eq!(u["total_tokens"].as_u64().unwrap(), u["input_tokens"].as_u64().unwrap() + u["output_tokens"].as_u64().unwrap());
+        assert!(deltas.len() >= 2, "{label}: {} deltas", deltas.len());
+        let mut audio = Vec::new();
+        for d in deltas {
+            assert_eq!(d["type"], "speech.audio.delta", "{label}");
+            audio.extend(b64decode(d["audio"].as_str().unwrap()));
+        }
+        check_format(&label, fmt, &audio, rate, true, &oa_pcm, sr, true);
+    }
+    srv.stop();
+}
+
+trait ConcatBytes {
+    fn concat_bytes(&self) -> Vec<u8>;
+}
+
+impl ConcatBytes for Vec<(Duration, Vec<u8>)> {
+    fn concat_bytes(&self) -> Vec<u8> {
+        self.iter().flat_map(|(_, c)| c.iter().copied()).collect()
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for the SSE events.
+fn b64decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        }
+    };
+    let b = s.as_bytes();
+    assert_eq!(b.len() % 4, 0, "base64 length");
+    let mut out = Vec::with_capacity(b.len() / 4 * 3);
+    for q in b.chunks(4) {
+        let pad = q.iter().filter(|&&c| c == b'=').count();
+        let n = q.iter().take(4 - pad).enumerate().fold(0u32, |acc, (i, &c)| acc | (val(c) << (18 - 6 * i)));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..3 - pad]);
+    }
+    out
+}
+
+#[test]
+fn speed_reference_free_voices_and_openai_errors() {
+    let srv = Server::start(&["--voice", "rf=onnx/demo/ref.wav||zh", "--voice", "named=onnx/demo/ref.wav|今天天气很好，我们去公园散步。|zh"]);
+
+    // `/`: api2.py ignores `speed` (pyvideotrans sends 2.0): same seed with and without it = the same audio
+    let api = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 21});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        srv.post("/", &v.to_string())
+    };
+    let plain = api(serde_json::json!({}));
+    let fast = api(serde_json::json!({"speed": 2.0}));
+    assert_eq!((plain.status, fast.status), (200, 200));
+    assert_eq!(timing(&fast, "tokens"), timing(&plain, "tokens"), "same tokens");
+    assert_eq!(check_wav(&fast.body), check_wav(&plain.body), "same duration");
+    assert_eq!(fast.body, plain.body, "speed on / does not change the audio");
+    // the other api.py fields stay honoured
+    let k = api(serde_json::json!({"top_k": 3, "temperature": 0.7}));
+    assert_eq!(k.status, 200);
+    assert_ne!(k.body, plain.body, "top_k/temperature on / change the generation");
+
+    // /tts speed_factor 2.0: the same tokens, the speech about twice as fast (0.3 s of silence per segment stays)
+    let v2 = |speed: f64| {
+        let b = serde_json::json!({"text": LONG_TEXT, "text_lang": "zh", "ref_audio_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT,
+            "prompt_lang": "zh", "seed": 21, "speed_factor": speed});
+        srv.post("/tts", &b.to_string())
+    };
+    let (one, two) = (v2(1.0), v2(2.0));
+    assert_eq!((one.status, two.status), (200, 200), "{}", two.text());
+    assert_eq!(timing(&one, "tokens"), timing(&two, "tokens"), "speed does not change the GPT's tokens");
+    let segs = timing(&one, "segments");
+    let speech = |r: &Resp| check_wav(&r.body) as f64 - segs * 9_600.0;
+    let ratio = speech(&one) / speech(&two);
+    eprintln!("/tts speed_factor 2.0: speech {:.0} -> {:.0} samples, ratio {ratio:.3}", speech(&one), speech(&two));
+    assert!((1.85..=2.05).contains(&ratio), "speed_factor 2.0 should halve the speech, ratio {ratio}");
+    // OpenAI speed: honoured too, and only within 0.25-4.0
+    let oa = |extra: serde_json::Value| {
+        let mut v = serde_json::json!({"model": "tts-1", "input": LONG_TEXT, "voice": "default", "seed": 21, "language": "zh", "response_format": "wav"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        srv.post("/v1/audio/speech", &v.to_string())
+    };
+    let o1 = oa(serde_json::json!({}));
+    let o2 = oa(serde_json::json!({"speed": 2.0}));
+    assert_eq!((o1.status, o2.status), (200, 200));
+    assert!(check_wav(&o2.body) < check_wav(&o1.body) * 7 / 10, "OpenAI speed 2.0 shortens the audio");
+    for bad in [0.2, 4.5] {
+        let e = oa(serde_json::json!({"speed": bad}));
+        assert_eq!(e.status, 400);
+        assert_eq!(e.json()["error"]["param"], "speed", "{}", e.text());
+        assert_eq!(e.json()["error"]["type"], "invalid_request_error");
+    }
+    assert_eq!(oa(serde_json::json!({"speed": 4.0})).status, 200);
+
+    // OpenAI voices: spec names and any other name are the default voice; `{"id": ...}` objects too;
+    // `instructions` is accepted and changes nothing
+    for voice in [serde_json::json!("alloy"), serde_json::json!("verse"), serde_json::json!("somebody"), serde_json::json!({"id": "voice_1234"})] {
+        let r = oa(serde_json::json!({"voice": voice}));
+        assert_eq!(r.status, 200, "{voice}: {}", r.text());
+        assert_eq!(r.body, o1.body, "{voice} speaks with the default voice");
+    }
+    assert_eq!(oa(serde_json::json!({"instructions": "Speak in a cheerful tone."})).body, o1.body);
+    assert_eq!(oa(serde_json::json!({"voice": "named"})).body, o1.body, "a --voice with the same reference");
+
+    // reference-free: /tts with prompt_text "" or absent, / with ref_free, an OpenAI voice without transcript
+    let v2rf = |prompt: Option<&str>| {
+        let mut b = serde_json::json!({"text": LONG_TEXT, "text_lang": "zh", "ref_audio_path": "onnx/demo/ref.wav", "prompt_lang": "zh", "seed": 21});
+        if let Some(p) = prompt {
+            b["prompt_text"] = p.into();
+        }
+        srv.post("/tts", &b.to_string())
+    };
+    let (rf_empty, rf_absent) = (v2rf(Some("")), v2rf(None));
+    assert_eq!((rf_empty.status, rf_absent.status), (200, 200), "{}", rf_empty.text());
+    check_wav(&rf_empty.body);
+    assert_eq!(rf_empty.body, rf_absent.body, "empty and absent prompt_text are the same request");
+    assert_ne!(rf_empty.body, one.body, "without the transcript the GPT sees something else");
+    let rf_api = api(serde_json::json!({"ref_free": true, "refer_wav_path": "onnx/demo/ref.wav", "prompt_text": REF_TEXT}));
+    assert_eq!(rf_api.status, 200, "{}", rf_api.text());
+    assert_ne!(rf_api.body, plain.body, "/ with ref_free does not use the transcript");
+    assert_eq!(api(serde_json::json!({"ref_free": true})).body, rf_api.body, "ref_free with the default reference's audio");
+    // ... while an empty prompt_text on / keeps api2's rule: the default reference, transcript included
+    let partial = api(serde_json::json!({"refer_wav_path": "onnx/demo/ref.wav", "prompt_text": "", "prompt_language": "zh"}));
+    assert_eq!(partial.body, plain.body, "api2's default-reference rule wins on /");
+    let rf_voice = oa(serde_json::json!({"voice": "rf"}));
+    assert_eq!(rf_voice.status, 200, "{}", rf_voice.text());
+    assert_ne!(rf_voice.body, o1.body, "a voice without transcript is reference-free");
+
+    // OpenAI's error object on every failure of the route
+    let openai_error = |r: Resp, status: u16, what: &str| {
+        assert_eq!(r.status, status, "{what}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
+        let j = r.json();
+        let e = &j["error"];
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {j}");
+        assert!(e["type"].is_string() && e.get("param").is_some() && e.get("code").is_some(), "{what}: {j}");
+        j
+    };
+    let j = openai_error(oa(serde_json::json!({"stream_format": "chunks"})), 400, "stream_format");
+    assert_eq!(j["error"]["param"], "stream_format");
+    let j = openai_error(srv.post("/v1/audio/speech", r#"{"model": "tts-1", "voice": "alloy"}"#), 400, "no input");
+    assert_eq!(j["error"]["param"], "input");
+    openai_error(srv.post("/v1/audio/speech", "{not json"), 400, "bad JSON");
+    let j = openai_error(oa(serde_json::json!({"model": "nope"})), 404, "unknown model");
+    assert_eq!((j["error"]["code"].as_str(), j["error"]["param"].as_str()), (Some("model_not_found"), Some("model")));
+    openai_error(oa(serde_json::json!({"voice": {"name": "x"}})), 400, "voice object without id");
+    openai_error(oa(serde_json::json!({"input": "好"})), 400, "text too short");
+    openai_error(srv.get("/v1/audio/speech"), 405, "GET");
+    openai_error(srv.get("/v1/nothing"), 404, "unknown path");
+    openai_error(request(srv.port, "POST", "/v1/audio/speech", &[("Content-Length", "2097152")], None), 413, "body too large");
+
+    // /control: api_v2's bodies
+    let c = srv.get("/control");
+    assert_eq!((c.status, c.json()), (400, serde_json::json!({"message": "command is required"})));
+    let c = srv.post("/control", "{}");
+    assert_eq!((c.status, c.json()), (400, serde_json::json!({"message": "command is required"})));
+    let c = srv.get("/control?command=dance");
+    assert_eq!((c.status, c.text().as_str()), (200, "null"), "an unknown command does nothing, as upstream");
+    srv.stop();
+}
+
+#[test]
+fn api_py_media_type_speed_flag_and_strict_voices() {
+    // api.py: -sm normal without -mt serves ogg, streamed; --api-py-speed honours `speed` on /
+    let srv = Server::start(&["-sm", "normal", "--api-py-speed", "--strict-voices", "--voice", "mine=onnx/demo/ref.wav|今天天气很好，我们去公园散步。|zh"]);
+    let (status, headers, chunks) = stream_request(srv.port, "/", &serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 31}).to_string());
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "content-type"), Some("audio/ogg"));
+    let body = check_streamed("-sm normal", "ogg", &chunks, 32_000);
+    let d = ffdecode("-sm normal", &body, None, true);
+    assert_eq!((d.codec.as_str(), d.rate), ("vorbis", 32_000));
+    let wav = |speed: f64| {
+        srv.post("/", &serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 31, "speed": speed, "media_type": "wav", "streaming_mode": false}).to_string())
+    };
+    let (one, two) = (wav(1.0), wav(2.0));
+    assert_eq!((one.status, two.status), (200, 200));
+    assert_eq!(timing(&one, "tokens"), timing(&two, "tokens"));
+    let segs = timing(&one, "segments");
+    let ratio = (check_wav(&one.body) as f64 - segs * 9_600.0) / (check_wav(&two.body) as f64 - segs * 9_600.0);
+    assert!((1.85..=2.05).contains(&ratio), "--api-py-speed: speed 2.0 on / halves the speech, ratio {ratio}");
+    // --strict-voices: only configured voices
+    let oa = |voice: &str| srv.post("/v1/audio/speech", &serde_json::json!({"input": LONG_TEXT, "voice": voice, "response_format": "wav", "seed": 1}).to_string());
+    let e = oa("alloy");
+    assert_eq!(e.status, 400);
+    assert_eq!(e.json()["error"]["param"], "voice");
+    assert!(e.json()["error"]["message"].as_str().unwrap().contains("mine"), "names the configured voices: {}", e.text());
+    assert_eq!(oa("mine").status, 200);
+    assert_eq!(oa("default").status, 200);
+    srv.stop();
+
+    // -mt: an unknown name is refused at start-up, not silently replaced
+    let out = Command::new(env!("CARGO_BIN_EXE_gsv")).args(["-mt", "wma", "-p", "0"]).current_dir(repo()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-mt/--media_type"), "{}", String::from_utf8_lossy(&out.stderr));
+    // -mt aac: / answers ADTS at api.py's 128 kbps
+    let srv = Server::start(&["-mt", "aac", "--no-warmup"]);
+    let r = srv.post("/", &serde_json::json!({"text": LONG_TEXT, "text_language": "zh", "seed": 31}).to_string());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("audio/aac"));
+    let d = ffdecode("-mt aac", &r.body, None, true);
+    assert_eq!(d.codec, "aac");
+    let kbps = r.body.len() as f64 * 8.0 / (d.pcm.len() as f64 / d.rate as f64) / 1000.0;
+    assert!(kbps < 160.0, "api.py's aac is 128 kbps (api_v2's 192): {kbps:.0} kbps");
+    srv.stop();
 }

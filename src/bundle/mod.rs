@@ -15,6 +15,12 @@
 //! a decoder with one more output (`ge512`) (both declared by [`crate::vocoder::Vocoder`]), and a manifest `sv`
 //! section ([`SvInfo`]) that [`Manifest::validate`] checks against the model (input `wav32k` at `sample_rate`,
 //! 16 kHz inside the graph, v2 symbols). A v1/v2 manifest with an `sv` section is refused.
+//!
+//! Integrity: before a graph file is loaded, its sha256 is compared with the one the manifest records for it (the
+//! exporter writes one per graph, variant and g2pW model); a mismatch is [`BundleError::Integrity`]. Each file is
+//! hashed once per process ([`verify_file`] remembers files by path, device, inode, size and mtime), not once per
+//! worker or reload. `SessionOptions::skip_integrity` (`--skip-integrity`) turns the check off; graphs whose manifest
+//! entry has no sha256 (hand-made bundles) are loaded unchecked.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +54,9 @@ pub enum BundleError {
     MissingFile { graph: String, path: String },
     #[error("graph {graph}: {what} mismatch: expected {expected}, got {actual}")]
     GraphIo { graph: String, what: String, expected: String, actual: String },
+    /// The file's sha256 differs from the manifest's: a corrupt or modified graph.
+    #[error("graph {graph}: {file} does not match the sha256 recorded in manifest.json (corrupt or modified file; --skip-integrity loads it anyway)")]
+    Integrity { graph: String, file: String },
 }
 
 pub type Result<T> = std::result::Result<T, BundleError>;
@@ -336,6 +345,42 @@ pub struct Bundle {
     pub manifest: Manifest,
 }
 
+/// Files whose sha256 was already checked in this process: (path, device, inode, size, mtime) -> hash.
+type Verified = std::collections::HashMap<(PathBuf, u64, u64, u64, i64, i64), String>;
+static VERIFIED: std::sync::OnceLock<std::sync::Mutex<Verified>> = std::sync::OnceLock::new();
+
+/// Compares the sha256 of `file` with `expected` (hex, any case): [`BundleError::Integrity`] when they differ. A file
+/// already found good in this process (same path, device, inode, size and mtime) is not hashed again.
+pub fn verify_file(graph: &str, file: &Path, expected: &str) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let io = |e: std::io::Error| BundleError::Io { path: file.display().to_string(), msg: e.to_string() };
+    let mut f = std::fs::File::open(file).map_err(io)?;
+    let md = f.metadata().map_err(io)?;
+    let key = (file.to_path_buf(), md.dev(), md.ino(), md.len(), md.mtime(), md.mtime_nsec());
+    let expected = expected.to_ascii_lowercase();
+    let cache = VERIFIED.get_or_init(Default::default);
+    if cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) == Some(&expected) {
+        return Ok(());
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if got != expected {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Err(BundleError::Integrity { graph: graph.to_string(), file: name });
+    }
+    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, got);
+    Ok(())
+}
+
 /// sha256 of the symbol list as the exporter computes it: `"\n".join(list)` in UTF-8, hex.
 pub fn symbols_hash(list: &[String]) -> String {
     let mut h = Sha256::new();
@@ -511,9 +556,29 @@ impl Bundle {
         }
     }
 
-    /// Load the graph of `contract` in `precision` and check what the session reports against the contract.
+    /// The sha256 the manifest records for graph `name` in `precision`, if any.
+    pub fn graph_sha256(&self, name: &str, precision: Precision) -> Option<&str> {
+        let entry = self.manifest.graphs.get(name)?;
+        match precision.variant() {
+            None => entry.sha256.as_deref(),
+            Some(v) => entry.variants.get(v)?.sha256.as_deref(),
+        }
+    }
+
+    /// Checks `file` (a path inside the bundle) against `sha256` unless `opts.skip_integrity` or no hash is recorded.
+    pub fn verify(&self, graph: &str, file: &Path, sha256: Option<&str>, opts: &SessionOptions) -> Result<()> {
+        match sha256 {
+            Some(h) if !opts.skip_integrity => verify_file(graph, file, h),
+            _ => Ok(()),
+        }
+    }
+
+    /// Load the graph of `contract` in `precision` (after its integrity check) and check what the session reports
+    /// against the contract.
     pub fn load_graph(&self, rt: &Runtime, contract: &GraphContract, precision: Precision, opts: &SessionOptions) -> std::result::Result<Graph, LoadError> {
-        let g = rt.load(contract.graph, &self.graph_file(contract.graph, precision)?, opts)?;
+        let file = self.graph_file(contract.graph, precision)?;
+        self.verify(contract.graph, &file, self.graph_sha256(contract.graph, precision), opts)?;
+        let g = rt.load(contract.graph, &file, opts)?;
         self.check_graph(contract, &g.inputs, &g.outputs, &g.metadata)?;
         Ok(g)
     }

@@ -17,8 +17,7 @@ use ffmpeg_sys_next as ff;
 
 use super::{lib_err, AudioEncoder, CodecError, Patch};
 
-/// Sample rates the AAC sampling-frequency table has, ascending.
-pub(crate) const RATES: [u32; 13] = [7_350, 8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000];
+use super::AAC_RATES as RATES;
 
 fn av_err(what: &str, code: c_int) -> CodecError {
     let mut buf = [0 as std::ffi::c_char; 128];

@@ -25,6 +25,7 @@
 //! already produced (WAV sizes, FLAC STREAMINFO, the MP3 LAME tag that carries the encoder delay and
 //! padding for gapless decoding). [`encode_whole`] does all of it for a buffer.
 
+#[cfg(feature = "aac")]
 mod aac;
 mod flac;
 mod mp3;
@@ -178,6 +179,20 @@ impl AudioFormat {
         }
     }
 
+    /// Whether this build has the encoder (AAC needs the default cargo feature `aac`, FFmpeg's libraries).
+    /// Routes refuse an unavailable format with a 400 naming it ([`AudioFormat::unavailable_message`]).
+    pub fn available(self) -> bool {
+        match self {
+            AudioFormat::Aac => cfg!(feature = "aac"),
+            _ => true,
+        }
+    }
+
+    /// The client-facing reason an unavailable format is refused.
+    pub fn unavailable_message(self) -> String {
+        format!("this build has no {} encoder (built without the cargo feature `{}`)", self.name().to_ascii_uppercase(), self.name())
+    }
+
     /// Every format here streams (bytes leave with each push). Listed for routes and docs.
     pub fn streams(self) -> bool {
         true
@@ -193,7 +208,7 @@ impl AudioFormat {
         match self {
             AudioFormat::Wav | AudioFormat::Raw | AudioFormat::Flac => in_rate,
             AudioFormat::Mp3 => pick_rate(in_rate, &mp3::RATES),
-            AudioFormat::Aac => pick_rate(in_rate, &aac::RATES),
+            AudioFormat::Aac => pick_rate(in_rate, &AAC_RATES),
             AudioFormat::OggOpus => opus::RATE,
             AudioFormat::OggVorbis => {
                 if (vorbis::MIN_RATE..=vorbis::MAX_RATE).contains(&in_rate) {
@@ -205,6 +220,9 @@ impl AudioFormat {
         }
     }
 }
+
+/// Sample rates the AAC sampling-frequency table has, ascending.
+pub(crate) const AAC_RATES: [u32; 13] = [7_350, 8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000];
 
 /// `Content-Type` for OpenAI's `pcm` (the OpenAI route's current value, kept).
 pub const OPENAI_PCM_CONTENT_TYPE: &str = "audio/pcm";
@@ -280,6 +298,9 @@ pub enum CodecError {
     Resample(String),
     #[error("the encoder is finished")]
     Finished,
+    /// The format's encoder is not in this build (cargo feature off).
+    #[error("this build has no {0} encoder")]
+    NotBuilt(&'static str),
     #[error("{0}")]
     Wav(#[from] crate::wav::WavError),
     #[error("patch at {offset}+{len} outside the {total}-byte output")]
@@ -345,7 +366,10 @@ impl Encoder {
                 opts.vorbis_quality.unwrap_or(LIBSNDFILE_VORBIS_QUALITY),
             )?),
             AudioFormat::OggOpus => Box::new(opus::OggOpusEncoder::new(in_rate, opts.bitrate.unwrap_or(Bitrates::OPUS))?),
+            #[cfg(feature = "aac")]
             AudioFormat::Aac => Box::new(aac::AdtsEncoder::new(out_rate, opts.bitrate.unwrap_or(Bitrates::AAC))?),
+            #[cfg(not(feature = "aac"))]
+            AudioFormat::Aac => return Err(CodecError::NotBuilt(AudioFormat::Aac.name())),
             AudioFormat::Flac => Box::new(flac::FlacEncoder::new(out_rate, opts.delivery)?),
         };
         Ok(Encoder { format, in_rate, out_rate, stage, codec, scratch: Vec::new(), pushed: 0, finished: false })
@@ -506,7 +530,7 @@ mod tests {
         assert_eq!(Encoder::new(AudioFormat::Wav, 0, EncoderOptions::default()).unwrap_err(), CodecError::BadSampleRate(0));
         let forced = EncoderOptions { sample_rate: Some(0), ..Default::default() };
         assert!(Encoder::new(AudioFormat::Raw, 32_000, forced).is_err());
-        for f in ALL_FORMATS {
+        for f in ALL_FORMATS.into_iter().filter(|f| f.available()) {
             let mut e = Encoder::new(f, 32_000, EncoderOptions::default()).unwrap();
             e.push(&[0; 100]).unwrap();
             e.finish().unwrap();
@@ -525,8 +549,21 @@ mod tests {
     }
 
     #[test]
+    fn a_format_left_out_of_the_build_is_an_error() {
+        assert_eq!(AudioFormat::Aac.available(), cfg!(feature = "aac"));
+        assert!(ALL_FORMATS.iter().all(|f| f.available() || *f == AudioFormat::Aac));
+        let r = Encoder::new(AudioFormat::Aac, 32_000, EncoderOptions::default());
+        if cfg!(feature = "aac") {
+            assert!(r.is_ok());
+        } else {
+            assert_eq!(r.unwrap_err(), CodecError::NotBuilt("aac"));
+        }
+        assert!(AudioFormat::Aac.unavailable_message().contains("no AAC encoder"));
+    }
+
+    #[test]
     fn empty_streams_finish_cleanly() {
-        for f in ALL_FORMATS {
+        for f in ALL_FORMATS.into_iter().filter(|f| f.available()) {
             let mut e = Encoder::new(f, 32_000, EncoderOptions::default()).unwrap();
             let fin = e.finish().unwrap();
             assert!(fin.patches.is_empty(), "{f:?}");

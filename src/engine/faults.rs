@@ -4,6 +4,8 @@
 //! * `GSV_TEST_PANIC_TEXT=MARK`: a job whose text contains `MARK` panics inside its worker (the supervision test).
 //! * `GSV_TEST_FAIL_REBUILD=1`: once any job has panicked, every later engine load in the pool fails, so the
 //!   worker stays broken (the "no worker can serve" test).
+//! * `GSV_TEST_STALL_TEXT=MARK` (+ `GSV_TEST_STALL_MS`, default 60000): a job whose text contains `MARK` blocks its
+//!   worker that long without looking at its cancel flag — a call that does not return (the wedged-worker tests).
 
 #[cfg(debug_assertions)]
 mod imp {
@@ -16,6 +18,12 @@ mod imp {
     }
 
     pub fn before_job(text: &str) {
+        if let Some(mark) = var("GSV_TEST_STALL_TEXT") {
+            if text.contains(&mark) {
+                let ms = var("GSV_TEST_STALL_MS").and_then(|v| v.parse().ok()).unwrap_or(60_000u64);
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+            }
+        }
         if let Some(mark) = var("GSV_TEST_PANIC_TEXT") {
             if text.contains(&mark) {
                 PANICKED.store(true, Ordering::SeqCst);

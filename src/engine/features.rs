@@ -220,35 +220,48 @@ impl Engine {
     }
 
     /// Prompt codes and speaker vector of a reference, from the shared cache when the same bytes were seen before
-    /// (by any worker). Returns whether it was cached.
-    pub fn voice(&mut self, r: &RefAudio) -> Result<(Arc<VoiceFeatures>, bool)> {
+    /// (by any worker). Returns whether it was cached. `cancel` is polled between the stages of a voice that has to
+    /// be computed (read, decode + resample, HuBERT, speaker verification, reference encoder).
+    pub fn voice(&mut self, r: &RefAudio, cancel: &dyn Fn() -> bool) -> Result<(Arc<VoiceFeatures>, bool)> {
         let mut bytes_owned = Vec::new();
-        let (bytes, ext) = ref_bytes(r, &mut bytes_owned)?;
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned, cancel)?;
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let hash = reference::content_hash(bytes);
         let cache = self.features.clone();
-        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref()))
+        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref(), cancel))
     }
 
     /// [`Engine::voice`] computed afresh and not cached (parity checks; the cache is left as it was, but
     /// [`FeatureCache::voices_encoded`]/[`FeatureCache::sv_runs`] count the run).
-    pub fn voice_uncached(&mut self, r: &RefAudio) -> Result<VoiceFeatures> {
+    pub fn voice_uncached(&mut self, r: &RefAudio, cancel: &dyn Fn() -> bool) -> Result<VoiceFeatures> {
         let mut bytes_owned = Vec::new();
-        let (bytes, ext) = ref_bytes(r, &mut bytes_owned)?;
-        self.encode_voice(bytes, ext.as_deref())
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned, cancel)?;
+        self.encode_voice(bytes, ext.as_deref(), cancel)
     }
 
     /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, (v2Pro: the
     /// speaker-verification embedding of the normalised model-rate signal,) reference encoder.
-    fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>) -> Result<VoiceFeatures> {
+    fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>, cancel: &dyn Fn() -> bool) -> Result<VoiceFeatures> {
         self.features.voices_encoded.fetch_add(1, Ordering::Relaxed);
         let m = &self.bundle.manifest;
         let sp = SpecParams { n_fft: m.filter_length, hop: m.hop_length, win: m.win_length };
         let prepared = reference::prepare_bytes(bytes, ext, m.sample_rate, sp)?;
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let prompt_codes = self.hubert.prompt_codes(&prepared.wav16k_padded)?;
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
             .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
         let sv_emb = match self.sv.as_mut() {
             Some(sv) => {
+                if cancel() {
+                    return Err(EngineError::Cancelled);
+                }
                 self.features.sv_runs.fetch_add(1, Ordering::Relaxed);
                 Some(sv.embedding(&prepared.wav32k)?)
             }
@@ -259,14 +272,28 @@ impl Engine {
     }
 }
 
-/// The bytes of a reference and its file extension (a format hint).
-fn ref_bytes<'a>(r: &'a RefAudio, owned: &'a mut Vec<u8>) -> Result<(&'a [u8], Option<String>)> {
+/// The bytes of a reference (a path is opened as a local file, no confinement; an opened [`reference::RefFile`] is
+/// read under `cancel`) and its file extension (a format hint).
+fn ref_bytes<'a>(r: &'a RefAudio, owned: &'a mut Vec<u8>, cancel: &dyn Fn() -> bool) -> Result<(&'a [u8], Option<String>)> {
     Ok(match r {
         RefAudio::Path(p) => {
-            *owned = std::fs::read(p).map_err(|source| reference::ReferenceError::Io { path: p.clone(), source })?;
-            (owned.as_slice(), p.extension().and_then(|e| e.to_str()).map(str::to_string))
+            let f = reference::open_reference(p, &[], reference::LOCAL_MAX_REF_BYTES)?;
+            *owned = read_stoppable(&f, cancel)?;
+            (owned.as_slice(), f.ext.clone())
+        }
+        RefAudio::File(f) => {
+            *owned = read_stoppable(f, cancel)?;
+            (owned.as_slice(), f.ext.clone())
         }
         RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
+    })
+}
+
+/// A reference file's bytes; a stop request is [`EngineError::Cancelled`].
+fn read_stoppable(f: &reference::RefFile, cancel: &dyn Fn() -> bool) -> Result<Vec<u8>> {
+    f.read_all(cancel).map_err(|e| match e {
+        reference::ReferenceError::Interrupted => EngineError::Cancelled,
+        e => e.into(),
     })
 }
 

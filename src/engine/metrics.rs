@@ -63,6 +63,10 @@ pub struct EngineMetrics {
     pub timeouts: AtomicU64,
     /// Jobs that panicked: each one's worker engine was rebuilt.
     pub worker_restarts: AtomicU64,
+    /// Workers abandoned as wedged (busy far past their job's deadline) and replaced.
+    pub workers_wedged: AtomicU64,
+    /// Abandoned worker threads still stuck in their call.
+    pub workers_abandoned: AtomicU64,
     /// Requests whose voice features came from the shared cache / had to be computed.
     pub reference_cache_hits: AtomicU64,
     pub reference_cache_misses: AtomicU64,
@@ -99,8 +103,10 @@ impl EngineMetrics {
         g(o, "gsv_in_flight", "gauge", "Requests running on a worker.", get(&self.in_flight));
         g(o, "gsv_cancelled_total", "counter", "Requests stopped because the client disconnected.", get(&self.cancelled));
         g(o, "gsv_rejected_total", "counter", "Requests refused with 429 (queue full).", get(&self.rejected));
-        g(o, "gsv_timeouts_total", "counter", "Requests stopped by the per-request timeout.", get(&self.timeouts));
+        g(o, "gsv_timeouts_total", "counter", "Requests answered 504 (the per-request timeout passed).", get(&self.timeouts));
         g(o, "gsv_worker_restarts_total", "counter", "Jobs that panicked; the worker's engine was rebuilt after each.", get(&self.worker_restarts));
+        g(o, "gsv_workers_wedged_total", "counter", "Workers found busy far past their job's deadline; each was abandoned and replaced.", get(&self.workers_wedged));
+        g(o, "gsv_workers_abandoned", "gauge", "Abandoned (wedged) worker threads still stuck in their call.", get(&self.workers_abandoned));
         g(o, "gsv_reference_cache_hits_total", "counter", "Requests whose voice features were already cached (by any worker).", get(&self.reference_cache_hits));
         g(o, "gsv_reference_cache_misses_total", "counter", "Requests whose voice features had to be computed.", get(&self.reference_cache_misses));
         g(o, "gsv_model_swaps_total", "counter", "Successful model changes.", get(&self.model_swaps));

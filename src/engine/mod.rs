@@ -123,6 +123,9 @@ pub enum EngineError {
     /// A fault of ours that is not a panic (array shapes that cannot happen, a worker that vanished).
     #[error("internal error: {0}")]
     Internal(String),
+    /// The warm-up synthesis at start-up failed (the default reference, the tokenizer, a graph...).
+    #[error("warm-up synthesis with the default reference failed: {0}")]
+    Warmup(String),
 }
 
 pub type Result<T> = std::result::Result<T, EngineError>;
@@ -150,6 +153,8 @@ impl EngineError {
     /// Which kind of failure this is (the one place that decides it; never from message text).
     pub fn kind(&self) -> ErrorKind {
         match self {
+            EngineError::Reference(ReferenceError::Forbidden) => ErrorKind::Forbidden,
+            EngineError::Reference(ReferenceError::Interrupted) => ErrorKind::Cancelled,
             EngineError::Invalid(_) | EngineError::Reference(_) | EngineError::Sv(SvError::TooShort { .. }) => ErrorKind::Validation,
             EngineError::Text(t) | EngineError::Bert(BertError::Text(t)) => text_kind(t),
             // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
@@ -166,6 +171,7 @@ impl EngineError {
             | EngineError::Bert(_)
             | EngineError::Sv(_)
             | EngineError::Panicked(_)
+            | EngineError::Warmup(_)
             | EngineError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -370,7 +370,7 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
     // 3c. the voice as the server computes it (reference file -> voice features; the engine's cache is left alone),
     // speaker vector only (its prompt codes go through the soxr port: reported above, not required)
     if let Some(path) = &native_path {
-        match engine.voice_uncached(&super::RefAudio::Path(path.clone())) {
+        match engine.voice_uncached(&super::RefAudio::Path(path.clone()), &|| false) {
             Ok(v) => push(float_check("voice ge (engine, from the reference file)", &v.speaker.ge, &ge_ref, fa, fr), &mut out),
             Err(e) => push(fail("voice ge (engine, from the reference file)", e.to_string()), &mut out),
         }

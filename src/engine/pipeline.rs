@@ -16,15 +16,22 @@
 //!    [`SegmentSink`] ([`WholeSegment`], or [`TokenChunks`] when the request streams by tokens at speed 1) that
 //!    decodes the segment's phones only.
 //!
-//! `cancel` is polled between GPT steps, so a client that disconnects stops its work within one step.
+//! Reference-free requests ([`TtsRequest::ref_free`]: no transcript) skip the transcript in 1 and 2, and the GPT
+//! gets the segment's phones and BERT alone with no prompt codes ([`gpt_text`]); the voice's speaker vector
+//! (SoVITS's timbre) is still computed from the reference recording, as upstream's `ref_free` path does.
+//!
+//! `cancel` (the client left, or the request's deadline passed) is polled at every stage boundary — before planning,
+//! after the transcript's features, between the steps of a voice that has to be computed, after the voice, before and
+//! after each segment's text features, before the prefill, between GPT steps, before each decode — so a request
+//! never runs more than one stage past its deadline.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{concatenate, Axis};
+use ndarray::{concatenate, Array2, Axis};
 
 use super::sink::{SegmentSink, TokenChunks, WholeSegment};
-use super::{Engine, EngineError, Result, SegmentAudio, TextSplit, TtsRequest, TtsStats};
+use super::{Engine, EngineError, Result, SegmentAudio, TextFeatures, TextSplit, TtsRequest, TtsStats};
 use crate::gpt::{GenerateConfig, GptInput, SamplingParams};
 use crate::text::{self, FrontendData};
 use crate::vocoder::{DecodeParams, Speaker};
@@ -34,7 +41,7 @@ use crate::vocoder::{DecodeParams, Speaker};
 pub struct Plan {
     /// Target segments, synthesised one by one.
     pub segments: Vec<String>,
-    /// The preprocessed reference transcript.
+    /// The preprocessed reference transcript; empty for a reference-free request.
     pub prompt_text: String,
 }
 
@@ -48,6 +55,7 @@ pub fn plan(req: &TtsRequest) -> Result<Plan> {
         return Err(EngineError::Text(text::TextError::EmptyText));
     }
     let prompt_text = match req.split {
+        _ if req.ref_free() => String::new(),
         TextSplit::Api2(_) => text::cut::api2_prompt(&req.prompt_text, req.prompt_lang.code()),
         TextSplit::V2(_) => req.prompt_text.trim_matches('\n').to_string(),
     };
@@ -68,22 +76,27 @@ impl Engine {
         let t_all = Instant::now();
         let mut st = TtsStats { sample_rate: self.sample_rate(), ..Default::default() };
         req.validate()?;
+        let stop = || if cancel() { Err(EngineError::Cancelled) } else { Ok(()) };
+        stop()?;
 
         // planning and the transcript's features
         let t0 = Instant::now();
         let plan = plan(req)?;
-        let (prompt, _) = self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?;
+        // reference-free: no transcript features (and, below, no prompt codes)
+        let prompt = if req.ref_free() { None } else { Some(self.prompt_features(data, &plan.prompt_text, req.prompt_lang)?.0) };
         st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+        stop()?;
 
         // the voice
         let t0 = Instant::now();
-        let (voice, cached) = self.voice(&req.ref_audio)?;
+        let (voice, cached) = self.voice(&req.ref_audio, cancel)?;
         let speaker = if req.aux_refs.is_empty() {
             voice.speaker.clone()
         } else {
             let mut others = Vec::with_capacity(req.aux_refs.len());
             for r in &req.aux_refs {
-                others.push(self.voice(r)?.0.speaker.clone());
+                stop()?;
+                others.push(self.voice(r, cancel)?.0.speaker.clone());
             }
             Speaker::mean(&voice.speaker, &others)
         };
@@ -111,14 +124,14 @@ impl Engine {
             let t0 = Instant::now();
             let feats = self.text_features(data, seg_text, req.text_lang);
             st.frontend_ms += t0.elapsed().as_secs_f64() * 1e3;
+            stop()?;
             let feats = match feats {
                 Ok(f) => f,
                 // a segment with nothing to say (only punctuation, or only text of a dropped language) is skipped
                 Err(EngineError::Text(text::TextError::EmptyText)) => continue,
                 Err(e) => return Err(e),
             };
-            let ids: Vec<i64> = prompt.phone_ids.iter().chain(feats.phone_ids.iter()).copied().collect();
-            let bert = concatenate(Axis(1), &[prompt.bert.view(), feats.bert.view()]).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?;
+            let (ids, bert) = gpt_text(prompt.as_deref(), &feats)?;
             let cfg = GenerateConfig {
                 params: SamplingParams { top_k, top_p: req.top_p, temperature: req.temperature, repetition_penalty: req.repetition_penalty },
                 seed: seed.wrapping_add(si as u64),
@@ -138,7 +151,8 @@ impl Engine {
                     &mut whole
                 }
             };
-            let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: &voice.prompt_codes };
+            let codes: &[i64] = if prompt.is_some() { &voice.prompt_codes } else { &[] };
+            let input = GptInput { phone_ids: &ids, bert: bert.view(), prompt: codes };
             let run = self.generate_segment(&input, &cfg, sink, cancel, &mut |pcm, tokens, last| {
                 st.samples += pcm.len();
                 if last {
@@ -160,6 +174,20 @@ impl Engine {
         }
         st.total_ms = t_all.elapsed().as_secs_f64() * 1e3;
         Ok(st)
+    }
+}
+
+/// The GPT's text input for one segment: the transcript's phones and BERT features, then the segment's
+/// (`[1024, N_prompt + N_segment]`), or the segment's alone for a reference-free request (`prompt` is `None`),
+/// as upstream's `to_batch(prompt_data=None)` / webui `ref_free` build it.
+pub fn gpt_text(prompt: Option<&TextFeatures>, segment: &TextFeatures) -> Result<(Vec<i64>, Array2<f32>)> {
+    match prompt {
+        None => Ok((segment.phone_ids.clone(), segment.bert.clone())),
+        Some(p) => {
+            let ids = p.phone_ids.iter().chain(segment.phone_ids.iter()).copied().collect();
+            let bert = concatenate(Axis(1), &[p.bert.view(), segment.bert.view()]).map_err(|e| EngineError::Internal(format!("BERT features: {e}")))?;
+            Ok((ids, bert))
+        }
     }
 }
 

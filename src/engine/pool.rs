@@ -16,8 +16,16 @@
 //!   and `gsv_worker_restarts_total` counts it. A worker whose engine cannot be (re)built is broken: it answers
 //!   its jobs with the load error and tries again with the next one.
 //! * Health: [`Pool::health`] asks every worker that is not busy over the queue it reads (a ping answered between
-//!   jobs, with a short timeout); busy workers count as serving. Each worker publishes its [`WorkerState`] (a
-//!   busy worker's job start and deadline included, for wedged-worker detection).
+//!   jobs, with a short timeout); busy workers count as serving unless they are past their job's deadline. Each
+//!   worker publishes its [`WorkerState`] (a busy worker's job start and deadline included).
+//! * Wedged workers: a supervisor thread looks at the published states every [`SUPERVISE_EVERY`]. A worker still busy
+//!   `wedge_margin` after its job's deadline (stuck in a call that never returns: the cancel probe is only polled
+//!   between stages) is **abandoned and replaced**: its job's admission permit is released, a new worker thread takes
+//!   its place in the pool (loading its engine on its first job), `gsv_workers_wedged_total` counts it, and the old
+//!   thread, if its call ever returns, drops its engine and exits instead of taking more work.
+//! * Start-up: every worker loads the model and runs the warm-up request (when there is one); a load or warm-up
+//!   failure is an error of [`Pool::start`], so a server whose default reference, tokenizer or graphs cannot
+//!   synthesise does not start (unless it runs without warm-up).
 //! * Model generations: a job names an `Arc<ModelGen>`; a worker keeps one engine per model name and reloads it
 //!   when a job carries a newer generation, so a request finishes on the generation it was admitted with and
 //!   `/set_model` never waits for running requests. All engines of one generation share its [`FeatureCache`]:
@@ -103,6 +111,14 @@ pub enum Event {
     Done(Result<TtsStats>),
 }
 
+/// An admission permit of the pool, shared with the supervisor (which releases it when the job's worker is abandoned).
+type SharedPermit = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+
+/// A place taken in the pool ([`Pool::admit`]), before the job is built and queued ([`Pool::submit_admitted`]).
+pub struct Admission {
+    permit: OwnedSemaphorePermit,
+}
+
 /// One admitted request.
 pub struct Job {
     pub id: String,
@@ -113,8 +129,8 @@ pub struct Job {
     timeout: Option<Duration>,
     events: tokio::sync::mpsc::UnboundedSender<Event>,
     /// Released just before the final event, so a client that sends its next request as soon as it has the
-    /// answer finds the place free again.
-    permit: Option<OwnedSemaphorePermit>,
+    /// answer finds the place free again (or by the supervisor, when the job's worker is abandoned).
+    permit: SharedPermit,
 }
 
 impl Job {
@@ -142,8 +158,8 @@ impl Job {
     }
 
     /// The final answer.
-    pub fn finish(mut self, res: Result<TtsStats>) {
-        drop(self.permit.take());
+    pub fn finish(self, res: Result<TtsStats>) {
+        drop(self.permit.lock().unwrap_or_else(|e| e.into_inner()).take());
         let _ = self.events.send(Event::Done(res));
     }
 }
@@ -212,19 +228,38 @@ impl WorkerState {
     }
 }
 
-/// The pool's answer to `/health`.
+/// The pool's answer to `/health` and `/ready`.
 #[derive(Debug, Clone)]
 pub struct PoolHealth {
-    /// Workers that answered their ping with a working engine, plus busy ones.
+    /// Workers that answered their ping with a working engine, plus busy ones within their job's deadline.
     pub serving: usize,
     pub states: Vec<&'static str>,
+    /// Busy workers past their job's deadline (not yet abandoned).
+    pub overrunning: usize,
+    /// Workers abandoned as wedged so far (each one was replaced).
+    pub wedged_total: u64,
+    /// Abandoned worker threads whose stuck call has not returned yet.
+    pub abandoned_running: u64,
 }
 
 impl PoolHealth {
+    /// At least one worker can take a job.
     pub fn can_serve(&self) -> bool {
         self.serving > 0
     }
+
+    /// Every worker can take a job (`/ready`).
+    pub fn all_serving(&self) -> bool {
+        self.serving == self.states.len() && self.overrunning == 0
+    }
 }
+
+/// How often the supervisor looks for wedged workers.
+pub const SUPERVISE_EVERY: Duration = Duration::from_millis(250);
+
+/// A busy worker this far past its job's deadline no longer counts as serving (a last GPT step or decode may end a
+/// little after the deadline; a stuck one does not end).
+const OVERRUN_GRACE: Duration = Duration::from_secs(1);
 
 enum Work {
     Job(Box<Job>),
@@ -311,16 +346,46 @@ impl JobQueue {
     }
 }
 
+struct SlotInner {
+    state: WorkerState,
+    /// Set by the supervisor: this worker was replaced; its thread must exit when its current call returns.
+    abandoned: bool,
+    /// The running job's admission permit (released by the supervisor when it abandons the worker).
+    permit: Option<SharedPermit>,
+}
+
 struct WorkerSlot {
-    state: Mutex<WorkerState>,
+    inner: Mutex<SlotInner>,
 }
 
 impl WorkerSlot {
+    fn new() -> WorkerSlot {
+        WorkerSlot { inner: Mutex::new(SlotInner { state: WorkerState::Starting, abandoned: false, permit: None }) }
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
     fn set(&self, s: WorkerState) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        self.lock().state = s;
     }
     fn get(&self) -> WorkerState {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().state.clone()
+    }
+    /// Publish that a job started (with its permit, for the supervisor).
+    fn busy(&self, job: &Job) {
+        let mut g = self.lock();
+        g.state = WorkerState::Busy { job: job.id.clone(), since: Instant::now(), deadline: job.deadline() };
+        g.permit = Some(job.permit.clone());
+    }
+    /// After a job: publish `next` and return true, or false when the supervisor abandoned this worker meanwhile.
+    fn job_done(&self, next: WorkerState) -> bool {
+        let mut g = self.lock();
+        g.permit = None;
+        if g.abandoned {
+            return false;
+        }
+        g.state = next;
+        true
     }
 }
 
@@ -333,54 +398,137 @@ impl Drop for StoppedOnExit {
     }
 }
 
-/// How many workers, how much queue, and a warm-up request each worker runs once after loading.
+/// How many workers, how much queue, a warm-up request each worker runs once after loading, and how far past its
+/// job's deadline a busy worker is taken for wedged.
 #[derive(Clone)]
 pub struct PoolConfig {
     pub workers: usize,
     pub max_queue: usize,
     pub warmup: Option<TtsRequest>,
+    pub wedge_margin: Duration,
 }
 
-pub struct Pool {
+/// What the pool and its supervisor share.
+struct Shared {
     queue: Arc<JobQueue>,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    slots: Vec<Arc<WorkerSlot>>,
+    slots: std::sync::RwLock<Vec<Arc<WorkerSlot>>>,
+    threads: Mutex<Vec<Option<std::thread::JoinHandle<()>>>>,
     permits: Arc<Semaphore>,
     max_queue: usize,
     metrics: Arc<EngineMetrics>,
+    loader: Arc<Loader>,
+    data: &'static FrontendData,
+    wedge_margin: Duration,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    supervisor: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn slots(&self) -> Vec<Arc<WorkerSlot>> {
+        self.slots.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn worker(&self, w: usize, slot: Arc<WorkerSlot>) -> Worker {
+        Worker {
+            w,
+            slot,
+            queue: self.queue.clone(),
+            loader: self.loader.clone(),
+            data: self.data,
+            metrics: self.metrics.clone(),
+            engines: HashMap::new(),
+            broken: None,
+        }
+    }
+
+    /// One pass of the supervisor: abandon and replace every worker stuck `wedge_margin` past its job's deadline.
+    fn supervise(&self) {
+        let now = Instant::now();
+        for (w, slot) in self.slots().into_iter().enumerate() {
+            let job = {
+                let mut g = slot.lock();
+                let wedged = match &g.state {
+                    WorkerState::Busy { job, deadline: Some(d), .. } if !g.abandoned && now > *d + self.wedge_margin => Some(job.clone()),
+                    _ => None,
+                };
+                let Some(job) = wedged else { continue };
+                g.abandoned = true;
+                // its client has had its 504; give the place back to new requests
+                if let Some(p) = g.permit.take() {
+                    drop(p.lock().unwrap_or_else(|e| e.into_inner()).take());
+                }
+                job
+            };
+            self.metrics.workers_wedged.fetch_add(1, Ordering::Relaxed);
+            self.metrics.workers_abandoned.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(worker = w, job = %job, margin_s = self.wedge_margin.as_secs_f64(), "worker wedged (busy past its job's deadline): abandoned, starting a replacement");
+            let fresh = Arc::new(WorkerSlot::new());
+            let worker = self.worker(w, fresh.clone());
+            match std::thread::Builder::new().name(format!("gsv-worker-{w}")).spawn(move || worker.serve()) {
+                Ok(h) => {
+                    if let Some(s) = self.slots.write().unwrap_or_else(|e| e.into_inner()).get_mut(w) {
+                        *s = fresh;
+                    }
+                    // the old handle is dropped: the stuck thread is detached, never joined
+                    if let Some(t) = self.threads.lock().unwrap_or_else(|e| e.into_inner()).get_mut(w) {
+                        *t = Some(h);
+                    }
+                }
+                Err(e) => tracing::error!(worker = w, "cannot start a replacement worker thread: {e}"),
+            }
+        }
+    }
+
+    fn supervisor_loop(&self) {
+        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        while !*stop {
+            let (g, _) = self.stop_cv.wait_timeout(stop, SUPERVISE_EVERY).unwrap_or_else(|e| e.into_inner());
+            stop = g;
+            if *stop {
+                break;
+            }
+            drop(stop);
+            self.supervise();
+            stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        }
+    }
 }
 
 impl Pool {
     /// Starts the workers, each loading `model` and running the warm-up; returns once all are ready (or with the
-    /// first load error).
+    /// first load or warm-up error). Also starts the supervisor that replaces wedged workers.
     pub fn start(cfg: PoolConfig, loader: Arc<Loader>, data: &'static FrontendData, model: Arc<ModelGen>, metrics: Arc<EngineMetrics>) -> Result<Pool> {
         let workers = cfg.workers.max(1);
-        let queue = Arc::new(JobQueue::new(workers));
+        let shared = Arc::new(Shared {
+            queue: Arc::new(JobQueue::new(workers)),
+            slots: std::sync::RwLock::new((0..workers).map(|_| Arc::new(WorkerSlot::new())).collect()),
+            threads: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(workers + cfg.max_queue)),
+            max_queue: cfg.max_queue,
+            metrics,
+            loader,
+            data,
+            wedge_margin: cfg.wedge_margin,
+            stop: Mutex::new(false),
+            stop_cv: Condvar::new(),
+        });
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-        let mut threads = Vec::new();
-        let mut slots = Vec::new();
-        for w in 0..workers {
-            let slot = Arc::new(WorkerSlot { state: Mutex::new(WorkerState::Starting) });
-            let worker = Worker {
-                w,
-                slot: slot.clone(),
-                queue: queue.clone(),
-                loader: loader.clone(),
-                data,
-                metrics: metrics.clone(),
-                engines: HashMap::new(),
-                broken: None,
-            };
+        let pool = Pool { shared: shared.clone(), supervisor: Mutex::new(None) };
+        for (w, slot) in shared.slots().into_iter().enumerate() {
+            let worker = shared.worker(w, slot);
             let (model, warmup, ready_tx) = (model.clone(), cfg.warmup.clone(), ready_tx.clone());
             let h = std::thread::Builder::new()
                 .name(format!("gsv-worker-{w}"))
                 .spawn(move || worker.run(model, warmup, ready_tx))
                 .map_err(|e| EngineError::Internal(format!("cannot start worker thread: {e}")))?;
-            threads.push(h);
-            slots.push(slot);
+            shared.threads.lock().unwrap_or_else(|e| e.into_inner()).push(Some(h));
         }
         drop(ready_tx);
-        let pool = Pool { queue, threads: Mutex::new(threads), slots, permits: Arc::new(Semaphore::new(workers + cfg.max_queue)), max_queue: cfg.max_queue, metrics };
         for _ in 0..workers {
             let r = ready_rx.recv().unwrap_or_else(|_| Err(EngineError::Internal("a worker thread stopped during start-up".into())));
             if let Err(e) = r {
@@ -388,47 +536,79 @@ impl Pool {
                 return Err(e);
             }
         }
+        let sup = shared.clone();
+        let h = std::thread::Builder::new()
+            .name("gsv-supervisor".into())
+            .spawn(move || sup.supervisor_loop())
+            .map_err(|e| EngineError::Internal(format!("cannot start the supervisor thread: {e}")))?;
+        *pool.supervisor.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
         Ok(pool)
     }
 
     pub fn workers(&self) -> usize {
-        self.slots.len()
+        self.shared.slots.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Admits a job or refuses at once with [`EngineError::Overloaded`] when `workers + max_queue` jobs are
-    /// already admitted. `timeout` starts now.
-    pub fn submit(&self, id: String, model: Arc<ModelGen>, req: TtsRequest, timeout: Option<Duration>) -> Result<Ticket> {
-        let permit = match self.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
+    /// Takes a place in the pool, or refuses at once with [`EngineError::Overloaded`] when `workers + max_queue`
+    /// jobs are already admitted. The place is kept until the job built with it ends (or is dropped unused).
+    pub fn admit(&self) -> Result<Admission> {
+        match self.shared.permits.clone().try_acquire_owned() {
+            Ok(permit) => Ok(Admission { permit }),
             Err(_) => {
-                self.metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                return Err(EngineError::Overloaded(self.max_queue));
+                self.shared.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(EngineError::Overloaded(self.shared.max_queue))
             }
-        };
-        let deadline = timeout.map(|d| Instant::now() + d);
+        }
+    }
+
+    /// Admits a job or refuses at once with [`EngineError::Overloaded`] ([`Pool::admit`] + [`Pool::submit_admitted`]).
+    /// `timeout` starts now.
+    pub fn submit(&self, id: String, model: Arc<ModelGen>, req: TtsRequest, timeout: Option<Duration>) -> Result<Ticket> {
+        let a = self.admit()?;
+        self.submit_admitted(a, id, model, req, timeout.map(|t| Instant::now() + t), timeout)
+    }
+
+    /// Queues a job on a place taken with [`Pool::admit`]. `deadline` ends it (504); `timeout` is what its message
+    /// says the limit was.
+    pub fn submit_admitted(&self, a: Admission, id: String, model: Arc<ModelGen>, req: TtsRequest, deadline: Option<Instant>, timeout: Option<Duration>) -> Result<Ticket> {
         let (etx, erx) = tokio::sync::mpsc::unbounded_channel();
         let cancel = Arc::new(AtomicBool::new(false));
-        let job = Job { id, model, req, cancel: cancel.clone(), deadline, timeout, events: etx, permit: Some(permit) };
-        self.metrics.queued.fetch_add(1, Ordering::SeqCst);
-        if self.queue.push(job).is_err() {
-            self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+        let job = Job { id, model, req, cancel: cancel.clone(), deadline, timeout, events: etx, permit: Arc::new(Mutex::new(Some(a.permit))) };
+        let m = &self.shared.metrics;
+        m.queued.fetch_add(1, Ordering::SeqCst);
+        if self.shared.queue.push(job).is_err() {
+            m.queued.fetch_sub(1, Ordering::SeqCst);
             return Err(EngineError::ShuttingDown);
         }
         Ok(Ticket { events: erx, guard: CancelGuard { flag: cancel, armed: true }, deadline })
     }
 
     /// Asks the workers whether they can serve: idle and broken ones answer a ping (within `timeout`), busy ones
-    /// count as serving.
+    /// count as serving unless they are past their job's deadline.
     pub async fn health(&self, timeout: Duration) -> PoolHealth {
         let until = tokio::time::Instant::now() + timeout;
+        let now = Instant::now();
+        let slots = self.shared.slots();
+        let busy_ok = |s: &WorkerState| match s {
+            WorkerState::Busy { deadline: Some(d), .. } => now <= *d + OVERRUN_GRACE,
+            WorkerState::Busy { .. } => true,
+            _ => false,
+        };
         let mut serving = 0;
+        let mut overrunning = 0;
         let mut asked = Vec::new();
-        for (w, slot) in self.slots.iter().enumerate() {
+        for (w, slot) in slots.iter().enumerate() {
             match slot.get() {
-                WorkerState::Busy { .. } => serving += 1,
+                b @ WorkerState::Busy { .. } => {
+                    if busy_ok(&b) {
+                        serving += 1;
+                    } else {
+                        overrunning += 1;
+                    }
+                }
                 WorkerState::Idle | WorkerState::Broken(_) => {
                     let (tx, rx) = oneshot::channel();
-                    if self.queue.ping(w, tx) {
+                    if self.shared.queue.ping(w, tx) {
                         asked.push((w, rx));
                     }
                 }
@@ -441,29 +621,57 @@ impl Pool {
                 Ok(Ok(_)) => {}
                 // no answer in time: it may have taken a job meanwhile
                 _ => {
-                    if matches!(self.slots[w].get(), WorkerState::Busy { .. }) {
+                    if busy_ok(&slots[w].get()) {
                         serving += 1;
                     }
                 }
             }
         }
-        PoolHealth { serving, states: self.slots.iter().map(|s| s.get().name()).collect() }
+        self.report(serving, overrunning)
+    }
+
+    fn report(&self, serving: usize, overrunning: usize) -> PoolHealth {
+        let m = &self.shared.metrics;
+        PoolHealth {
+            serving,
+            states: self.shared.slots().iter().map(|s| s.get().name()).collect(),
+            overrunning,
+            wedged_total: m.workers_wedged.load(Ordering::Relaxed),
+            abandoned_running: m.workers_abandoned.load(Ordering::Relaxed),
+        }
     }
 
     /// The workers' published states, without asking them (nothing counted as serving).
     pub fn states(&self) -> PoolHealth {
-        PoolHealth { serving: 0, states: self.slots.iter().map(|s| s.get().name()).collect() }
+        self.report(0, 0)
     }
 
-    /// Stops taking jobs, lets the workers finish the queued and running ones, joins them.
+    /// Stops taking jobs, lets the workers finish the queued and running ones, joins them (a worker still running
+    /// after [`SHUTDOWN_JOIN_LIMIT`] is left behind: the process is ending).
     pub fn shutdown(&self) {
-        self.queue.close();
-        let threads: Vec<_> = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            let _ = t.join();
+        {
+            *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            self.shared.stop_cv.notify_all();
+        }
+        if let Some(h) = self.supervisor.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = h.join();
+        }
+        self.shared.queue.close();
+        let threads: Vec<_> = std::mem::take(&mut *self.shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        let until = Instant::now() + SHUTDOWN_JOIN_LIMIT;
+        for t in threads.into_iter().flatten() {
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
+
+/// How long [`Pool::shutdown`] waits for the worker threads.
+pub const SHUTDOWN_JOIN_LIMIT: Duration = Duration::from_secs(30);
 
 fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -490,22 +698,32 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, model: Arc<ModelGen>, warmup: Option<TtsRequest>, ready: mpsc::Sender<Result<()>>) {
-        let _stopped = StoppedOnExit(self.slot.clone());
         let t0 = Instant::now();
         let mut engine = match self.loader.load(&model) {
             Ok(e) => e,
             Err(e) => {
+                self.slot.set(WorkerState::Stopped);
                 let _ = ready.send(Err(e));
                 return;
             }
         };
         if let Some(req) = &warmup {
             let w = self.w;
-            match catch_unwind(AssertUnwindSafe(|| engine.tts(self.data, req, &|| false, &mut |_| true))) {
+            let res = catch_unwind(AssertUnwindSafe(|| {
+                faults::before_job(&req.text);
+                engine.tts(self.data, req, &|| false, &mut |_| true)
+            }));
+            match res {
                 Ok(Ok(st)) => tracing::info!(worker = w, ms = st.total_ms as u64, "warm-up synthesis done"),
-                Ok(Err(err)) => tracing::warn!(worker = w, "warm-up synthesis failed (requests using the default reference will fail too): {err}"),
+                // a server that cannot synthesise with its own default reference does not start (--no-warmup skips this)
+                Ok(Err(err)) => {
+                    self.slot.set(WorkerState::Stopped);
+                    let _ = ready.send(Err(EngineError::Warmup(err.to_string())));
+                    return;
+                }
                 Err(p) => {
-                    let _ = ready.send(Err(EngineError::Panicked(format!("warm-up: {}", panic_message(p.as_ref())))));
+                    self.slot.set(WorkerState::Stopped);
+                    let _ = ready.send(Err(EngineError::Warmup(format!("panicked: {}", panic_message(p.as_ref())))));
                     return;
                 }
             }
@@ -515,6 +733,15 @@ impl Worker {
         self.slot.set(WorkerState::Idle);
         let _ = ready.send(Ok(()));
         drop(ready);
+        self.serve();
+    }
+
+    /// The worker's loop: pings and jobs until the queue closes, or until the supervisor abandons this worker.
+    fn serve(mut self) {
+        let _stopped = StoppedOnExit(self.slot.clone());
+        if matches!(self.slot.get(), WorkerState::Starting) {
+            self.slot.set(WorkerState::Idle);
+        }
         loop {
             match self.queue.next(self.w) {
                 Work::Closed => break,
@@ -524,19 +751,28 @@ impl Worker {
                 Work::Job(job) => {
                     self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
                     self.run_job(*job);
-                    self.publish_idle_state();
+                    if !self.slot.job_done(self.idle_state()) {
+                        // replaced while stuck in that job: drop the engine and leave the queue to the replacement
+                        self.metrics.workers_abandoned.fetch_sub(1, Ordering::Relaxed);
+                        tracing::warn!(worker = self.w, "an abandoned worker's call returned; its thread exits");
+                        return;
+                    }
                 }
             }
         }
         tracing::debug!(worker = self.w, "worker stopped");
     }
 
-    /// Between jobs: idle, or broken when the last engine load failed.
-    fn publish_idle_state(&self) {
-        self.slot.set(match &self.broken {
+    fn idle_state(&self) -> WorkerState {
+        match &self.broken {
             Some(why) => WorkerState::Broken(why.clone()),
             None => WorkerState::Idle,
-        });
+        }
+    }
+
+    /// Between jobs: idle, or broken when the last engine load failed (unless abandoned meanwhile).
+    fn publish_idle_state(&self) {
+        let _ = self.slot.job_done(self.idle_state());
     }
 
     /// Load `model` into this worker (dropping the old engine of that name first: one model in memory per name).
@@ -561,8 +797,8 @@ impl Worker {
     fn run_job(&mut self, job: Job) {
         let span = tracing::info_span!("job", id = %job.id, worker = self.w);
         let _e = span.enter();
+        // (504s are counted where they are answered, in the HTTP layer: gsv_timeouts_total = 504 responses)
         if job.expired() {
-            self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("request timed out while queued; dropped");
             let e = job.timeout_error();
             job.finish(Err(e));
@@ -573,7 +809,7 @@ impl Worker {
             tracing::info!("client left while the request was queued; dropped");
             return;
         }
-        self.slot.set(WorkerState::Busy { job: job.id.clone(), since: Instant::now(), deadline: job.deadline() });
+        self.slot.busy(&job);
         let fresh = self.engines.get(&job.model.name).is_none_or(|(g, _)| *g != job.model.generation);
         if fresh {
             if let Err(e) = self.load(&job.model) {
@@ -629,7 +865,6 @@ impl Worker {
                 Ok(st)
             }
             Err(EngineError::Cancelled) if job.expired() => {
-                self.metrics.timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("request timed out; stopped");
                 Err(job.timeout_error())
             }

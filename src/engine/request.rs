@@ -105,7 +105,11 @@ pub enum TextSplit {
 /// Where the reference recording comes from.
 #[derive(Debug, Clone)]
 pub enum RefAudio {
+    /// A file the operator named (`gsv synth --ref`): opened by the engine, a regular file only.
     Path(PathBuf),
+    /// A file already opened and checked ([`crate::reference::open_reference`]: confinement, file type, size). The
+    /// server reads these into [`RefAudio::Bytes`] before a job reaches a worker, so a worker never waits on a file.
+    File(Arc<crate::reference::RefFile>),
     /// File contents (e.g. an upload) and an extension hint for format probing.
     Bytes(Arc<Vec<u8>>, Option<String>),
 }
@@ -117,7 +121,7 @@ pub struct TtsRequest {
     pub ref_audio: RefAudio,
     /// Extra references whose speaker vectors are averaged with the main one (api.py `inp_refs`).
     pub aux_refs: Vec<RefAudio>,
-    /// The reference's transcript. (Empty: reference-free synthesis, which is not supported yet: a validation error.)
+    /// The reference's transcript. Empty (or only whitespace): reference-free synthesis ([`TtsRequest::ref_free`]).
     pub prompt_text: String,
     pub prompt_lang: Language,
     pub split: TextSplit,
@@ -187,10 +191,15 @@ impl TtsRequest {
         if self.text.trim().is_empty() {
             return Err(EngineError::Text(TextError::EmptyText));
         }
-        if self.prompt_text.trim().is_empty() {
-            return bad("prompt_text (the reference transcript) is empty; reference-free synthesis is not supported".into());
-        }
         Ok(())
+    }
+
+    /// Reference-free synthesis (upstream's `ref_free` / `no_prompt_text`): no transcript. The GPT then gets
+    /// neither the transcript's phones and BERT features nor the reference's prompt codes; SoVITS still takes the
+    /// timbre from the reference recording's spectrogram. Upstream tests `prompt_text in [None, ""]`; a transcript of
+    /// only whitespace counts too (upstream would fail on it).
+    pub fn ref_free(&self) -> bool {
+        self.prompt_text.trim().is_empty()
     }
 }
 

@@ -102,6 +102,10 @@ impl Engine {
         emit: &mut dyn FnMut(Vec<i16>, usize, bool) -> bool,
     ) -> Result<SegmentRun> {
         let gap = (self.sample_rate() as f64 * SEGMENT_GAP_S) as usize;
+        // stage boundary: before the prefill
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let (gpt, voc) = (&mut self.gpt, &mut self.vocoder);
         let mut toks: Vec<i64> = Vec::new();
         let mut failure: Option<VocoderError> = None;
@@ -143,6 +147,10 @@ impl Engine {
             Err(GptError::Cancelled) => return Err(EngineError::Cancelled),
             other => other?,
         };
+        // stage boundary: before the (last) decode
+        if cancel() {
+            return Err(EngineError::Cancelled);
+        }
         let t1 = Instant::now();
         let mut pcm = sink.finish(voc, &gen.tokens)?;
         decode_ms += t1.elapsed().as_secs_f64() * 1e3;

@@ -121,9 +121,10 @@ pub struct ServeArgs {
     /// api.py stream mode for `/`: close (complete WAV, default) or normal (audio sent segment by segment) (-sm)
     #[arg(long = "stream_mode", alias = "stream-mode", default_value = "close")]
     pub stream_mode: String,
-    /// api.py media type (-mt): only wav is produced; accepted for compatibility
-    #[arg(long = "media_type", alias = "media-type", default_value = "wav")]
-    pub media_type: String,
+    /// api.py media type of `/` (-mt): wav, ogg, aac (+ mp3, flac, opus). Not given: wav, or ogg with `-sm normal`
+    /// (api.py's rule)
+    #[arg(long = "media_type", alias = "media-type")]
+    pub media_type: Option<String>,
     /// api.py sample type (-st): only int16 is produced; accepted for compatibility
     #[arg(long = "sub_type", alias = "sub-type", default_value = "int16")]
     pub sub_type: String,
@@ -157,9 +158,32 @@ pub struct ServeArgs {
     /// Allowed folder for reference audio paths sent by clients (repeatable); without it any readable path is allowed
     #[arg(long = "ref-root")]
     pub ref_root: Vec<PathBuf>,
-    /// Require `Authorization: Bearer KEY` on every route but /health
+    /// Require `Authorization: Bearer KEY` on every route but /health and /ready
     #[arg(long = "api-key")]
     pub api_key: Option<String>,
+    /// Key of the admin routes (/set_model, /set_*_weights, /change_refer, /set_refer_audio, /control, /metrics);
+    /// without it they need the --api-key (when one is set)
+    #[arg(long = "admin-key")]
+    pub admin_key: Option<String>,
+    /// Allowed folder for model bundles named by /set_model and /set_*_weights (repeatable); default: the bundle
+    /// folders given at start-up and onnx/
+    #[arg(long = "model-root")]
+    pub model_root: Vec<PathBuf>,
+    /// Largest reference audio file in bytes (refused before reading); default: 10 s of 48 kHz stereo float WAV + slack
+    #[arg(long = "max-ref-bytes", default_value_t = crate::reference::DEFAULT_MAX_REF_BYTES)]
+    pub max_ref_bytes: u64,
+    /// Seconds a client has to send its whole request body (408 after that)
+    #[arg(long = "body-timeout-s", default_value_t = 30)]
+    pub body_timeout_s: u64,
+    /// A worker still busy this many seconds after its job's deadline is wedged: abandoned and replaced
+    #[arg(long = "wedge-margin-s", default_value_t = 30)]
+    pub wedge_margin_s: u64,
+    /// Load graphs without checking their sha256 against the bundle's manifest.json
+    #[arg(long)]
+    pub skip_integrity: bool,
+    /// Log format on stderr: text (one line per record, control characters escaped) or json (JSON lines)
+    #[arg(long = "log-format", default_value = "text")]
+    pub log_format: String,
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
@@ -172,7 +196,7 @@ pub struct ServeArgs {
     /// More models, selectable by name (OpenAI `model`, /set_model): NAME=DIR (repeatable)
     #[arg(long = "bundle")]
     pub bundle: Vec<String>,
-    /// A named voice for /v1/audio/speech: NAME=WAV|TEXT|LANG (repeatable); "default" is the default reference
+    /// A named voice for /v1/audio/speech: NAME=WAV|TEXT|LANG (repeatable; an empty TEXT is a reference-free voice); "default" is the default reference
     #[arg(long = "voice")]
     pub voice: Vec<String>,
     /// Largest request body in bytes
@@ -181,7 +205,14 @@ pub struct ServeArgs {
     /// Longest text in characters
     #[arg(long = "max-text", default_value_t = 10_000)]
     pub max_text: usize,
-    /// Skip the warm-up synthesis at start-up (/health is then 200 once the models are loaded)
+    /// Honour api.py's `speed` on `/` (by default `/` ignores it, as api2.py does: pyvideotrans sends 2.0 by accident)
+    #[arg(long = "api-py-speed")]
+    pub api_py_speed: bool,
+    /// OpenAI route: refuse voice names that are not configured (default: any other name, OpenAI's `alloy` ...
+    /// included, is the default voice)
+    #[arg(long = "strict-voices")]
+    pub strict_voices: bool,
+    /// Skip the warm-up synthesis at start-up (otherwise a failed warm-up stops the server at start)
     #[arg(long)]
     pub no_warmup: bool,
 }

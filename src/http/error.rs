@@ -34,6 +34,9 @@ pub enum HttpError {
     /// The request is wrong; the message is safe to show.
     #[error("{0}")]
     BadRequest(String),
+    /// A wrong value of a named parameter (OpenAI's error object names it in `param`); otherwise as `BadRequest`.
+    #[error("{message}")]
+    Invalid { param: &'static str, message: String },
     /// api_v2 `tts failed` (a client-side synthesis error, shown in `Exception`).
     #[error("tts failed: {0}")]
     TtsFailed(String),
@@ -54,6 +57,9 @@ pub enum HttpError {
     MethodNotAllowed,
     #[error("request body larger than {0} bytes")]
     BodyTooLarge(usize),
+    /// The request body did not arrive within `--body-timeout-s`.
+    #[error("请求体接收超时 / the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// From the engine: admission (overloaded), deadline (timeout), shutting down, and every synthesis failure.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -69,6 +75,7 @@ pub enum Kind {
     Unauthorized,
     MethodNotAllowed,
     TooLarge,
+    BodyTimeout,
 }
 
 impl Kind {
@@ -79,6 +86,7 @@ impl Kind {
             Kind::Unauthorized => "unauthorized",
             Kind::MethodNotAllowed => "method_not_allowed",
             Kind::TooLarge => "too_large",
+            Kind::BodyTimeout => "body_timeout",
         }
     }
 
@@ -90,6 +98,7 @@ impl Kind {
             Kind::Engine(ErrorKind::Forbidden) => 403,
             Kind::Engine(ErrorKind::NotFound) => 404,
             Kind::MethodNotAllowed => 405,
+            Kind::BodyTimeout => 408,
             Kind::TooLarge => 413,
             Kind::Engine(ErrorKind::Overloaded) => 429,
             // nobody reads it: the client went away (nginx's "client closed request")
@@ -104,7 +113,11 @@ impl Kind {
 impl HttpError {
     pub fn kind(&self) -> Kind {
         match self {
-            HttpError::NoDefaultReference | HttpError::BadRequest(_) | HttpError::TtsFailed(_) | HttpError::ChangeFailed { .. } => {
+            HttpError::NoDefaultReference
+            | HttpError::BadRequest(_)
+            | HttpError::Invalid { .. }
+            | HttpError::TtsFailed(_)
+            | HttpError::ChangeFailed { .. } => {
                 Kind::Engine(ErrorKind::Validation)
             }
             HttpError::Unauthorized => Kind::Unauthorized,
@@ -112,6 +125,7 @@ impl HttpError {
             HttpError::NotFound | HttpError::UnknownModel(_) => Kind::Engine(ErrorKind::NotFound),
             HttpError::MethodNotAllowed => Kind::MethodNotAllowed,
             HttpError::BodyTooLarge(_) => Kind::TooLarge,
+            HttpError::BodyTimeout(_) => Kind::BodyTimeout,
             HttpError::Engine(e) => Kind::Engine(e.kind()),
             HttpError::Internal(_) => Kind::Engine(ErrorKind::Internal),
         }
@@ -146,6 +160,16 @@ fn engine_message(e: &EngineError) -> String {
         }
         EngineError::Reference(crate::reference::ReferenceError::Io { source, .. }) => {
             format!("无法读取参考音频 / cannot read the reference audio: {}", io_kind(source))
+        }
+        EngineError::Reference(crate::reference::ReferenceError::Forbidden) => "参考音频路径不在允许的目录内 / reference path is outside the allowed folders".into(),
+        EngineError::Reference(crate::reference::ReferenceError::NotRegular(kind)) => {
+            format!("参考音频不是普通文件 / the reference is not a regular file (a {kind})")
+        }
+        EngineError::Reference(crate::reference::ReferenceError::TooLarge { max }) => {
+            format!("参考音频文件过大 / the reference file is larger than {max} bytes (--max-ref-bytes)")
+        }
+        EngineError::Reference(crate::reference::ReferenceError::TooLong { max_secs }) => {
+            format!("参考音频在3~10秒范围外，请更换！ / reference audio must be 3-10 s long, got more than {max_secs} s")
         }
         EngineError::Reference(r) => format!("参考音频无法解码 / reference audio: {r}"),
         EngineError::Gpt(GptError::EmptyGeneration) => "模型没有生成任何内容 / the model generated no audio for this text".into(),
@@ -187,19 +211,27 @@ pub fn error_body(err: &HttpError, shape: Shape, request_id: &str) -> (u16, Stri
             _ if status == 500 => format!("{{\"message\":\"tts failed\",\"Exception\":{}}}", json_escape(&msg)),
             _ => format!("{{\"message\":{}}}", json_escape(&msg)),
         },
+        // OpenAI's error object: message, type, param, code (the SDK maps the status to its exception class)
         Shape::OpenAi => {
             let typ = match status {
-                401 => "authentication_error",
-                404 => "not_found_error",
                 429 => "rate_limit_error",
                 s if s >= 500 => "server_error",
                 _ => "invalid_request_error",
             };
-            let code = match err {
-                HttpError::UnknownModel(_) => "\"model_not_found\"".to_string(),
-                _ => "null".to_string(),
+            let code = match (err, status) {
+                (HttpError::UnknownModel(_), _) => Some("model_not_found"),
+                (HttpError::Unauthorized, _) => Some("invalid_api_key"),
+                (_, 429) => Some("rate_limit_exceeded"),
+                (_, 504) => Some("timeout"),
+                _ => None,
             };
-            format!("{{\"error\":{{\"message\":{},\"type\":\"{typ}\",\"code\":{code}}}}}", json_escape(&msg))
+            let param = match err {
+                HttpError::Invalid { param, .. } => Some(*param),
+                HttpError::UnknownModel(_) => Some("model"),
+                _ => None,
+            };
+            let v = serde_json::json!({"error": {"message": msg, "type": typ, "param": param, "code": code}});
+            serde_json::to_string(&v).unwrap_or_default()
         }
     };
     (status, body)

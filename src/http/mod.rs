@@ -4,21 +4,30 @@
 //! Shape: hyper 1 (HTTP/1.1) on a tokio runtime accepts connections; handlers parse parameters
 //! ([`params`]) into a typed [`TtsRequest`] (languages, cut methods, numbers parsed here, once) and submit it to
 //! the engine's supervised [`Pool`] (N threads, each owning an `Engine`). Audio comes back piece by piece over the
-//! job's channel; streaming responses forward each piece as one chunk, the others collect them and send a complete
-//! WAV. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
+//! job's channel into the request's own encoder ([`audio`]: the route's format, WAV, raw, MP3, Ogg Vorbis/Opus, AAC,
+//! FLAC); streaming responses send what each piece completes as a chunk (or as OpenAI SSE events), the others
+//! collect the pieces and send one complete file. Every handler error is an [`HttpError`]; its kind decides the status in one `match`
 //! ([`HttpError::status`]) and [`error::error_body`] writes the JSON body in the route's shape.
-//! A client that disconnects drops the handler future or the response body, whose [`CancelGuard`] sets the job's
-//! cancel flag; the worker sees it at the next GPT step. `/health` asks the workers. SIGINT/SIGTERM (or
-//! `/control?command=exit`) stop the accept loop, let running requests finish, then stop the workers.
+//! A client that disconnects drops the handler future or the response body, whose `CancelGuard` sets the job's
+//! cancel flag; the worker sees it at the next stage boundary. `/health` (liveness) and `/ready` (can synthesise)
+//! ask the workers. SIGINT/SIGTERM (or `/control?command=exit`) stop the accept loop, let running requests finish,
+//! then stop the workers.
+//!
+//! Bounds (README "Reliability and security"): request bodies must arrive within `--body-timeout-s` (408) and fit
+//! `--max-body` (413); reference files are opened once, confined to `--ref-root` in the same call, refused unless
+//! regular and within `--max-ref-bytes`, and read off the async threads under the request's deadline before the job
+//! is queued, so a worker never waits on a file; admin routes need `--admin-key` (or the API key); model folders
+//! are confined to `--model-root`.
 
 pub mod args;
+mod audio;
 pub mod error;
 pub mod metrics;
 pub mod params;
 pub mod paths;
 mod routes;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -36,10 +45,12 @@ use hyper::{Request, Response};
 use tracing::Instrument;
 
 pub use args::ServeArgs;
+pub use audio::AudioStream;
 pub use error::{HttpError, Shape};
 
 use crate::bundle::{Bundle, Precision};
-use crate::engine::pool::{CancelGuard, Event, Loader, ModelGen, Pool, PoolConfig};
+use crate::codec::AudioFormat;
+use crate::engine::pool::{Loader, ModelGen, Pool, PoolConfig};
 use crate::engine::{Api2Cut, EngineOptions, Precisions, RefAudio, TtsRequest};
 use crate::runtime::{Device, OptLevel, Runtime, SessionOptions};
 use crate::text::{FrontendData, Language};
@@ -51,6 +62,9 @@ pub struct RefSpec {
     pub path: String,
     pub text: String,
     pub lang: String,
+    /// Set by a client (`/change_refer`, `/set_refer_audio`): confined to `--ref-root` again at every use. The
+    /// operator's `-dr` and `--voice` files are not.
+    pub confined: bool,
 }
 
 impl RefSpec {
@@ -72,9 +86,24 @@ pub struct Limits {
     pub cut: Api2Cut,
     /// api.py `-sm normal`: `/` streams by default.
     pub stream_default: bool,
+    /// api.py `-mt` (with api.py's rule for `-sm normal`): the format of `/`.
+    pub api_py_format: AudioFormat,
+    /// `--api-py-speed`: `speed` on `/` changes the audio (api.py); off: ignored, as api2.py does.
+    pub api_py_speed: bool,
+    /// `--strict-voices`: an OpenAI voice name that is not configured is a 400 instead of the default voice.
+    pub strict_voices: bool,
     pub timeout: Option<Duration>,
     pub api_key: Option<String>,
+    /// Key of the admin routes (falls back to `api_key`).
+    pub admin_key: Option<String>,
+    /// `--ref-root`, canonical (and as written): see [`crate::reference::canonical_roots`].
     pub ref_roots: Vec<PathBuf>,
+    /// `--model-root` (default: the start-up bundle folders and `onnx/`).
+    pub model_roots: Vec<PathBuf>,
+    /// `--max-ref-bytes`.
+    pub max_ref_bytes: u64,
+    /// `--body-timeout-s`.
+    pub body_timeout: Duration,
     /// api.py `-cp`, as an api2 cut method.
     pub default_cut_punc: Option<Api2Cut>,
     pub hubert_path: Option<String>,
@@ -94,6 +123,8 @@ pub struct State {
     id_prefix: String,
     swap: tokio::sync::Mutex<()>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// The start-up warm-up ran and passed (false: `--no-warmup` or no default reference to warm up with).
+    warmed_up: bool,
 }
 
 impl State {
@@ -131,12 +162,20 @@ impl State {
         let _one_at_a_time = self.swap.lock().await;
         let loader = self.loader.clone();
         let d = dir.clone();
-        let checked = tokio::task::spawn_blocking(move || loader.check(&d))
-            .await
-            .map_err(|e| format!("model check panicked: {e}"))?;
-        checked.map_err(|e| e.to_string())?;
+        let checked = tokio::task::spawn_blocking(move || loader.check(&d)).await.map_err(|e| {
+            tracing::error!("model check of {} panicked: {e}", dir.display());
+            "模型加载失败 / the model could not be loaded (details in the server log)".to_string()
+        })?;
+        // the detail (file paths, ONNX Runtime's text) goes to the log; the client gets what kind of problem it is
+        checked.map_err(|e| {
+            tracing::warn!("cannot load {}: {e}", dir.display());
+            public_load_error(&e)
+        })?;
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
-        let gen = Arc::new(ModelGen::open(name, &dir, generation).map_err(|e| e.to_string())?);
+        let gen = Arc::new(ModelGen::open(name, &dir, generation).map_err(|e| {
+            tracing::warn!("cannot open {}: {e}", dir.display());
+            public_load_error(&e.into())
+        })?);
         let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
         if name == "default" {
             m.default = gen.clone();
@@ -151,6 +190,26 @@ impl State {
     pub fn trigger_shutdown(&self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// What a client may read about a bundle that failed to load: the kind of problem and the manifest field or graph
+/// name, never a file path or ONNX Runtime's message (those are logged).
+fn public_load_error(e: &crate::engine::EngineError) -> String {
+    use crate::bundle::BundleError as B;
+    use crate::engine::EngineError as E;
+    let why = match e {
+        E::Bundle(B::Io { .. }) => "a file of the bundle cannot be read".to_string(),
+        E::Bundle(B::Parse { .. }) => "manifest.json is not a valid gsv manifest".to_string(),
+        E::Bundle(B::Field { field, .. }) => format!("manifest field `{field}` is invalid"),
+        E::Bundle(B::MissingFile { graph, .. }) => format!("the file of `{graph}` is missing"),
+        E::Bundle(B::GraphIo { graph, what, .. }) => format!("graph `{graph}` does not match its contract ({what})"),
+        E::Bundle(B::Integrity { graph, .. }) => format!("graph `{graph}` does not match the sha256 in manifest.json (corrupt or modified)"),
+        E::Runtime(_) => "ONNX Runtime could not load a graph of the bundle".to_string(),
+        E::Text(_) | E::Bert(_) => "the bundle's tokenizer or text data could not be loaded".to_string(),
+        E::Panicked(_) => "loading the bundle failed unexpectedly".to_string(),
+        _ => "the bundle could not be loaded".to_string(),
+    };
+    format!("模型加载失败 / cannot load the model: {why} (details in the server log)")
 }
 
 /// `NAME=VALUE` of `--bundle` / `--voice`.
@@ -169,16 +228,6 @@ pub enum Body {
     Audio(AudioStream),
 }
 
-pub struct AudioStream {
-    pending: VecDeque<Bytes>,
-    events: tokio::sync::mpsc::UnboundedReceiver<Event>,
-    /// Dropped with the body (client gone) -> the worker stops.
-    _guard: CancelGuard,
-    metrics: Arc<Metrics>,
-    id: String,
-    done: bool,
-}
-
 impl hyper::body::Body for Body {
     type Data = Bytes;
     type Error = std::io::Error;
@@ -186,32 +235,7 @@ impl hyper::body::Body for Body {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            Body::Audio(s) => {
-                if let Some(b) = s.pending.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(b))));
-                }
-                if s.done {
-                    return Poll::Ready(None);
-                }
-                match s.events.poll_recv(cx) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Some(Event::Segment(pcm))) => Poll::Ready(Some(Ok(Frame::data(Bytes::from(crate::wav::pcm16_bytes(&pcm)))))),
-                    Poll::Ready(Some(Event::Done(Ok(_)))) => {
-                        s.done = true;
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(Event::Done(Err(e)))) => {
-                        s.done = true;
-                        s.metrics.failure("stream_aborted");
-                        tracing::warn!(id = %s.id, "stream aborted after the first segment: {e}");
-                        Poll::Ready(Some(Err(std::io::Error::other("synthesis failed"))))
-                    }
-                    Poll::Ready(None) => {
-                        s.done = true;
-                        Poll::Ready(Some(Err(std::io::Error::other("worker stopped"))))
-                    }
-                }
-            }
+            Body::Audio(s) => Pin::new(s).poll(cx),
         }
     }
 
@@ -259,6 +283,7 @@ struct Plan {
     workers: usize,
     max_queue: usize,
     warmup: bool,
+    wedge_margin: Duration,
 }
 
 fn plan(a: &ServeArgs) -> Result<Plan> {
@@ -274,11 +299,12 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         path: a.default_refer_path.clone().unwrap_or_default(),
         text: a.default_refer_text.clone().unwrap_or_default(),
         lang: a.default_refer_language.clone().unwrap_or_default(),
+        confined: false,
     };
     let any_flag = a.default_refer_path.is_some() || a.default_refer_text.is_some() || a.default_refer_language.is_some();
     // the demo bundle's reference is the default only when the bundle itself was chosen implicitly
     let default_ref = match (any_flag, implicit, crate::engine::pipeline::demo_reference(&model_dir, &bundle.manifest)) {
-        (false, true, Some((p, t, l))) => RefSpec { path: p.display().to_string(), text: t, lang: l },
+        (false, true, Some((p, t, l))) => RefSpec { path: p.display().to_string(), text: t, lang: l, confined: false },
         _ => flags_ref,
     };
     let mut named = Vec::new();
@@ -295,8 +321,9 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
     for v in &a.voice {
         let (n, rest) = split_named("--voice", v)?;
         let parts: Vec<&str> = rest.splitn(3, '|').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-            bail!("--voice expects NAME=WAV|TEXT|LANG, got {v:?}");
+        // an empty TEXT (`NAME=WAV||LANG`) makes a reference-free voice
+        if parts.len() != 3 || parts[0].is_empty() || parts[2].is_empty() {
+            bail!("--voice expects NAME=WAV|TEXT|LANG (TEXT may be empty: reference-free), got {v:?}");
         }
         if Language::from_api(parts[2]).is_none() {
             bail!("--voice {n}: unknown language {:?}", parts[2]);
@@ -304,16 +331,20 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         if !Path::new(parts[0]).is_file() {
             bail!("--voice {n}: {} is not a file", parts[0]);
         }
-        voices.insert(n.to_string(), RefSpec { path: parts[0].into(), text: parts[1].into(), lang: parts[2].into() });
+        voices.insert(n.to_string(), RefSpec { path: parts[0].into(), text: parts[1].into(), lang: parts[2].into(), confined: false });
     }
     let stream_default = match a.stream_mode.as_str() {
         "close" => false,
         "normal" => true,
         other => bail!("-sm/--stream_mode must be close or normal, got {other:?}"),
     };
-    if a.media_type != "wav" {
-        bail!("-mt/--media_type: only wav is produced (ogg/aac are not implemented)");
-    }
+    // api.py: `-mt aac|ogg` as given, otherwise wav with `-sm close` and ogg with `-sm normal`; gsv also takes
+    // an explicit wav, mp3, flac or opus, and refuses a name it does not know instead of serving something else
+    let api_py_format = match AudioFormat::from_api_py(a.media_type.as_deref().unwrap_or(""), stream_default) {
+        Some(f) if f.available() => f,
+        Some(f) => bail!("-mt/--media_type {}: {}", f.name(), f.unavailable_message()),
+        None => bail!("-mt/--media_type must be wav, ogg or aac (or mp3, flac, opus), got {:?}", a.media_type.as_deref().unwrap_or("")),
+    };
     if a.sub_type != "int16" {
         bail!("-st/--sub_type: only int16 is produced");
     }
@@ -321,9 +352,20 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
     if !ip.is_loopback() && a.api_key.is_none() {
         tracing::warn!("listening on {ip} without --api-key: anyone who can reach this port can synthesise and read any reference path the server can (use --ref-root and --api-key)");
     }
+    if !ip.is_loopback() && a.api_key.is_none() && a.admin_key.is_none() {
+        tracing::warn!("listening on {ip} without --admin-key or --api-key: /set_model, /change_refer and /control are open to anyone who can reach this port");
+    }
     if a.max_body < 1024 {
         bail!("--max-body must be at least 1024 bytes");
     }
+    if a.max_ref_bytes < 1024 {
+        bail!("--max-ref-bytes must be at least 1024 bytes");
+    }
+    if a.body_timeout_s == 0 {
+        bail!("--body-timeout-s must be at least 1");
+    }
+    let mut start_bundles = vec![model_dir.clone()];
+    start_bundles.extend(named.iter().map(|(_, d)| d.clone()));
     Ok(Plan {
         addr: SocketAddr::new(ip, a.port),
         model_dir,
@@ -335,9 +377,16 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             max_text: a.max_text.max(1),
             cut: Api2Cut::from_number(a.cut),
             stream_default,
+            api_py_format,
+            api_py_speed: a.api_py_speed,
+            strict_voices: a.strict_voices,
             timeout: if a.timeout_s == 0 { None } else { Some(Duration::from_secs(a.timeout_s)) },
             api_key: a.api_key.clone().filter(|k| !k.is_empty()),
-            ref_roots: paths::canonical_roots(&a.ref_root).map_err(|e| anyhow!(e))?,
+            admin_key: a.admin_key.clone().filter(|k| !k.is_empty()),
+            ref_roots: crate::reference::canonical_roots(&a.ref_root).map_err(|e| anyhow!("--ref-root {e}"))?,
+            model_roots: paths::model_roots(&a.model_root, &start_bundles).map_err(|e| anyhow!(e))?,
+            max_ref_bytes: a.max_ref_bytes,
+            body_timeout: Duration::from_secs(a.body_timeout_s),
             default_cut_punc: a.cut_punc.as_deref().and_then(Api2Cut::from_punctuation),
             hubert_path: a.hubert_path.clone(),
             bert_path: a.bert_path.clone(),
@@ -354,6 +403,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
                 intra_threads: a.intra_threads,
                 inter_threads: a.inter_threads,
                 opt_level: OptLevel::parse(&a.opt_level)?,
+                skip_integrity: a.skip_integrity,
             },
             precision: Precisions {
                 gpt: Precision::parse(&a.gpt_precision)?,
@@ -364,6 +414,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         workers: a.workers.max(1),
         max_queue: a.max_queue,
         warmup: !a.no_warmup,
+        wedge_margin: Duration::from_secs(a.wedge_margin_s),
     })
 }
 
@@ -378,7 +429,21 @@ pub fn run(a: ServeArgs) -> Result<()> {
     rt.block_on(serve(p, runtime))
 }
 
+/// Raises the soft limit of open files to the hard limit: every connection, reference and graph is a descriptor.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    // SAFETY: getrlimit/setrlimit on a local struct.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
+    raise_fd_limit();
     // bind first, so a taken port fails before the models load
     let listener = std::net::TcpListener::bind(p.addr).with_context(|| format!("cannot listen on {}", p.addr))?;
     listener.set_nonblocking(true)?;
@@ -393,22 +458,28 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
     for (i, (n, d)) in p.named.iter().enumerate() {
         named.insert(n.clone(), Arc::new(ModelGen::open(n, d, 2 + i as u64)?));
     }
+    // the warm-up synthesises with the default reference: a server that cannot (unreadable reference, broken
+    // tokenizer or graph) stops here with the reason, unless started with --no-warmup
     let warmup = match (p.warmup, p.default_ref.is_ready(), Language::from_api(&p.default_ref.lang)) {
         (true, true, Some(lang)) => {
-            let mut r = TtsRequest::new("你好，世界。", Language::Zh, RefAudio::Path(PathBuf::from(&p.default_ref.path)), &p.default_ref.text, lang);
+            let f = crate::reference::open_reference(Path::new(&p.default_ref.path), &[], p.limits.max_ref_bytes)
+                .map_err(|e| anyhow!("default reference (-dr) {}: {e} (or start with --no-warmup)", p.default_ref.path))?;
+            let mut r = TtsRequest::new("你好，世界。", Language::Zh, RefAudio::File(Arc::new(f)), &p.default_ref.text, lang);
             r.seed = Some(0);
             r.early_stop_num = Some(20);
             Some(r)
         }
+        (true, true, None) => bail!("default reference language (-dl) {:?} is not a known language", p.default_ref.lang),
         _ => None,
     };
-    let cfg = PoolConfig { workers: p.workers, max_queue: p.max_queue, warmup };
+    let warmed_up = warmup.is_some();
+    let cfg = PoolConfig { workers: p.workers, max_queue: p.max_queue, warmup, wedge_margin: p.wedge_margin };
     let workers = cfg.workers;
     let (m2, l2, d2) = (metrics.engine.clone(), loader.clone(), default.clone());
     let dir = p.model_dir.clone();
     let pool = tokio::task::spawn_blocking(move || Pool::start(cfg, l2, data, d2, m2))
         .await?
-        .with_context(|| format!("cannot load model {}", dir.display()))?;
+        .with_context(|| format!("cannot start the workers for model {}", dir.display()))?;
     let (shutdown_tx, mut shutdown_rx) = tokio::sync::watch::channel(false);
     let first_free = 2 + p.named.len() as u64;
     let id_prefix = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() & 0xffffff).unwrap_or(0));
@@ -425,6 +496,7 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
         id_prefix,
         swap: tokio::sync::Mutex::new(()),
         shutdown: shutdown_tx,
+        warmed_up,
     });
 
     println!("gsv: listening on http://{local}");
@@ -523,6 +595,7 @@ fn route_label(path: &str) -> &'static str {
         "/set_sovits_weights" => "/set_sovits_weights",
         "/set_refer_audio" => "/set_refer_audio",
         "/health" => "/health",
+        "/ready" => "/ready",
         "/metrics" => "/metrics",
         _ => "other",
     }
@@ -530,7 +603,7 @@ fn route_label(path: &str) -> &'static str {
 
 fn route_shape(path: &str) -> Shape {
     match path {
-        "/tts" | "/set_gpt_weights" | "/set_sovits_weights" | "/set_refer_audio" => Shape::V2,
+        "/tts" | "/set_gpt_weights" | "/set_sovits_weights" | "/set_refer_audio" | "/control" => Shape::V2,
         p if p.starts_with("/v1/") => Shape::OpenAi,
         _ => Shape::Api2,
     }
@@ -568,6 +641,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
             if let HttpError::Unauthorized = e {
                 r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
             }
+            if let HttpError::BodyTimeout(_) = e {
+                // the rest of the body may still come: do not read it as the next request
+                r.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("close"));
+            }
             r
         }
     };
@@ -576,6 +653,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
     }
     let status = resp.status().as_u16();
     state.metrics.request(route, status);
+    if status == 504 {
+        // counted where it is answered: every 504, whichever timer (queue, worker, this handler) fired first
+        state.metrics.engine.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
     let _g = span.enter();
     tracing::info!(status, ms = t0.elapsed().as_millis() as u64, path = %path, "request");
     resp
@@ -585,8 +666,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
 pub(crate) struct Synth {
     pub model: Arc<ModelGen>,
     pub req: TtsRequest,
-    pub stream: bool,
-    /// WAV header in front of the PCM (false: raw PCM).
-    pub wav: bool,
-    pub content_type: &'static str,
+    /// Format, encoder options, streaming and framing of the response.
+    pub out: audio::Output,
 }

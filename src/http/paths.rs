@@ -1,56 +1,42 @@
-//! Paths: reference audio confinement (`--ref-root`), model folders (`-s`/`-g`, `--bundle`, `/set_model`),
-//! and finding the demo bundle.
+//! Paths: model folders (`-s`/`-g`, `--bundle`, `/set_model`) and their confinement (`--model-root`), and finding
+//! the demo bundle. Reference files are opened and confined by [`crate::reference::open_reference`].
 
 use std::path::{Component, Path, PathBuf};
 
 use super::error::HttpError;
 
-/// Resolves a reference path sent by a client.
-///
-/// Without roots: the path as given (relative to the working directory, as api2 does). With roots: a path
-/// with a `..` component is refused; a relative path is looked up in the working directory and then in each
-/// root; the file found is canonicalised (symlinks followed) and must lie inside one of the canonical roots,
-/// else 403. Messages name only what the client sent.
-pub fn resolve_reference(p: &str, roots: &[PathBuf]) -> Result<PathBuf, HttpError> {
-    if roots.is_empty() {
-        return Ok(PathBuf::from(p));
+/// The model roots (`--model-root`; default: the bundle folders given at start-up and `onnx/` of the working
+/// directory), each canonical and, where written differently, in its absolute spelling.
+pub fn model_roots(given: &[PathBuf], start_bundles: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    if !given.is_empty() {
+        return crate::reference::canonical_roots(given).map_err(|e| format!("--model-root {e}"));
     }
-    let forbidden = || HttpError::Forbidden(format!("参考音频路径不在允许的目录内 / reference path is outside the allowed folders: {p}"));
-    let path = Path::new(p);
-    if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(forbidden());
+    let mut dirs: Vec<PathBuf> = start_bundles.to_vec();
+    if Path::new("onnx").is_dir() {
+        dirs.push(PathBuf::from("onnx"));
     }
-    let mut candidates = Vec::new();
-    if path.is_absolute() {
-        candidates.push(path.to_path_buf());
-    } else {
-        if let Ok(cwd) = std::env::current_dir() {
-            candidates.push(cwd.join(path));
-        }
-        candidates.extend(roots.iter().map(|r| r.join(path)));
-    }
-    let mut outside = false;
-    for c in candidates {
-        if let Ok(real) = c.canonicalize() {
-            if roots.iter().any(|r| real.starts_with(r)) {
-                return Ok(real);
-            }
-            outside = true;
-        }
-    }
-    if outside {
-        Err(forbidden())
-    } else {
-        Err(HttpError::BadRequest(format!("无法读取参考音频 / cannot read the reference audio: file not found: {p}")))
-    }
+    crate::reference::canonical_roots(&dirs).map_err(|e| format!("model folder {e}"))
 }
 
-/// Canonical forms of the `--ref-root` folders (each must exist).
-pub fn canonical_roots(roots: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    roots
-        .iter()
-        .map(|r| r.canonicalize().map_err(|e| format!("--ref-root {}: {e}", r.display())))
-        .collect()
+/// Refuses (403) a model folder named by a client (`/set_model`, `/set_*_weights`) that is not inside a model root.
+/// An absolute (or working-directory-relative) path outside every root is refused before the file system is
+/// touched, so the answer is the same whether or not it exists; `..` is refused; a folder inside a root whose real
+/// path leaves it (a symlink) is refused too.
+pub fn confine_model(p: &Path, roots: &[PathBuf]) -> Result<(), HttpError> {
+    let forbidden = || HttpError::Forbidden(format!("模型路径不在允许的目录内 / model path is outside the allowed folders (--model-root): {}", p.display()));
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(forbidden());
+    }
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map_err(|_| forbidden())?.join(p) };
+    let abs: PathBuf = abs.components().filter(|c| !matches!(c, Component::CurDir)).collect();
+    if !roots.iter().any(|r| abs.starts_with(r)) {
+        return Err(forbidden());
+    }
+    match abs.canonicalize() {
+        Ok(real) if !roots.iter().any(|r| real.starts_with(r)) => Err(forbidden()),
+        // inside (or missing inside a root: the bundle check says what is wrong)
+        _ => Ok(()),
+    }
 }
 
 const DEFAULT_HUBERT: &str = "GPT_SoVITS/pretrained_models/chinese-hubert-base";
@@ -169,23 +155,22 @@ mod tests {
     }
 
     #[test]
-    fn confinement() {
+    fn model_confinement() {
         let dir = std::env::temp_dir().join(format!("gsv-paths-{}", std::process::id()));
-        let root = dir.join("root");
-        std::fs::create_dir_all(&root).unwrap();
-        std::fs::write(root.join("a.wav"), b"x").unwrap();
-        std::fs::write(dir.join("secret.wav"), b"x").unwrap();
-        let roots = canonical_roots(std::slice::from_ref(&root)).unwrap();
-        assert!(resolve_reference("a.wav", &roots).is_ok());
-        assert!(resolve_reference(root.join("a.wav").to_str().unwrap(), &roots).is_ok());
-        assert!(matches!(resolve_reference("../secret.wav", &roots), Err(HttpError::Forbidden(_))));
-        assert!(matches!(resolve_reference(dir.join("secret.wav").to_str().unwrap(), &roots), Err(HttpError::Forbidden(_))));
+        let root = dir.join("models");
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join("outside")).unwrap();
+        let roots = model_roots(std::slice::from_ref(&root), &[]).unwrap();
+        assert!(confine_model(&root.join("a"), &roots).is_ok());
+        assert!(confine_model(&root.join("missing"), &roots).is_ok(), "inside: the bundle check answers");
+        for bad in [dir.join("outside"), dir.join("nope"), root.join("../outside"), PathBuf::from("/etc")] {
+            assert!(matches!(confine_model(&bad, &roots), Err(HttpError::Forbidden(_))), "{}", bad.display());
+        }
         #[cfg(unix)]
         {
-            let _ = std::os::unix::fs::symlink(dir.join("secret.wav"), root.join("link.wav"));
-            assert!(matches!(resolve_reference("link.wav", &roots), Err(HttpError::Forbidden(_))));
+            std::os::unix::fs::symlink(dir.join("outside"), root.join("link")).unwrap();
+            assert!(matches!(confine_model(&root.join("link"), &roots), Err(HttpError::Forbidden(_))));
         }
-        assert!(matches!(resolve_reference("nope.wav", &roots), Err(HttpError::BadRequest(_))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

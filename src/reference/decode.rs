@@ -5,7 +5,8 @@
 //! Matroska/WebM, and WAV variants hound rejects (e.g. A-law); Opus in Ogg or WebM/Matroska is
 //! demuxed by symphonia and decoded by libopus (mono/stereo, mapping family 0) at 48 kHz, with the
 //! pre-skip and Ogg's end trimming applied.
-//! Out: `Audio { samples: Vec<f32> (mono), sample_rate }`.
+//! Out: `Audio { samples: Vec<f32> (mono), sample_rate }`, at most [`MAX_DECODE_SECONDS`] long: every decoder stops
+//! with [`ReferenceError::TooLong`] past that, so no input can make a decode allocate more than ~60 s of audio.
 //!
 //! Integer PCM becomes float as libsndfile (soundfile, used by both librosa and torchaudio in
 //! GPT-SoVITS) does it: divided by `2^(bits-1)` (16-bit: /32768). Channels are mixed by the
@@ -25,10 +26,28 @@ use symphonia::core::probe::Hint;
 
 use super::{Audio, ReferenceError};
 
-/// Reads and decodes the file at `path` (its extension is used as a format hint).
+/// No decode produces more than this many seconds of audio ([`ReferenceError::TooLong`] instead): a reference must be
+/// 3-10 s, and a small compressed file (or a WAV header with a tiny rate) must not expand into gigabytes.
+pub const MAX_DECODE_SECONDS: u32 = 60;
+
+/// Highest rate the cap is computed for (a header claiming more gets the cap of this rate).
+const MAX_CAP_RATE: u32 = 192_000;
+
+/// Mono frames a decode may produce at `rate`: [`MAX_DECODE_SECONDS`] of audio (at most 60 s at 192 kHz, 46 MB of f32).
+pub fn max_decode_frames(rate: u32) -> usize {
+    MAX_DECODE_SECONDS as usize * rate.clamp(1, MAX_CAP_RATE) as usize
+}
+
+fn too_long() -> ReferenceError {
+    ReferenceError::TooLong { max_secs: MAX_DECODE_SECONDS }
+}
+
+/// Reads and decodes the file at `path` (its extension is used as a format hint). Only regular files are read
+/// ([`super::open_reference`]).
 pub fn load_file(path: &Path) -> Result<Audio, ReferenceError> {
-    let bytes = std::fs::read(path).map_err(|source| ReferenceError::Io { path: path.to_path_buf(), source })?;
-    decode_bytes(&bytes, path.extension().and_then(|e| e.to_str()))
+    let f = super::open_reference(path, &[], super::LOCAL_MAX_REF_BYTES)?;
+    let bytes = f.read_all(&|| false)?;
+    decode_bytes(&bytes, f.ext.as_deref())
 }
 
 /// Decodes audio file contents. `ext_hint` (e.g. `"mp3"`) helps the container probe; it is optional.
@@ -84,6 +103,12 @@ fn decode_wav_hound(bytes: &[u8]) -> Result<Audio, ReferenceError> {
     if channels == 0 {
         return Err(ReferenceError::Decode("WAV header declares 0 channels".into()));
     }
+    let cap = max_decode_frames(spec.sample_rate);
+    if reader.duration() as usize > cap {
+        return Err(too_long());
+    }
+    // never more than the cap, whatever the data chunk really holds
+    let limit = (cap + 1).saturating_mul(channels);
     let interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => {
             if spec.bits_per_sample != 32 {
@@ -92,7 +117,7 @@ fn decode_wav_hound(bytes: &[u8]) -> Result<Audio, ReferenceError> {
                     spec.bits_per_sample
                 )));
             }
-            reader.into_samples::<f32>().collect::<Result<_, _>>().map_err(hound_err)?
+            reader.into_samples::<f32>().take(limit).collect::<Result<_, _>>().map_err(hound_err)?
         }
         hound::SampleFormat::Int => {
             let bits = spec.bits_per_sample;
@@ -103,11 +128,15 @@ fn decode_wav_hound(bytes: &[u8]) -> Result<Audio, ReferenceError> {
             let scale = 1.0f64 / (1u64 << (bits - 1)) as f64;
             reader
                 .into_samples::<i32>()
+                .take(limit)
                 .map(|s| s.map(|v| (v as f64 * scale) as f32))
                 .collect::<Result<_, _>>()
                 .map_err(hound_err)?
         }
     };
+    if interleaved.len() / channels > cap {
+        return Err(too_long());
+    }
     Ok(Audio { samples: mix_to_mono(&interleaved, channels), sample_rate: spec.sample_rate })
 }
 
@@ -154,6 +183,11 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
     }
     let track_id = track.id;
     let mut rate = track.codec_params.sample_rate.unwrap_or(0);
+    if let (Some(n), true) = (track.codec_params.n_frames, rate > 0) {
+        if n > max_decode_frames(rate) as u64 {
+            return Err(too_long());
+        }
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|e| match e {
@@ -189,6 +223,9 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         let mut sb = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
         sb.copy_interleaved_ref(decoded);
         mono.extend(mix_to_mono(sb.samples(), channels));
+        if mono.len() > max_decode_frames(rate) {
+            return Err(too_long());
+        }
     }
     Ok(Audio { samples: mono, sample_rate: rate })
 }
@@ -249,6 +286,9 @@ fn decode_opus(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceE
         let end = n - (packet.trim_end() as usize).min(n - start);
         trimmed_by_demuxer |= packet.trim_start() > 0;
         interleaved.extend_from_slice(&packet_pcm[start * channels..end * channels]);
+        if interleaved.len() / channels > max_decode_frames(OPUS_RATE) + pre_skip {
+            return Err(too_long());
+        }
     }
     if !trimmed_by_demuxer {
         // Matroska/WebM: the demuxer does not apply the pre-skip; drop it here.

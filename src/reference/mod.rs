@@ -28,6 +28,7 @@
 
 mod cache;
 mod decode;
+mod file;
 mod hubert;
 mod sinc;
 mod soxr;
@@ -37,12 +38,17 @@ mod sv;
 use std::path::{Path, PathBuf};
 
 pub use cache::{content_hash, ContentHash, ReferenceCache};
-pub use decode::{decode_bytes, load_file};
+pub use decode::{decode_bytes, load_file, max_decode_frames, MAX_DECODE_SECONDS};
+pub use file::{canonical_roots, open_reference, RefFile, DEFAULT_MAX_REF_BYTES};
 pub use hubert::{Hubert, HubertError};
 pub use sinc::resample_torchaudio;
 pub use soxr::{resample_soxr_hq, SoxrStream};
 pub use spec::{spectrogram, Spectrogram};
 pub use sv::{SpeakerVerifier, SvError, SvOutputs};
+
+/// Size limit of reference files the operator names on the command line (`gsv synth --ref`, parity): a regular file
+/// is still required, but the limit is generous (the server uses `--max-ref-bytes`).
+pub const LOCAL_MAX_REF_BYTES: u64 = 256 << 20;
 
 /// Sample rate HuBERT expects.
 pub const HUBERT_RATE: u32 = 16_000;
@@ -75,6 +81,21 @@ pub enum ReferenceError {
         #[source]
         source: std::io::Error,
     },
+    /// The path resolves outside every `--ref-root` (or climbs with `..`).
+    #[error("reference path is outside the allowed folders")]
+    Forbidden,
+    /// A FIFO, a device, a directory...: never read (a FIFO would block, a device never ends).
+    #[error("the reference is not a regular file (a {0})")]
+    NotRegular(&'static str),
+    /// The file is larger than `--max-ref-bytes`; refused before reading.
+    #[error("the reference file is larger than {max} bytes")]
+    TooLarge { max: u64 },
+    /// The decoder stopped at the cap ([`MAX_DECODE_SECONDS`]): far outside the 3-10 s rule.
+    #[error("reference audio longer than {max_secs} s")]
+    TooLong { max_secs: u32 },
+    /// The read was stopped (the request's deadline passed or its client left).
+    #[error("reading the reference was interrupted")]
+    Interrupted,
     #[error("unsupported audio format: {0}")]
     UnsupportedFormat(String),
     #[error("cannot decode audio: {0}")]
@@ -126,6 +147,12 @@ pub struct PreparedReference {
 ///
 /// Output: 1-D `f32` at 16 kHz, `len = n16k + 9600`.
 pub fn hubert_input(audio: &Audio) -> Result<Vec<f32>, ReferenceError> {
+    // the 16 kHz length is known before resampling (librosa's fix_length, the same expression as
+    // `resample_librosa`): refuse a reference outside 3..10 s without resampling it
+    if audio.sample_rate > 0 && audio.sample_rate != HUBERT_RATE {
+        let n = (audio.samples.len() as f64 * (HUBERT_RATE as f64 / audio.sample_rate as f64)).ceil() as usize;
+        check_duration_16k(n)?;
+    }
     let mut wav = resample_librosa(audio, HUBERT_RATE)?;
     check_duration_16k(wav.len())?;
     wav.resize(wav.len() + HUBERT_PAD_SAMPLES, 0.0);
@@ -191,9 +218,9 @@ pub fn vits_input(audio: &Audio, target_rate: u32) -> Result<Vec<f32>, Reference
 
 /// The whole chain for one file at `path`: decode, hash, 16 kHz HuBERT input, `vits_rate` signal, spectrogram.
 pub fn prepare(path: &Path, vits_rate: u32, params: SpecParams) -> Result<PreparedReference, ReferenceError> {
-    let bytes = std::fs::read(path).map_err(|source| ReferenceError::Io { path: path.to_path_buf(), source })?;
-    let ext = path.extension().and_then(|e| e.to_str());
-    prepare_bytes(&bytes, ext, vits_rate, params)
+    let f = open_reference(path, &[], LOCAL_MAX_REF_BYTES)?;
+    let bytes = f.read_all(&|| false)?;
+    prepare_bytes(&bytes, f.ext.as_deref(), vits_rate, params)
 }
 
 /// [`prepare`] on file contents already in memory (`ext_hint` e.g. `Some("mp3")` helps format probing).

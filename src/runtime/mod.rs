@@ -179,6 +179,14 @@ fn build_session(env: &Environment, path: &Path, opts: &SessionOptions, eps: Vec
         if opts.inter_threads > 0 {
             b = b.with_inter_threads(opts.inter_threads)?;
         }
+        // Benchmark hook (issue 15, item 7): GSV_ORT_SPIN=0|1 sets ONNX Runtime's `session.intra_op.allow_spinning`
+        // (default: ONNX Runtime's, spinning on) so that scripts/bench can measure both; the flag and default come
+        // with the engine refactor.
+        match std::env::var("GSV_ORT_SPIN").as_deref() {
+            Ok("0") => b = b.with_intra_op_spinning(false)?,
+            Ok("1") => b = b.with_intra_op_spinning(true)?,
+            _ => {}
+        }
         b.commit_from_file(path)
     })();
     r.map_err(|e| e.to_string().replace('\n', " "))
@@ -288,11 +296,13 @@ pub struct SessionOptions {
     pub intra_threads: usize,
     pub inter_threads: usize,
     pub opt_level: OptLevel,
+    /// Load graphs without comparing their sha256 with the manifest's (`--skip-integrity`; see `bundle::verify_file`).
+    pub skip_integrity: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All }
+        SessionOptions { device: Device::Cpu, strict: false, intra_threads: 0, inter_threads: 0, opt_level: OptLevel::All, skip_integrity: false }
     }
 }
 

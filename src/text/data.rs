@@ -93,7 +93,7 @@ impl FrontendData {
     /// Loads (once) from [`Self::default_dir`].
     pub fn global() -> Result<&'static FrontendData, TextError> {
         static G: OnceLock<Result<FrontendData, String>> = OnceLock::new();
-        match G.get_or_init(|| Self::load(&Self::default_dir()).map_err(|e| e.to_string())) {
+        match G.get_or_init(|| Self::load(&Self::default_dir()).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(d) => Ok(d),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -101,7 +101,7 @@ impl FrontendData {
 
     /// The POS segmenter, read from this data dir on first use.
     pub fn posseg(&self) -> Result<&super::posseg::PosSeg, TextError> {
-        match self.posseg.get_or_init(|| super::posseg::PosSeg::load(&self.dir).map_err(|e| e.to_string())) {
+        match self.posseg.get_or_init(|| super::posseg::PosSeg::load(&self.dir).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(p) => Ok(p),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -109,7 +109,7 @@ impl FrontendData {
 
     /// g2pW's tables, read from this data dir on first use.
     pub fn g2pw(&self) -> Result<&super::g2pw::G2pwTables, TextError> {
-        match self.g2pw.get_or_init(|| super::g2pw::G2pwTables::load(&self.dir).map_err(|e| e.to_string())) {
+        match self.g2pw.get_or_init(|| super::g2pw::G2pwTables::load(&self.dir).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(t) => Ok(t),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -117,7 +117,7 @@ impl FrontendData {
 
     /// OpenCC `s2tw`, read from `opencc/` of this data dir on first use.
     pub fn s2tw(&self) -> Result<&super::opencc::S2tw, TextError> {
-        match self.s2tw.get_or_init(|| super::opencc::S2tw::load(&self.dir.join("opencc")).map_err(|e| e.to_string())) {
+        match self.s2tw.get_or_init(|| super::opencc::S2tw::load(&self.dir.join("opencc")).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(t) => Ok(t),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -125,7 +125,7 @@ impl FrontendData {
 
     /// ToJyutping's dictionary, read from this data dir on first use.
     pub fn jyutping(&self) -> Result<&super::yue::JyutpingDict, TextError> {
-        match self.jyutping.get_or_init(|| super::yue::JyutpingDict::load(&self.dir).map_err(|e| e.to_string())) {
+        match self.jyutping.get_or_init(|| super::yue::JyutpingDict::load(&self.dir).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(t) => Ok(t),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -133,7 +133,7 @@ impl FrontendData {
 
     /// `auto`'s language detector, read from this data dir on first use.
     pub fn langdetect(&self) -> Result<&super::splitlang::LangDetect, TextError> {
-        match self.langdetect.get_or_init(|| super::splitlang::LangDetect::load(&self.dir).map_err(|e| e.to_string())) {
+        match self.langdetect.get_or_init(|| super::splitlang::LangDetect::load(&self.dir).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(t) => Ok(t),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }
@@ -141,7 +141,7 @@ impl FrontendData {
 
     /// The Korean tables, read from this data dir on first use.
     pub fn korean(&self) -> Result<&super::ko::KoData, TextError> {
-        match self.korean.get_or_init(|| super::ko::KoData::load(&self.dir).map_err(|e| e.to_string())) {
+        match self.korean.get_or_init(|| super::ko::KoData::load(&self.dir).map_err(|e| match e { TextError::MissingData(m) => m, other => other.to_string() })) {
             Ok(t) => Ok(t),
             Err(e) => Err(TextError::MissingData(e.clone())),
         }

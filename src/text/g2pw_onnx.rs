@@ -464,6 +464,7 @@ impl G2pw {
     ) -> Result<G2pw, crate::bundle::LoadError> {
         use crate::bundle::BundleError;
         let d = &bundle.dir;
+        bundle.verify("g2pw", &d.join(&info.file), info.sha256.as_deref(), opts)?;
         let graph = rt.load("g2pw", &d.join(&info.file), opts)?;
         let io = |what: &str, expected: String, actual: String| BundleError::GraphIo { graph: "g2pw".into(), what: what.into(), expected, actual };
         let names: Vec<&str> = graph.inputs.iter().map(|s| s.name.as_str()).collect();

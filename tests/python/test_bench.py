@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-import pytest
+import pytest  # noqa: F401
 
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
@@ -37,3 +37,67 @@ def test_bench_json_shape(repo_root, golden_dir, golden_bundle):
         for f in FIELDS:
             assert isinstance(g[f], (int, float)) and g[f] > 0, (f, g[f])
         assert by["pytorch"]["rtf_vs_gsv"] > 0
+
+
+def test_bench_gpt_steps_and_bounds(repo_root, golden_dir, golden_bundle):
+    """The GPT step section times fp32 and every registered GPT variant, and the bound of each variant is computed
+    from the bytes its manifest record says a step reads."""
+    env = dict(os.environ, PYTHONPATH=str(repo_root), GSV_GOLDEN_DIR=str(golden_dir))
+    cmd = [sys.executable, "-m", "bench", "--bundle", str(golden_bundle), "--tokens", "3", "--threads", "1", "--json",
+           "--systems", "onnxruntime-python", "--bandwidth-mb", "16"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo_root, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rep = json.loads(p.stdout)
+    man = json.loads((golden_bundle / "manifest.json").read_text())
+    registered = set(man["graphs"]["gpt_step"].get("variants", {}))
+    assert "int8" in registered
+    assert set(rep["gpt_steps"]["ms_per_step"]) == {"fp32"} | registered
+    assert all(v > 0 for v in rep["gpt_steps"]["ms_per_step"].values())
+    b = rep["gpt_bound"]
+    v = b["variants"]["int8"]
+    assert v["bytes"] == man["quantization"]["gpt"]["int8"]["weight_bytes_per_token"] < b["bytes_fp32"]
+    assert v["max_tokens_per_s"] == pytest.approx(rep["bandwidth_gbps"] * 1e9 / v["bytes"])
+
+
+def test_source_checkpoints_found_where_convert_recorded_them(tmp_path, monkeypatch, golden_bundle):
+    """A bundle converted from checkpoints anywhere is found with them (the PyTorch and Genie-TTS rows need them):
+    convert records each source's path; the benchmark checks the sha256 and uses it."""
+    from bench.worker import find_checkpoints
+
+    monkeypatch.setenv("GSV_GOLDEN_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("GSV_GOLDEN_V1_DIR", str(tmp_path / "none"))
+    man = json.loads((golden_bundle / "manifest.json").read_text())
+    got = find_checkpoints(man, str(tmp_path / "elsewhere"), None)
+    assert got == {k: man["sources"][k]["path"] for k in ("gpt", "sovits", "hubert", "bert")}
+    for k in man["sources"]:
+        man["sources"][k].pop("path")
+    with pytest.raises(FileNotFoundError):
+        find_checkpoints(man, str(tmp_path / "elsewhere"), None)
+
+
+def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_root):
+    """v2Pro/v2ProPlus bundles: the PyTorch row also needs the speaker-verification checkpoint; it is found where
+    convert recorded it (or in `sv/` of a checkpoint folder), and without it the sources are not found."""
+    from bench.worker import find_checkpoints
+
+    monkeypatch.setenv("GSV_GOLDEN_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("GSV_GOLDEN_V1_DIR", str(tmp_path / "none"))
+    man = json.loads((repo_root / "onnx" / "golden-v2proplus" / "manifest.json").read_text())
+    assert man["sources"]["sv"]["path"], "convert records the sv checkpoint's path"
+    sv = tmp_path / "moved" / man["sources"]["sv"]["file"]
+    sv.parent.mkdir()
+    sv.write_bytes(b"stand-in: only gpt and sovits are checked by sha256")
+    man["sources"]["sv"]["path"] = str(sv)
+    got = find_checkpoints(man, str(tmp_path / "elsewhere"), None)
+    assert got == {k: man["sources"][k]["path"] for k in ("gpt", "sovits", "hubert", "bert", "sv")}
+    # a checkpoint folder with the others beside and the sv file in sv/ (random-checkpoint's layout)
+    d = tmp_path / "ckpt"
+    (d / "sv").mkdir(parents=True)
+    for k in ("gpt", "sovits", "hubert", "bert"):
+        (d / man["sources"][k]["file"]).symlink_to(man["sources"][k]["path"])
+        man["sources"][k].pop("path")
+    (d / "sv" / sv.name).symlink_to(sv)
+    assert find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))["sv"] == str(d / "sv" / sv.name)
+    sv.unlink()
+    with pytest.raises(FileNotFoundError):
+        find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))

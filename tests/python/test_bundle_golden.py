@@ -51,3 +51,36 @@ def test_convert_and_verify(name, request):
     # re-running reuses every graph
     r = run_export(*args)
     assert r.returncode == 0 and r.stdout.count("up to date, reused") == len(man["graphs"]), r.stdout
+    if version is not None:
+        _check_v2pro_variants(out, man, g, version, request.getfixturevalue("tmp_path"))
+
+
+def _check_v2pro_variants(out: Path, man: dict, g: Path, version: str, tmp: Path):
+    """convert builds and gates the precision variants for v2Pro bundles too (every one tried and recorded), and the
+    vocoder's calibration and SNR gate condition on the fused speaker vector: `quantize._reference_ge` on the golden
+    32 kHz reference (written as PCM32 at the model rate, so export.audio's resampler is the identity) gives upstream's
+    `decode_ge` = PReLU(ref_enc(spec) + Linear(sv_emb)) within verify's feature tolerance."""
+    import wave
+
+    import numpy as np
+
+    from export.quantize import _reference_ge
+
+    q = man["quantization"]
+    for stage, v in (("gpt", "int8"), ("gpt", "int4"), ("bert", "int8"), ("vocoder", "int8")):
+        assert v in q.get(stage, {}), f"{version}: variant {stage} {v} was not tried"
+    assert q["vocoder"]["int8"]["snr_db"] > 0
+    gm = json.loads((g / "manifest.json").read_text())
+    arr = lambda name: np.load(g / gm["arrays"][name]["file"])
+    w32 = arr("wav32k").reshape(-1).astype(np.float64)
+    assert np.abs(w32).max() <= 1.0
+    path = tmp / "wav32k_pcm32.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(4)
+        w.setframerate(int(man["sample_rate"]))
+        w.writeframes(np.round(w32 * 2147483647.0).astype("<i4").tobytes())
+    ge = _reference_ge(str(out), man, str(path)).reshape(-1)
+    want = arr(f"{version}/decode_ge").reshape(-1)
+    err = np.abs(ge - want)
+    assert np.all(err <= 1e-4 + 1e-3 * np.abs(want)), f"{version}: fused ge max err {err.max():.3e}"
