@@ -301,6 +301,31 @@ fn golden_v2pro_bundles_serve_with_the_voice_cached() {
         assert_ne!(b1, a, "{version}: the averaged speaker vector changes the audio");
         assert_eq!((cache.voices_encoded(), cache.sv_runs()), (2, 2), "{version}: no sv for cached extra references");
 
+        // a second engine (another worker) sharing the cache: the voice is found there, no sv, the same audio
+        let mut other = Engine::load(&rt, &dir, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap().with_features(cache.clone());
+        let (a3, st3) = run(&mut other, &req);
+        assert!(st3.reference_cached, "{version}: the other worker found the voice");
+        assert_eq!(a3, a, "{version}: same voice, same seed, same audio on another engine");
+        assert_eq!((cache.voices_encoded(), cache.sv_runs()), (2, 2), "{version}: no sv on the other worker");
+        drop(other);
+
+        // the int8 decoder, where convert's gate registered it (golden v2Pro: yes; golden v2ProPlus: refused at
+        // 24.8 dB, recorded in the manifest), keeps the contract's ge512 output, loads, and decodes the same tokens
+        // from the cached fused speaker vector
+        if b.manifest.graphs["sovits_decode"].variants.contains_key("int8") {
+            let mut opts: gsv::engine::EngineOptions = SessionOptions { intra_threads: 2, ..Default::default() }.into();
+            opts.precision.vocoder = gsv::bundle::Precision::Int8;
+            let mut q = Engine::load(&rt, &dir, &opts).unwrap().with_features(cache.clone());
+            let (a8, st8) = run(&mut q, &req);
+            assert_eq!((st8.tokens, a8.len()), (st.tokens, a.len()), "{version}: same tokens through the int8 decoder");
+            let (sig, err) = a.iter().zip(&a8).fold((0f64, 0f64), |(s, e), (&x, &y)| (s + (x as f64).powi(2), e + ((x as f64) - (y as f64)).powi(2)));
+            let snr = 10.0 * (sig / err.max(1.0)).log10();
+            eprintln!("{version}: int8 decoder SNR {snr:.1} dB against fp32 on the request");
+            assert!(a8 != a && snr > 20.0, "{version}: int8 decoder SNR {snr:.1} dB");
+            assert_eq!((cache.voices_encoded(), cache.sv_runs()), (2, 2), "{version}");
+            drop(q);
+        }
+
         // token-chunk streaming (api_v2 streaming_mode 2-3): the same number of samples as whole-segment decoding
         let mut stream = req.clone();
         stream.split = TextSplit::V2(V2Cut::Cut1);
