@@ -186,17 +186,22 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
 
     log(f"[3/4] exporting graphs to {out}")
     graphs, reused = {}, set()
-    for gname in graph_names:
+    bar = _progress(graph_names, "graphs")
+    # with a bar, lines go through it (printed above the bar instead of through it)
+    glog = log if bar is graph_names else bar.write
+    for gname in bar:
+        if bar is not graph_names:
+            bar.set_postfix_str(gname)
         spec = specs[gname]
         path = os.path.join(out, f"{gname}.onnx")
         if reuse and gname in old.get("graphs", {}) and os.path.isfile(path) \
                 and sha256_file(path) == old["graphs"][gname].get("sha256"):
-            log(f"  {gname}.onnx: up to date, reused")
+            glog(f"  {gname}.onnx: up to date, reused")
             graphs[gname] = {k: v for k, v in old["graphs"][gname].items() if k != "variants"}
             reused.add(gname)
             continue
         info = export_graph(spec, out, _graph_meta(gname, version, {"gsv.precision": "fp16" if fp16 else "fp32"}),
-                            fp16=fp16, log=log)
+                            fp16=fp16, log=glog)
         info["sha256"] = sha256_file(path)
         graphs[gname] = info
     shutil.copyfile(tok, os.path.join(out, "tokenizer.json"))
@@ -305,6 +310,19 @@ def _reusable_variants(out: str, old: dict):
 
 def _strip_paths(sources):
     return {k: {f: x for f, x in v.items() if f != "path"} for k, v in sources.items()} if sources else sources
+
+
+def _progress(items, unit: str):
+    """A tqdm bar over `items` on stderr when stderr is a terminal; otherwise `items` itself (the log lines, one per
+    graph, are the progress then: nothing is drawn into logs or CI output)."""
+    import sys
+    if not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, unit=unit[:-1] if unit.endswith("s") else unit, desc=unit, leave=False, file=sys.stderr)
 
 
 def exporter_code_hash() -> str:

@@ -6,6 +6,7 @@
 //! ([`bundle::GraphContract`]); stages take and return plain data; [`engine`] runs them in order, one request path,
 //! on supervised worker threads.
 
+pub mod batch;
 pub mod bundle;
 pub mod codec;
 pub mod engine;
@@ -17,4 +18,5 @@ pub mod reference;
 pub mod runtime;
 pub mod text;
 pub mod vocoder;
+pub mod voices;
 pub mod wav;

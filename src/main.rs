@@ -107,6 +107,12 @@ struct SynthArgs {
     /// Folder for the batch outputs (job N without "out" writes NNNN.wav)
     #[arg(long)]
     out_dir: Option<PathBuf>,
+    /// Batch: write a JUnit XML report (one test case per job) to this file
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Batch: rewrite expect_sha256 (and expect_bundle) of every seeded job that produced audio, in the batch file
+    #[arg(long)]
+    update_fixtures: bool,
     /// api2 cut method 0..5 (0 = no cut)
     #[arg(long, default_value_t = 5)]
     cut: u8,
@@ -158,6 +164,14 @@ enum Cmd {
         #[command(flatten)]
         rt: RtArgs,
     },
+    /// Manage a voice library folder (what `gsv serve --voices DIR` serves and `/voices` edits)
+    Voices {
+        /// The library folder
+        #[arg(long, default_value = "voices", global = true)]
+        voices: PathBuf,
+        #[command(subcommand)]
+        cmd: VoicesCmd,
+    },
     /// Measure speed
     Bench {
         #[arg(long)]
@@ -180,6 +194,102 @@ enum Cmd {
         #[command(flatten)]
         rt: RtArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum VoicesCmd {
+    /// Add a voice (the audio is decoded and checked to be 3-10 s; the folder is written atomically)
+    Add {
+        /// Voice name: letters, digits, - _ . (at most 64)
+        name: String,
+        /// Reference recording
+        #[arg(long)]
+        audio: PathBuf,
+        /// Transcript of the recording
+        #[arg(long)]
+        text: String,
+        /// Language of the transcript (zh, en, ja, yue, ko, auto, all_zh, ...)
+        #[arg(long)]
+        lang: String,
+        /// Model the voice is meant for (a name the server loads)
+        #[arg(long)]
+        model: Option<String>,
+        /// Extra reference (repeatable)
+        #[arg(long)]
+        aux: Vec<PathBuf>,
+        /// Also compute and store the voice's features for this bundle now
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        #[command(flatten)]
+        rt: RtArgs,
+    },
+    /// List the voices
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a voice
+    Rm { name: String },
+    /// Compute and store every voice's features for a bundle (a read-only library then costs nothing at start)
+    Warm {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[command(flatten)]
+        rt: RtArgs,
+    },
+}
+
+/// Computes (or finds stored) features of every given voice for `bundle`; prints one line per voice.
+fn warm_voices(lib: &std::sync::Arc<gsv::voices::Library>, voices: &[std::sync::Arc<gsv::voices::Voice>], bundle: &Path, rt: &RtArgs) -> Result<()> {
+    let mut engine = load_engine(bundle, rt)?;
+    let sha = gsv::voices::bundle_sha256(bundle)?;
+    engine.features().set_store(lib.clone(), sha.clone());
+    for v in voices {
+        let t0 = Instant::now();
+        let already = v.has_features(&sha);
+        engine.voice(&RefAudio::Path(v.audio_path()), &|| false).with_context(|| format!("voice {}", v.name()))?;
+        for aux in v.aux_paths() {
+            engine.voice(&RefAudio::Path(aux), &|| false).with_context(|| format!("voice {}", v.name()))?;
+        }
+        let what = if already { "features already stored" } else { "features computed and stored" };
+        println!("{}: {what} for {} ({:.0} ms)", v.name(), bundle.display(), t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(())
+}
+
+fn voices_cmd(dir: &Path, cmd: VoicesCmd) -> Result<ExitCode> {
+    let lib = std::sync::Arc::new(gsv::voices::Library::open(dir)?);
+    match cmd {
+        VoicesCmd::Add { name, audio, text, lang, model, aux, bundle, rt } => {
+            let read = |p: &Path| -> Result<(Vec<u8>, Option<String>)> {
+                Ok((std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?, p.file_name().map(|f| f.to_string_lossy().into_owned())))
+            };
+            let aux = aux.iter().map(|p| read(p)).collect::<Result<Vec<_>>>()?;
+            let v = lib.add(gsv::voices::NewVoice { name, text, language: lang, model, audio: read(&audio)?, aux })?;
+            println!("added {} in {}", v.name(), v.dir.display());
+            if let Some(b) = bundle {
+                warm_voices(&lib, &[v], &b, &rt)?;
+            }
+        }
+        VoicesCmd::List { json } => {
+            let list = lib.list();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list.iter().map(|v| v.to_json()).collect::<Vec<_>>())?);
+            } else {
+                for v in &list {
+                    let model = v.meta.model.as_deref().map(|m| format!(" model={m}")).unwrap_or_default();
+                    println!("{}\t{}\t{}{model}\t{}", v.name(), v.meta.language, v.meta.created_at, v.meta.text);
+                }
+                eprintln!("{} voice(s) in {}", list.len(), dir.display());
+            }
+        }
+        VoicesCmd::Rm { name } => {
+            lib.remove(&name)?;
+            println!("removed {name}");
+        }
+        VoicesCmd::Warm { bundle, rt } => warm_voices(&lib, &lib.list(), &bundle, &rt)?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn engine_options(rt: &RtArgs) -> Result<EngineOptions> {
@@ -211,14 +321,6 @@ fn load_engine(bundle: &Path, rt: &RtArgs) -> Result<Engine> {
     Ok(Engine::load(&runtime, bundle, &opts)?)
 }
 
-fn write_wav(path: &Path, pcm: &[i16], sr: u32) -> Result<()> {
-    let bytes = gsv::wav::encode_pcm16(sr, pcm)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// One synthesis job (a CLI call, or one line of a batch file).
 #[derive(serde::Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -242,6 +344,26 @@ struct Job {
     top_k: Option<usize>,
     #[serde(default)]
     cut: Option<u8>,
+    /// Test case name in reports (default: the line number and the start of the text).
+    #[serde(default)]
+    name: Option<String>,
+    // expectations (CI smoke tests): read by gsv::batch::Expect from the same line; declared so that
+    // deny_unknown_fields accepts them
+    #[allow(dead_code)]
+    #[serde(default)]
+    expect_sha256: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    expect_bundle: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    min_s: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    max_s: Option<serde_json::Value>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    expect_error: Option<serde_json::Value>,
 }
 
 fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> {
@@ -275,14 +397,19 @@ fn job_request(a: &SynthArgs, engine: &Engine, job: &Job) -> Result<TtsRequest> 
     Ok(r)
 }
 
-fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Path) -> Result<TtsStats> {
+/// Runs one job and writes its WAV; returns its statistics and the sha256 of the file's bytes.
+fn run_job(engine: &mut Engine, data: &FrontendData, req: &TtsRequest, out: &Path) -> Result<(TtsStats, String)> {
     let mut pcm: Vec<i16> = Vec::new();
     let st = engine.tts(data, req, &|| false, &mut |seg| {
         pcm.extend_from_slice(&seg.pcm);
         true
     })?;
-    write_wav(out, &pcm, st.sample_rate)?;
-    Ok(st)
+    let bytes = gsv::wav::encode_pcm16(st.sample_rate, &pcm)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok((st, gsv::reference::content_hash(&bytes).to_string()))
 }
 
 fn describe(st: &TtsStats) -> String {
@@ -315,7 +442,7 @@ fn synth(a: SynthArgs) -> Result<ExitCode> {
         let out = a.out.clone().context("--out is required")?;
         let job = Job { text: text.clone(), reference: a.voice.reference.clone(), ref_text: a.voice.ref_text.clone(), ref_lang: a.voice.ref_lang.clone(), ..Default::default() };
         let req = job_request(&a, &engine, &job)?;
-        let st = run_job(&mut engine, data, &req, &out)?;
+        let (st, _) = run_job(&mut engine, data, &req, &out)?;
         eprintln!("wrote {}: {}", out.display(), describe(&st));
         return Ok(ExitCode::SUCCESS);
     }
@@ -323,32 +450,101 @@ fn synth(a: SynthArgs) -> Result<ExitCode> {
     let out_dir = a.out_dir.clone().context("--out-dir is required with --batch")?;
     std::fs::create_dir_all(&out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let text = std::fs::read_to_string(&batch).with_context(|| format!("cannot read {}", batch.display()))?;
-    let (mut ok, mut failed) = (0usize, 0usize);
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let n = i + 1;
-        let res = serde_json::from_str::<Job>(line)
-            .with_context(|| format!("line {n}: not a job object"))
-            .and_then(|job| {
-                let out = out_dir.join(job.out.clone().unwrap_or_else(|| PathBuf::from(format!("{n:04}.wav"))));
-                let req = job_request(&a, &engine, &job)?;
-                let st = run_job(&mut engine, data, &req, &out)?;
-                Ok((out, st))
-            });
-        match res {
-            Ok((out, st)) => {
-                ok += 1;
-                println!("ok   line {n}: {}: {}", out.display(), describe(&st));
+    run_batch(&a, &mut engine, data, &batch, &text, &out_dir)
+}
+
+/// `synth --batch`: one job per line, expectations checked ([`gsv::batch`]), a progress bar on a terminal, an
+/// optional JUnit report and fixture rewrite.
+fn run_batch(a: &SynthArgs, engine: &mut Engine, data: &FrontendData, batch: &Path, text: &str, out_dir: &Path) -> Result<ExitCode> {
+    use gsv::batch::{check, Case, Expect, Outcome, Verdict};
+    let bundle_sha = gsv::voices::bundle_sha256(&engine.bundle().dir).with_context(|| format!("cannot read {}/manifest.json", engine.bundle().dir.display()))?;
+    let jobs: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#')).map(|(i, l)| (i + 1, l)).collect();
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(jobs.len() as u64),
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) { indicatif::ProgressDrawTarget::stderr() } else { indicatif::ProgressDrawTarget::hidden() },
+    );
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} jobs, {elapsed} elapsed, ~{eta} left {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut rewritten = 0usize;
+    let mut cases = Vec::new();
+    for (n, line) in jobs {
+        let t0 = Instant::now();
+        bar.set_message(format!("line {n}"));
+        let parsed = serde_json::from_str::<serde_json::Value>(line)
+            .map_err(|e| anyhow::anyhow!("line {n}: not a job object: {e}"))
+            .and_then(|v| Ok((serde_json::from_value::<Job>(v.clone()).with_context(|| format!("line {n}: not a job object"))?, Expect::from_json(&v).map_err(|e| anyhow::anyhow!("line {n}: {e}"))?)));
+        let (job, expect) = match parsed {
+            Ok(x) => x,
+            Err(e) => {
+                let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+                let msg = msg.join(": ");
+                bar.suspend(|| println!("FAIL line {n}: {msg}"));
+                cases.push(Case { name: format!("line {n}"), line: n, seconds: 0.0, verdict: Verdict::Error(msg.clone()), output: msg });
+                bar.inc(1);
+                continue;
+            }
+        };
+        let name = job.name.clone().unwrap_or_else(|| format!("line {n}: {}", job.text.chars().take(24).collect::<String>()));
+        let seeded = job.seed.or(a.seed).is_some();
+        let res = (|| -> Result<(PathBuf, TtsStats, String)> {
+            if expect.sha256.is_some() && !seeded {
+                bail!("expect_sha256 needs a seeded job (\"seed\" or --seed): unseeded audio differs on every run");
+            }
+            let out = out_dir.join(job.out.clone().unwrap_or_else(|| PathBuf::from(format!("{n:04}.wav"))));
+            let req = job_request(a, engine, &job)?;
+            let (st, sha) = run_job(engine, data, &req, &out)?;
+            Ok((out, st, sha))
+        })();
+        let (verdict, output) = match &res {
+            Ok((out, st, sha)) => {
+                let v = check(&expect, &Outcome::Audio { sha256: sha, seconds: st.audio_seconds(), bundle: &bundle_sha }, a.update_fixtures);
+                if a.update_fixtures && seeded && expect.error.is_none() && v == Verdict::Pass && (expect.sha256.as_deref() != Some(sha.as_str()) || expect.bundle.as_deref() != Some(bundle_sha.as_str())) {
+                    lines[n - 1] = gsv::batch::rewrite_line(&lines[n - 1], sha, &bundle_sha);
+                    rewritten += 1;
+                }
+                (v, format!("{}: {} sha256 {sha}", out.display(), describe(st)))
             }
             Err(e) => {
-                failed += 1;
                 let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-                println!("FAIL line {n}: {}", msg.join(": "));
+                let msg = msg.join(": ");
+                (check(&expect, &Outcome::Error(&msg), a.update_fixtures), msg)
             }
-        }
+        };
+        bar.suspend(|| match &verdict {
+            Verdict::Pass if res.is_ok() => println!("ok   line {n}: {output}"),
+            Verdict::Pass => println!("ok   line {n}: failed as expected: {output}"),
+            Verdict::Failure(m) => println!("FAIL line {n}: {m}"),
+            Verdict::Error(m) => println!("FAIL line {n}: {m}"),
+        });
+        cases.push(Case { name, line: n, seconds: t0.elapsed().as_secs_f64(), verdict, output });
+        bar.inc(1);
     }
+    bar.finish_and_clear();
+    if a.update_fixtures && rewritten > 0 {
+        let mut body = lines.join("\n");
+        if text.ends_with('\n') {
+            body.push('\n');
+        }
+        let tmp = batch.with_extension("jsonl.tmp");
+        std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, batch)).with_context(|| format!("cannot rewrite {}", batch.display()))?;
+        eprintln!("updated {rewritten} expectation(s) in {}", batch.display());
+    }
+    if let Some(path) = &a.junit {
+        let suite = batch.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "batch".into());
+        let props = [
+            ("bundle", engine.bundle().dir.display().to_string()),
+            ("bundle_sha256", bundle_sha.clone()),
+            ("intra_threads", a.rt.intra_threads.to_string()),
+            ("gsv_version", env!("CARGO_PKG_VERSION").to_string()),
+        ];
+        let xml = gsv::batch::junit(&suite, &batch.display().to_string(), &props, &cases, &gsv::voices::rfc3339(std::time::SystemTime::now()));
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, xml).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let ok = cases.iter().filter(|c| c.verdict == Verdict::Pass).count();
+    let failed = cases.len() - ok;
     println!("{ok} passed, {failed} failed");
     Ok(if failed == 0 && ok > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -366,6 +562,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Synth(a) => synth(a),
+        Cmd::Voices { voices, cmd } => voices_cmd(&voices, cmd),
         Cmd::Phonemize { lang, version, text } => {
             let v = match version.as_str() {
                 "v1" => SymbolVersion::V1,

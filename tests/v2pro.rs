@@ -309,6 +309,22 @@ fn golden_v2pro_bundles_serve_with_the_voice_cached() {
         assert_eq!((cache.voices_encoded(), cache.sv_runs()), (2, 2), "{version}: no sv on the other worker");
         drop(other);
 
+        // the voice library's store (features persisted through VoiceFeatures::to_bytes): a fresh cache, as in a
+        // restarted server, loads the fused speaker vector and runs no sv; the audio is the same
+        let store = std::sync::Arc::new(MemStore::default());
+        let mut first = Engine::load(&rt, &dir, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+        first.features().set_store(store.clone(), "bundle".into());
+        run(&mut first, &req);
+        assert_eq!((first.features().sv_runs(), store.0.lock().unwrap().len()), (1, 1), "{version}: computed once, stored");
+        drop(first);
+        let mut restarted = Engine::load(&rt, &dir, &SessionOptions { intra_threads: 2, ..Default::default() }.into()).unwrap();
+        restarted.features().set_store(store.clone(), "bundle".into());
+        let (a4, st4) = run(&mut restarted, &req);
+        assert!(st4.reference_cached, "{version}: the stored voice counts as cached");
+        assert_eq!((restarted.features().voices_encoded(), restarted.features().sv_runs()), (0, 0), "{version}: no sv after a restart");
+        assert_eq!(a4, a, "{version}: the stored fused speaker vector gives the same audio");
+        drop(restarted);
+
         // the int8 decoder, where convert's gate registered it (golden v2Pro: yes; golden v2ProPlus: refused at
         // 24.8 dB, recorded in the manifest), keeps the contract's ge512 output, loads, and decodes the same tokens
         // from the cached fused speaker vector
@@ -349,4 +365,22 @@ fn golden_v2pro_bundles_serve_with_the_voice_cached() {
         assert!(e.to_string().contains("too short"), "{e}");
     }
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// An in-memory [`gsv::engine::features::VoiceStore`] holding the serialised bytes, as the voice library does on disk.
+#[derive(Default)]
+struct MemStore(std::sync::Mutex<std::collections::HashMap<[u8; 32], Vec<u8>>>);
+
+impl gsv::engine::features::VoiceStore for MemStore {
+    fn load(&self, audio: &gsv::reference::ContentHash, bundle: &str) -> Option<gsv::engine::VoiceFeatures> {
+        let b = self.0.lock().unwrap().get(&audio.0).cloned()?;
+        gsv::engine::VoiceFeatures::from_bytes(&b, &hex(&audio.0), bundle)
+    }
+    fn save(&self, audio: &gsv::reference::ContentHash, bundle: &str, f: &gsv::engine::VoiceFeatures) {
+        self.0.lock().unwrap().insert(audio.0, f.to_bytes(&hex(&audio.0), bundle));
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

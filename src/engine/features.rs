@@ -11,10 +11,15 @@
 //! reference file's bytes; the prompt transcript and its language), shared by every engine of one model
 //! generation (all workers of a server). Values are computed outside the lock, once: a second request for a key
 //! that is being computed waits for that result instead of computing it again.
+//!
+//! A cache may have a [`VoiceStore`] behind it (the server's voice library): on a miss the store is asked first
+//! (features persisted by an earlier process), and what is computed is handed to it. Its unit is the versioned
+//! serialisation of [`VoiceFeatures`] ([`VoiceFeatures::to_bytes`] / [`VoiceFeatures::from_bytes`]): named,
+//! typed arrays under a header that records the audio's and the bundle's sha256, so stale files are ignored.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use ndarray::{concatenate, Array2, Axis};
 
@@ -24,10 +29,130 @@ use crate::text::{self, FrontendData, Lang, Language, TextError};
 use crate::vocoder::Speaker;
 
 /// What a reference costs once: prompt codes (25 Hz) and the speaker vector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VoiceFeatures {
     pub prompt_codes: Vec<i64>,
     pub speaker: Speaker,
+}
+
+/// One named array of a persisted [`VoiceFeatures`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeatureArray {
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+}
+
+/// Magic bytes of a persisted voice (`features/<bundle sha256>.gsvf` in a voice folder).
+const FEATURES_MAGIC: &[u8; 8] = b"GSVVOICE";
+/// Version of the container below. Adding a field to [`VoiceFeatures`] does not change it (fields are named);
+/// changing what an existing field means does.
+pub const FEATURES_FORMAT: u32 = 1;
+
+/// Header of a persisted voice: what it was computed from and the arrays that follow.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct FeaturesHeader {
+    format: u32,
+    /// sha256 of the reference audio's bytes.
+    audio_sha256: String,
+    /// [`crate::bundle`] identity the features were computed with (sha256 of its manifest.json).
+    bundle_sha256: String,
+    /// `(name, dtype, length)` of each array, in file order.
+    fields: Vec<(String, String, usize)>,
+}
+
+impl VoiceFeatures {
+    /// The named arrays of these features. **A new field of `VoiceFeatures` (e.g. v2Pro's SV embedding) is one
+    /// entry here and one in [`VoiceFeatures::from_fields`]**; files written before it simply lack the name, and
+    /// `from_fields` decides whether that is acceptable (an optional field) or a miss (recompute).
+    pub fn fields(&self) -> Vec<(&'static str, FeatureArray)> {
+        vec![("prompt_codes", FeatureArray::I64(self.prompt_codes.clone())), ("speaker.ge", FeatureArray::F32(self.speaker.ge.clone()))]
+    }
+
+    /// Inverse of [`VoiceFeatures::fields`]; `None` when a required field is missing or has the wrong type.
+    pub fn from_fields(fields: &std::collections::BTreeMap<String, FeatureArray>) -> Option<VoiceFeatures> {
+        let prompt_codes = match fields.get("prompt_codes")? {
+            FeatureArray::I64(v) => v.clone(),
+            _ => return None,
+        };
+        let ge = match fields.get("speaker.ge")? {
+            FeatureArray::F32(v) => v.clone(),
+            _ => return None,
+        };
+        Some(VoiceFeatures { prompt_codes, speaker: Speaker { ge } })
+    }
+
+    /// The persisted form: magic, format, a JSON header (audio and bundle sha256, field list), then each array
+    /// little-endian in header order.
+    pub fn to_bytes(&self, audio_sha256: &str, bundle_sha256: &str) -> Vec<u8> {
+        let fields = self.fields();
+        let header = FeaturesHeader {
+            format: FEATURES_FORMAT,
+            audio_sha256: audio_sha256.to_string(),
+            bundle_sha256: bundle_sha256.to_string(),
+            fields: fields
+                .iter()
+                .map(|(n, a)| match a {
+                    FeatureArray::I64(v) => (n.to_string(), "i64".to_string(), v.len()),
+                    FeatureArray::F32(v) => (n.to_string(), "f32".to_string(), v.len()),
+                })
+                .collect(),
+        };
+        let h = serde_json::to_vec(&header).unwrap_or_default();
+        let mut out = Vec::with_capacity(16 + h.len() + fields.len() * 1024);
+        out.extend_from_slice(FEATURES_MAGIC);
+        out.extend_from_slice(&FEATURES_FORMAT.to_le_bytes());
+        out.extend_from_slice(&(h.len() as u32).to_le_bytes());
+        out.extend_from_slice(&h);
+        for (_, a) in &fields {
+            match a {
+                FeatureArray::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+                FeatureArray::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            }
+        }
+        out
+    }
+
+    /// Reads [`VoiceFeatures::to_bytes`]' output. `None` (= recompute) when the bytes are not such a file, are
+    /// truncated, come from another format version, or were computed from other audio or another bundle.
+    pub fn from_bytes(b: &[u8], audio_sha256: &str, bundle_sha256: &str) -> Option<VoiceFeatures> {
+        if b.len() < 16 || &b[..8] != FEATURES_MAGIC {
+            return None;
+        }
+        let format = u32::from_le_bytes(b[8..12].try_into().ok()?);
+        let hlen = u32::from_le_bytes(b[12..16].try_into().ok()?) as usize;
+        if format != FEATURES_FORMAT || b.len() < 16 + hlen {
+            return None;
+        }
+        let header: FeaturesHeader = serde_json::from_slice(&b[16..16 + hlen]).ok()?;
+        if header.format != FEATURES_FORMAT || header.audio_sha256 != audio_sha256 || header.bundle_sha256 != bundle_sha256 {
+            return None;
+        }
+        let mut at = 16 + hlen;
+        let mut fields = std::collections::BTreeMap::new();
+        for (name, dtype, len) in header.fields {
+            let bytes = len.checked_mul(8 / if dtype == "f32" { 2 } else { 1 })?;
+            let chunk = b.get(at..at.checked_add(bytes)?)?;
+            at += bytes;
+            let arr = match dtype.as_str() {
+                "i64" => FeatureArray::I64(chunk.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()),
+                "f32" => FeatureArray::F32(chunk.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4]))).collect()),
+                _ => return None,
+            };
+            fields.insert(name, arr);
+        }
+        if at != b.len() {
+            return None;
+        }
+        VoiceFeatures::from_fields(&fields)
+    }
+}
+
+/// Persistent storage of voice features behind a [`FeatureCache`] (the server's voice library). Keys: the sha256
+/// of the reference audio and the bundle's identity. Only audio the store knows (a library voice) is stored;
+/// errors are the store's to log, never the request's.
+pub trait VoiceStore: Send + Sync {
+    fn load(&self, audio: &ContentHash, bundle_sha256: &str) -> Option<VoiceFeatures>;
+    fn save(&self, audio: &ContentHash, bundle_sha256: &str, features: &VoiceFeatures);
 }
 
 /// Phones and BERT features of one piece of text.
@@ -48,6 +173,8 @@ pub struct FeatureCache {
     /// Voices encoded (the reference chain run, a cache miss), and of those the speaker-verification runs.
     voices_encoded: AtomicU64,
     sv_runs: AtomicU64,
+    /// Persistent voices behind the LRU, with the bundle identity they are stored under.
+    store: RwLock<Option<(Arc<dyn VoiceStore>, String)>>,
 }
 
 impl Default for FeatureCache {
@@ -59,7 +186,16 @@ impl Default for FeatureCache {
 impl FeatureCache {
     /// Up to `capacity` voices and as many prompt transcripts.
     pub fn new(capacity: usize) -> FeatureCache {
-        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity), voices_encoded: AtomicU64::new(0), sv_runs: AtomicU64::new(0) }
+        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity), voices_encoded: AtomicU64::new(0), sv_runs: AtomicU64::new(0), store: RwLock::new(None) }
+    }
+
+    /// Put `store` behind the voice LRU, for the bundle whose identity is `bundle_sha256`.
+    pub fn set_store(&self, store: Arc<dyn VoiceStore>, bundle_sha256: String) {
+        *self.store.write().unwrap_or_else(|e| e.into_inner()) = Some((store, bundle_sha256));
+    }
+
+    fn store(&self) -> Option<(Arc<dyn VoiceStore>, String)> {
+        self.store.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Voices currently cached.
@@ -230,7 +366,21 @@ impl Engine {
         }
         let hash = reference::content_hash(bytes);
         let cache = self.features.clone();
-        cache.voices.get_or_compute(&hash, || self.encode_voice(bytes, ext.as_deref(), cancel))
+        let store = cache.store();
+        let mut stored = false;
+        let (v, hit) = cache.voices.get_or_compute(&hash, || -> Result<VoiceFeatures> {
+            // persisted by an earlier process: as good as cached
+            if let Some(v) = store.as_ref().and_then(|(s, b)| s.load(&hash, b)) {
+                stored = true;
+                return Ok(v);
+            }
+            let v = self.encode_voice(bytes, ext.as_deref(), cancel)?;
+            if let Some((s, b)) = &store {
+                s.save(&hash, b, &v);
+            }
+            Ok(v)
+        })?;
+        Ok((v, hit || stored))
     }
 
     /// [`Engine::voice`] computed afresh and not cached (parity checks; the cache is left as it was, but
@@ -301,6 +451,30 @@ fn read_stoppable(f: &reference::RefFile, cancel: &dyn Fn() -> bool) -> Result<V
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn persisted_features_round_trip_and_refuse_stale_files() {
+        let v = VoiceFeatures { prompt_codes: vec![1, -2, 1023, i64::MAX], speaker: Speaker { ge: vec![0.5, -1.25e-7, f32::MAX, 3.0] } };
+        let b = v.to_bytes("aa", "bb");
+        assert_eq!(VoiceFeatures::from_bytes(&b, "aa", "bb"), Some(v.clone()));
+        // another audio file, another bundle, a truncated or extended file, another magic: recompute
+        assert_eq!(VoiceFeatures::from_bytes(&b, "ax", "bb"), None);
+        assert_eq!(VoiceFeatures::from_bytes(&b, "aa", "bx"), None);
+        assert_eq!(VoiceFeatures::from_bytes(&b[..b.len() - 1], "aa", "bb"), None);
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(VoiceFeatures::from_bytes(&longer, "aa", "bb"), None);
+        let mut bad = b.clone();
+        bad[0] = b'X';
+        assert_eq!(VoiceFeatures::from_bytes(&bad, "aa", "bb"), None);
+        assert_eq!(VoiceFeatures::from_bytes(b"", "aa", "bb"), None);
+        // a file with an extra (future) field still gives the fields this build knows
+        let mut fields: std::collections::BTreeMap<String, FeatureArray> = v.fields().into_iter().map(|(n, a)| (n.to_string(), a)).collect();
+        fields.insert("future.sv".into(), FeatureArray::F32(vec![1.0; 3]));
+        assert_eq!(VoiceFeatures::from_fields(&fields), Some(v.clone()));
+        fields.remove("prompt_codes");
+        assert_eq!(VoiceFeatures::from_fields(&fields), None);
+    }
 
     #[test]
     fn computes_once_and_caches() {

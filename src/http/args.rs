@@ -25,7 +25,7 @@ pub const SINGLE_DASH: &[(&str, &str)] = &[
 ];
 
 /// The subcommands `gsv` knows; anything else in first position means "serve".
-pub const SUBCOMMANDS: &[&str] = &["serve", "synth", "phonemize", "parity", "bench", "help"];
+pub const SUBCOMMANDS: &[&str] = &["serve", "synth", "phonemize", "parity", "bench", "voices", "help"];
 
 /// Rewrites api2's single-dash multi-letter options to their long forms. Words after `--` are left alone.
 pub fn normalize_argv(args: Vec<String>) -> Vec<String> {
@@ -215,6 +215,12 @@ pub struct ServeArgs {
     /// Skip the warm-up synthesis at start-up (otherwise a failed warm-up stops the server at start)
     #[arg(long)]
     pub no_warmup: bool,
+    /// Voice library folder (voices/NAME/ with voice.json and the reference; managed by /voices and `gsv voices`)
+    #[arg(long)]
+    pub voices: Option<PathBuf>,
+    /// Largest POST /voices upload in bytes (reference audio and fields together)
+    #[arg(long = "max-upload", default_value_t = 16 << 20)]
+    pub max_upload: usize,
 }
 
 #[cfg(test)]

@@ -50,6 +50,12 @@ pub enum HttpError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// Something the request names does not exist (a voice); the message is safe to show.
+    #[error("{0}")]
+    Missing(String),
+    /// The request conflicts with what exists (a voice name already taken).
+    #[error("{0}")]
+    Conflict(String),
     /// OpenAI: unknown `model`.
     #[error("{0}")]
     UnknownModel(String),
@@ -76,6 +82,7 @@ pub enum Kind {
     MethodNotAllowed,
     TooLarge,
     BodyTimeout,
+    Conflict,
 }
 
 impl Kind {
@@ -87,6 +94,7 @@ impl Kind {
             Kind::MethodNotAllowed => "method_not_allowed",
             Kind::TooLarge => "too_large",
             Kind::BodyTimeout => "body_timeout",
+            Kind::Conflict => "conflict",
         }
     }
 
@@ -99,6 +107,7 @@ impl Kind {
             Kind::Engine(ErrorKind::NotFound) => 404,
             Kind::MethodNotAllowed => 405,
             Kind::BodyTimeout => 408,
+            Kind::Conflict => 409,
             Kind::TooLarge => 413,
             Kind::Engine(ErrorKind::Overloaded) => 429,
             // nobody reads it: the client went away (nginx's "client closed request")
@@ -122,7 +131,8 @@ impl HttpError {
             }
             HttpError::Unauthorized => Kind::Unauthorized,
             HttpError::Forbidden(_) => Kind::Engine(ErrorKind::Forbidden),
-            HttpError::NotFound | HttpError::UnknownModel(_) => Kind::Engine(ErrorKind::NotFound),
+            HttpError::NotFound | HttpError::UnknownModel(_) | HttpError::Missing(_) => Kind::Engine(ErrorKind::NotFound),
+            HttpError::Conflict(_) => Kind::Conflict,
             HttpError::MethodNotAllowed => Kind::MethodNotAllowed,
             HttpError::BodyTooLarge(_) => Kind::TooLarge,
             HttpError::BodyTimeout(_) => Kind::BodyTimeout,

@@ -24,8 +24,12 @@ mod audio;
 pub mod error;
 pub mod metrics;
 pub mod params;
+pub mod openapi;
+mod page;
 pub mod paths;
 mod routes;
+pub mod table;
+mod voices;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -108,6 +112,8 @@ pub struct Limits {
     pub default_cut_punc: Option<Api2Cut>,
     pub hubert_path: Option<String>,
     pub bert_path: Option<String>,
+    /// Largest `POST /voices` body (`--max-upload`).
+    pub max_upload: usize,
 }
 
 pub struct State {
@@ -115,6 +121,8 @@ pub struct State {
     models: RwLock<Models>,
     default_ref: RwLock<RefSpec>,
     voices: RwLock<BTreeMap<String, RefSpec>>,
+    /// `--voices DIR`.
+    library: Option<Arc<crate::voices::Library>>,
     pool: Pool,
     pub metrics: Arc<Metrics>,
     loader: Arc<Loader>,
@@ -176,6 +184,7 @@ impl State {
             tracing::warn!("cannot open {}: {e}", dir.display());
             public_load_error(&e.into())
         })?);
+        voices::attach(&self.library, &gen);
         let mut m = self.models.write().unwrap_or_else(|e| e.into_inner());
         if name == "default" {
             m.default = gen.clone();
@@ -278,6 +287,7 @@ struct Plan {
     named: Vec<(String, PathBuf)>,
     default_ref: RefSpec,
     voices: BTreeMap<String, RefSpec>,
+    library: Option<Arc<crate::voices::Library>>,
     limits: Limits,
     opts: EngineOptions,
     workers: usize,
@@ -366,12 +376,17 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
     }
     let mut start_bundles = vec![model_dir.clone()];
     start_bundles.extend(named.iter().map(|(_, d)| d.clone()));
+    let library = match &a.voices {
+        Some(d) => Some(Arc::new(crate::voices::Library::open(d)?)),
+        None => None,
+    };
     Ok(Plan {
         addr: SocketAddr::new(ip, a.port),
         model_dir,
         named,
         default_ref,
         voices,
+        library,
         limits: Limits {
             max_body: a.max_body,
             max_text: a.max_text.max(1),
@@ -390,6 +405,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
             default_cut_punc: a.cut_punc.as_deref().and_then(Api2Cut::from_punctuation),
             hubert_path: a.hubert_path.clone(),
             bert_path: a.bert_path.clone(),
+            max_upload: a.max_upload.max(1024),
         },
         opts: EngineOptions {
             session: SessionOptions {
@@ -460,6 +476,8 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
     }
     // the warm-up synthesises with the default reference: a server that cannot (unreadable reference, broken
     // tokenizer or graph) stops here with the reason, unless started with --no-warmup
+    voices::attach(&p.library, &default);
+    named.values().for_each(|g| voices::attach(&p.library, g));
     let warmup = match (p.warmup, p.default_ref.is_ready(), Language::from_api(&p.default_ref.lang)) {
         (true, true, Some(lang)) => {
             let f = crate::reference::open_reference(Path::new(&p.default_ref.path), &[], p.limits.max_ref_bytes)
@@ -488,6 +506,7 @@ async fn serve(p: Plan, runtime: Runtime) -> Result<()> {
         models: RwLock::new(Models { default, named }),
         default_ref: RwLock::new(p.default_ref),
         voices: RwLock::new(p.voices),
+        library: p.library,
         pool,
         metrics,
         loader,
@@ -597,7 +616,7 @@ fn route_label(path: &str) -> &'static str {
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
-        _ => "other",
+        _ => table::label(path),
     }
 }
 
@@ -640,6 +659,10 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, peer: SocketAddr) -> 
             };
             if let HttpError::Unauthorized = e {
                 r.headers_mut().insert("www-authenticate", hyper::header::HeaderValue::from_static("Bearer"));
+            }
+            if r.status() == 429 {
+                // a place frees up as soon as any running request ends
+                r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
             }
             if let HttpError::BodyTimeout(_) = e {
                 // the rest of the body may still come: do not read it as the next request

@@ -14,6 +14,7 @@ use serde_json::json;
 use super::audio::{self, Framing, Output, Packer};
 use super::error::HttpError;
 use super::params::{v2_languages, Params};
+use super::table::RouteId;
 use super::{full, json, paths, AudioStream, Body, RefSpec, State, Synth};
 use crate::codec::{AudioFormat, API_PY_AAC_BITRATE, OPENAI_PCM_CONTENT_TYPE};
 use crate::engine::pool::Event;
@@ -23,7 +24,20 @@ use crate::text::Language;
 
 pub(super) async fn dispatch(state: &Arc<State>, req: Request<Incoming>, id: &str) -> Result<Response<Body>, HttpError> {
     let path = req.uri().path().to_string();
-    check_key(state, &req, &path)?;
+    // the route table decides what exists (404/405); public routes (the page, its files, the API description,
+    // /health, /ready) need no key
+    let route = super::table::lookup(req.method(), &path);
+    if !route.as_ref().is_ok_and(|m| m.route.public || (m.route.id == RouteId::Root && super::page::wants_page(&req))) {
+        check_key(state, &req, &path)?;
+    }
+    let route = route?;
+    match route.route.id {
+        RouteId::Voices | RouteId::Voice => return super::voices::handle(state, req, route).await,
+        RouteId::OpenApi | RouteId::Docs | RouteId::DocsAsset => return super::openapi::handle(route),
+        RouteId::PageAsset => return super::page::asset(route.param.as_deref().unwrap_or("")),
+        RouteId::Root if super::page::wants_page(&req) => return Ok(super::page::index()),
+        _ => {}
+    }
     let get_or_post = matches!(*req.method(), Method::GET | Method::POST);
     match path.as_str() {
         "/" if get_or_post => {
@@ -80,12 +94,17 @@ const ADMIN_ROUTES: &[&str] = &["/set_model", "/set_gpt_weights", "/set_sovits_w
 
 /// Which key a route needs: none for `/health` and `/ready`; the admin key (else the API key) for [`ADMIN_ROUTES`];
 /// the API key (the admin key works too) for the others. `Authorization: Bearer KEY`, the scheme in any case.
-fn check_key(state: &State, req: &Request<Incoming>, path: &str) -> Result<(), HttpError> {
+pub(super) fn check_key(state: &State, req: &Request<Incoming>, path: &str) -> Result<(), HttpError> {
     if matches!(path, "/health" | "/ready") {
         return Ok(());
     }
+    check_key_for(state, req, ADMIN_ROUTES.contains(&path))
+}
+
+/// `admin`: the admin key (else the API key) is needed; otherwise the API key or the admin key.
+pub(super) fn check_key_for(state: &State, req: &Request<Incoming>, admin: bool) -> Result<(), HttpError> {
     let l = &state.limits;
-    let accepted: Vec<&str> = if ADMIN_ROUTES.contains(&path) {
+    let accepted: Vec<&str> = if admin {
         match (&l.admin_key, &l.api_key) {
             (Some(a), _) => vec![a],
             (None, Some(k)) => vec![k],
@@ -189,6 +208,13 @@ fn stored_reference(state: &State, r: &RefSpec) -> Result<RefAudio, HttpError> {
         Err(ReferenceError::Forbidden) => Err(HttpError::Forbidden("默认参考音频路径不在允许的目录内 / the stored reference path is outside the allowed folders".into())),
         Err(e) => Err(HttpError::Engine(EngineError::Reference(e))),
     }
+}
+
+/// A file of the operator's (a library voice's audio or aux reference): opened once like any reference, checked
+/// (regular file, `--max-ref-bytes`), not confined to `--ref-root`; messages do not name the stored path.
+fn operator_reference(state: &State, path: &Path) -> Result<RefAudio, HttpError> {
+    let spec = RefSpec { path: path.display().to_string(), text: String::new(), lang: String::new(), confined: false };
+    stored_reference(state, &spec)
 }
 
 /// Sampling extensions shared by `/` (api.py's fields) and `/tts`. `speed_key`: the field that sets the speed
@@ -310,7 +336,13 @@ fn api2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
 fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let model = state.default_model();
     let bad = |m: String| Err(HttpError::BadRequest(m));
-    let Some(ref_path) = p.nonempty("ref_audio_path") else { return bad("ref_audio_path is required".into()) };
+    // gsv extension `voice`: a voice name supplies ref_audio_path, prompt_text and prompt_lang (fields given win)
+    let voice = match p.nonempty("voice") {
+        Some(n) => Some(super::voices::resolve(state, &n)?),
+        None => None,
+    };
+    let voice_ref = voice.as_ref().filter(|_| p.nonempty("ref_audio_path").is_none());
+    let Some(ref_path) = p.nonempty("ref_audio_path").or_else(|| voice_ref.map(|v| v.spec.path.clone())) else { return bad("ref_audio_path is required".into()) };
     let Some(text) = p.nonempty("text") else { return bad("text is required".into()) };
     let langs = v2_languages(&model.version);
     let v2_lang = |l: &str| Language::from_code(l).filter(|x| langs.contains(x));
@@ -322,6 +354,10 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         },
     };
     let prompt_lang = match p.nonempty("prompt_lang") {
+        None if voice.is_some() => match voice.as_ref().and_then(|v| Language::from_api(&v.spec.lang)) {
+            Some(l) => l,
+            None => return bad("prompt_lang is required".into()),
+        },
         None => return bad("prompt_lang is required".into()),
         Some(l) => match v2_lang(&l) {
             Some(x) => x,
@@ -341,10 +377,16 @@ fn v2_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         return bad(format!("text_split_method:{method} is not supported"));
     };
     check_text(state, &text)?;
-    // empty or absent (api_v2's default ""): reference-free synthesis, as upstream's TTS.run
-    let prompt_text = p.str("prompt_text").unwrap_or_default();
+    // empty or absent (api_v2's default ""): reference-free synthesis, as upstream's TTS.run; a voice supplies its
+    // transcript when the request has none
+    let prompt_text = p.nonempty("prompt_text").or_else(|| voice.as_ref().map(|v| v.spec.text.clone())).unwrap_or_default();
     // api_v2's all_zh is upstream's current one (Latin runs read as English), not api2's (Language::AllZhUpstream)
-    let mut r = TtsRequest::new(&text, text_lang.for_api_v2(), reference(state, &ref_path)?, &prompt_text, prompt_lang.for_api_v2());
+    // a library voice's files are the operator's (not confined to --ref-root), like -dr
+    let ref_audio = if voice_ref.is_some() { operator_reference(state, Path::new(&ref_path))? } else { reference(state, &ref_path)? };
+    let mut r = TtsRequest::new(&text, text_lang.for_api_v2(), ref_audio, &prompt_text, prompt_lang.for_api_v2());
+    for path in voice.iter().flat_map(|v| v.aux.iter()) {
+        r.aux_refs.push(operator_reference(state, path)?);
+    }
     r.split = TextSplit::V2(method);
     sampling(p, &mut r, Some("speed_factor"))?;
     // streaming_mode 2 (token streaming) and 3 (fixed chunks): decode while generating, by token chunks
@@ -378,7 +420,7 @@ const OPENAI_MODELS: &[&str] = &["tts-1", "tts-1-hd", "gpt-4o-mini-tts", "gpt-4o
 /// `seed`, `stream`.
 fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     let invalid = |param: &'static str, message: String| HttpError::Invalid { param, message };
-    let model = match p.nonempty("model") {
+    let mut model = match p.nonempty("model") {
         None => state.default_model(),
         Some(m) => match state.named_model(&m) {
             Some(g) => g,
@@ -398,24 +440,37 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
         Some(serde_json::Value::String(v)) if !v.is_empty() => v.clone(),
         Some(_) => return Err(invalid("voice", "voice must be a name or an object with an `id`".into())),
     };
-    let configured = state.voices.read().unwrap_or_else(|e| e.into_inner()).get(&voice_name).cloned();
-    let voice = match configured {
-        Some(v) => v,
-        None if voice_name == "default" || !state.limits.strict_voices => {
-            // OpenAI's names (alloy, ...) and any other name: the default voice
-            if voice_name != "default" {
+    // a --voice flag or a library voice (--voices; it may name the model it was made for); `default`, OpenAI's
+    // names (alloy, ...) and any other name: the default voice, unless --strict-voices
+    let resolved = if voice_name == "default" {
+        None
+    } else {
+        match super::voices::resolve(state, &voice_name) {
+            Ok(v) => Some(v),
+            Err(HttpError::BadRequest(m)) if state.limits.strict_voices => return Err(invalid("voice", m)),
+            Err(e) if state.limits.strict_voices => return Err(e),
+            Err(_) => {
                 let whose = if OPENAI_VOICES.contains(&voice_name.as_str()) { "OpenAI's voice" } else { "voice" };
                 tracing::debug!("{whose} `{voice_name}` is not configured: the default voice speaks");
+                None
             }
+        }
+    };
+    let (voice, aux) = match resolved {
+        Some(r) => {
+            if p.nonempty("model").is_none() {
+                if let Some(m) = r.model.as_deref().and_then(|m| state.named_model(m)) {
+                    model = m;
+                }
+            }
+            (r.spec, r.aux)
+        }
+        None => {
             let d = state.default_ref();
             if d.path.is_empty() || (!d.text.is_empty() && d.lang.is_empty()) {
                 return Err(invalid("voice", format!("voice `{voice_name}`: the server has no default reference (-dr/-dt/-dl) and no --voice of that name")));
             }
-            d
-        }
-        None => {
-            let known: Vec<String> = std::iter::once("default".to_string()).chain(state.voices.read().unwrap_or_else(|e| e.into_inner()).keys().cloned()).collect();
-            return Err(invalid("voice", format!("unknown voice `{voice_name}`; configured voices: {}", known.join(", "))));
+            (d, vec![])
         }
     };
     let spec = AudioFormat::from_openai(p.str("response_format").as_deref())
@@ -435,6 +490,9 @@ fn openai_request(state: &State, p: &Params) -> Result<Synth, HttpError> {
     // a voice without a transcript (`--voice NAME=WAV||LANG`, or -dr without -dt) is reference-free
     let prompt_lang = if voice.text.is_empty() && voice.lang.is_empty() { text_lang } else { lang(&voice.lang, "voice language")? };
     let mut r = TtsRequest::new(&input, text_lang, stored_reference(state, &voice)?, &voice.text, prompt_lang);
+    for path in aux {
+        r.aux_refs.push(operator_reference(state, &path)?);
+    }
     r.split = TextSplit::Api2(state.limits.cut);
     if let Some(s) = p.f64("speed").map_err(|_| invalid("speed", "speed must be a number".into()))? {
         if !(0.25..=4.0).contains(&s) {
