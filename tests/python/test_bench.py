@@ -101,3 +101,27 @@ def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_roo
     sv.unlink()
     with pytest.raises(FileNotFoundError):
         find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))
+
+
+def test_bench_v2proplus_rows(repo_root):
+    """The v2ProPlus bench rows on the tiny golden v2ProPlus bundle: onnxruntime-python runs the bundle's sv graph and
+    feeds its embedding to ref_enc (the reference time includes it), and the gsv-v2proplus row (when a gsv binary is
+    found) reports the voice's encoding time as ref_ms."""
+    bundle = repo_root / "onnx" / "golden-v2proplus"
+    assert (bundle / "manifest.json").is_file(), "test_bundle_golden.py exports it"
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "bench", "--bundle", str(bundle), "--tokens", "4", "--threads", "1", "--json",
+           "--systems", "gsv-v2proplus,onnxruntime-python", "--v2proplus", str(bundle), "--bandwidth-mb", "16",
+           "--no-steps", "--no-variants"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo_root, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    by = {s["name"]: s for s in json.loads(p.stdout)["systems"]}
+    assert list(by) == ["gsv-v2proplus", "onnxruntime-python"]
+    o = by["onnxruntime-python"]
+    assert "skipped" not in o, o
+    assert o["ref_ms"] > 0 and o["tokens"] == 4
+    g = by["gsv-v2proplus"]
+    if "skipped" not in g:
+        assert g["bundle"] == str(bundle) and g["ref_ms"] > 0, g
+        for f in FIELDS:
+            assert isinstance(g[f], (int, float)) and g[f] > 0, (f, g[f])
