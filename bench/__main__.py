@@ -15,6 +15,9 @@ Systems (each in its own subprocess, one after the other, same bundle/checkpoint
                       BERT, vocoder; `python -m export quantize`, run by convert); skipped when there is none
   gsv-fp32            the same with every stage fp32 (`--*-precision fp32`): the opt-out, gsv's default before
                       issue 15
+  gsv-v2proplus       `gsv bench` on a full-size v2ProPlus bundle (--v2proplus DIR, default onnx/fullsize-v2proplus,
+                      built from random full-size checkpoints when missing: bench/v2pro.py), same request: its cost
+                      next to v2 (not in the default systems of --quick)
   pytorch             the export's own PyTorch modules, eager, GPT-SoVITS's infer_panel_naive loop (K/V cache
                       torch.cat-ed per layer and step): the stand-in for GPT-SoVITS itself, proven equal to it by the
                       golden parity tests
@@ -51,6 +54,8 @@ gsv also reports, outside the side-by-side table (no other system streams or run
                           (each gsv row with its own BERT precision)
   step_vs_bound           the bound's ms per step / gsv's measured ms per step (1.0 = at the bandwidth bound), against
                           the bound of the GPT precision it ran (`precision.gpt` of its JSON: fp32, or the variant's own bytes)
+  voice_ms (ref_ms)       gsv rows: the text request's first run encoding its reference (decode, HuBERT,
+                          spectrogram, v2Pro's speaker-verification model, ref_enc), once per voice, then cached
 Bandwidth: numpy copy and triad on 256 MB arrays, one thread (bench/bandwidth.py); the GPT bound is bandwidth /
 bytes of GPT weights read per token = the most tokens/s a memory-bound step can reach: fp32, and per quantised
 variant its recorded `weight_bytes_per_token` (codes + block scales + zero points + the fp32 biases and norms).
@@ -75,7 +80,7 @@ from . import bandwidth
 from .common import load_manifest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORDER = ["gsv", "gsv-int8", "gsv-fp32", "pytorch", "genie-tts", "onnxruntime-python"]
+ORDER = ["gsv", "gsv-int8", "gsv-fp32", "gsv-v2proplus", "pytorch", "genie-tts", "onnxruntime-python"]
 WORKER = {"pytorch": "pytorch", "onnxruntime-python": "ort", "genie-tts": "genie", "steps": "steps"}
 FIELDS = ["ttfa_ms", "prefill_ms", "tokens_per_s", "vocoder_ms_per_audio_s", "rtf", "peak_rss_mb"]
 
@@ -197,7 +202,8 @@ def gsv_env(a) -> dict:
     return env
 
 
-def run_gsv(a, man, name="gsv") -> dict:
+def run_gsv(a, man, name="gsv", bundle=None) -> dict:
+    bundle = bundle or a.bundle
     exe = find_gsv(a.gsv)
     if exe is None:
         return {"name": name, "skipped": "gsv binary not found (build it: cargo build --release; or pass --gsv PATH)"}
@@ -206,7 +212,7 @@ def run_gsv(a, man, name="gsv") -> dict:
         return {"name": name, "skipped": "the bundle has no int8 variant that passed its gate (python -m export "
                 "quantize --all)"}
     env = gsv_env(a)
-    cmd = [exe, "bench", "--bundle", a.bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
+    cmd = [exe, "bench", "--bundle", bundle, "--tokens", str(a.tokens), "--json", "--device", "cpu",
            "--intra-threads", str(a.threads), "--inter-threads", "1"]
     for g in int8:
         cmd += [INT8_FLAGS[g], "int8"]
@@ -226,7 +232,7 @@ def run_gsv(a, man, name="gsv") -> dict:
          "prefill_ms": j["prefill_ms"], "ms_per_step": j.get("ms_per_step"), "tokens_per_s": j["tokens_per_s"],
          "vocoder_ms": j["vocoder_ms"], "audio_s": j["audio_s"],
          "vocoder_ms_per_audio_s": j["vocoder_ms_per_audio_s"], "rtf": j["rtf"],
-         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": None, "binary": exe,
+         "peak_rss_mb": j["peak_rss_kib"] / 1024.0, "ref_ms": j.get("voice_ms"), "binary": exe, "bundle": bundle,
          "ttfa_stream_ms": j.get("ttfa_stream_ms"), "text_request": j.get("text"), "int8": int8,
          "precision": j.get("precision")}
     return r
@@ -315,6 +321,8 @@ def table(rep: dict) -> str:
             out.append(f"{tag}: GPT step {g['ms_per_step']:.2f} ms = {1e3 / g['ms_per_step']:.1f} tok/s; {v} "
                        f"bandwidth bound {bms:.2f} ms = {1e3 / bms:.1f} tok/s -> step at {bms / g['ms_per_step'] * 100:.0f}% "
                        f"of its bound")
+        if g.get("ref_ms") is not None:
+            out.append(f"{tag}: voice (reference) encoded in {g['ref_ms']:.1f} ms, once per voice ({g['bundle']})")
         if g.get("ttfa_stream_ms") is not None:
             out.append(f"{tag}: streaming, synthetic request: first audio {g['ttfa_stream_ms']:.1f} ms")
         t = g.get("text_request")
@@ -333,7 +341,10 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="50 tokens")
     p.add_argument("--threads", type=int, default=None, help="threads per system (default: usable cores)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--systems", default=",".join(ORDER), help=f"comma list out of {','.join(ORDER)}")
+    p.add_argument("--systems", default=None, help=f"comma list out of {','.join(ORDER)} (default: all; --quick: all "
+                   f"but gsv-v2proplus)")
+    p.add_argument("--v2proplus", default=None, help="full-size v2ProPlus bundle of the gsv-v2proplus row (default "
+                   "onnx/fullsize-v2proplus, built when missing)")
     p.add_argument("--ref", default=os.path.join(ROOT, "onnx", "demo", "ref.wav"), help="reference wav")
     p.add_argument("--checkpoints", help="folder with the bundle's source checkpoints (default: searched)")
     p.add_argument("--gsv", help="gsv binary (default $GSV_BIN, target/release/gsv, PATH)")
@@ -375,6 +386,8 @@ def parse(argv):
         p.error("--tokens must be at least 2")
     if a.threads is None:
         a.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if a.systems is None:
+        a.systems = ",".join(s for s in ORDER if not (a.quick and s == "gsv-v2proplus"))
     a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     bad = [s for s in a.systems if s not in ORDER]
     if bad:
@@ -405,13 +418,22 @@ def main(argv=None) -> int:
     bw = bandwidth.measure(a.bandwidth_mb)
     runs = {name: [] for name in ORDER if name in a.systems}
     genie_dir = None
+    v2p = v2p_why = None
     for rnd in range(a.repeat):
         if a.repeat > 1:
             log(f"round {rnd + 1} of {a.repeat}")
         for name in runs:
             if runs[name] and "skipped" in runs[name][-1]:
                 continue
-            if name.startswith("gsv"):
+            if name == "gsv-v2proplus":
+                from . import v2pro
+
+                if v2p is None:
+                    ok, info = v2pro.ensure_bundle(os.path.abspath(a.v2proplus or v2pro.DEFAULT_BUNDLE), log)
+                    v2p = info if ok else False
+                    v2p_why = None if ok else info
+                r = run_gsv(a, man, name, bundle=v2p) if v2p else {"name": name, "skipped": v2p_why}
+            elif name.startswith("gsv"):
                 r = run_gsv(a, man, name)
             elif name == "genie-tts":
                 if genie_dir is None:

@@ -45,6 +45,17 @@ def reference_inputs(wav_path: str, man: dict):
     return w16, spec
 
 
+def sv_signal(wav_path: str, man: dict) -> np.ndarray:
+    """v2Pro/v2ProPlus: the speaker-verification graph's input [1, S]: the reference at the model rate, divided by
+    min(2, peak) when the peak exceeds 1 (upstream's `_get_ref_spec` signal)."""
+    x, rate = read_wav(wav_path)
+    w32 = resample(x, rate, int(man["sample_rate"]))
+    peak = float(np.abs(w32).max()) if w32.size else 0.0
+    if peak > 1:
+        w32 = w32 / min(2.0, peak)
+    return np.asarray(w32, dtype=np.float32).reshape(1, -1)
+
+
 def decode_noise(man: dict, t25: int, seed: int = 0) -> np.ndarray:
     c = int(man["sovits"]["inter_channels"])
     return np.random.default_rng(seed).standard_normal((1, c, 2 * t25)).astype(np.float32)

@@ -22,7 +22,7 @@ import numpy as np
 from export.infer import SamplingParams, generate
 from export.stepper import GptRunner
 
-from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, synthetic_request
+from .common import NOISE_SCALE, Clock, decode_noise, load_manifest, reference_inputs, result, sv_signal, synthetic_request
 
 
 def sampling(tokens: int) -> SamplingParams:
@@ -83,6 +83,11 @@ def find_checkpoints(man: dict, bundle: str, given: str | None) -> dict:
         sets.append(("recorded in the manifest", {k: src[k]["path"] for k in keys}))
     cands = checkpoint_dirs(bundle, given)
     sets += [(d, {k: os.path.join(d, src[k]["file"]) for k in keys}) for d in cands if d]
+    if "sv" in src:  # v2Pro/v2ProPlus: the speaker-verification checkpoint, where recorded, beside the others or in sv/
+        for d, paths in sets:
+            cand = [src["sv"].get("path")] if d == "recorded in the manifest" else \
+                [os.path.join(d, src["sv"]["file"]), os.path.join(d, "sv", src["sv"]["file"])]
+            paths["sv"] = next((p for p in cand if p and os.path.isfile(p)), os.path.join(d, "sv", src["sv"]["file"]))
     for _, paths in sets:
         if not all(os.path.exists(p) for p in paths.values()):
             continue
@@ -111,12 +116,24 @@ def run_pytorch(a, man):
     del bert
     torch.set_grad_enabled(False)
 
+    svm = None
+    if "sv" in paths:  # v2Pro/v2ProPlus: upstream loads its SV model with the SoVITS weights
+        from export.models.sv import build_sv
+
+        c = Clock()
+        svm = build_sv(paths["sv"], input_rate=int(man["sample_rate"]))
+        load_ms += c.ms()
+
     w16, spec = reference_inputs(a.ref, man)
     with torch.inference_mode():
         c = Clock()
         ssl = hubert(torch.from_numpy(w16))
         _codes, _ = sv.vq_encoder(ssl)
-        ge = sv.ref_encoder(torch.from_numpy(spec))
+        if svm is not None:  # the fused speaker vector: ref_enc(spec) + the SV embedding, PReLU
+            emb = svm.graph(torch.from_numpy(sv_signal(a.ref, man)))[0]
+            ge = sv.ref_encoder(torch.from_numpy(spec), emb)[0]
+        else:
+            ge = sv.ref_encoder(torch.from_numpy(spec))
         ref_ms = c.ms()
 
     layers = gpt.h.layers
@@ -172,7 +189,10 @@ def run_ort(a, man):
     c = Clock()
     (ssl,) = s["hubert"].run(["ssl"], {"wav16k": w16})
     s["vq_encode"].run(["codes"], {"ssl": ssl})
-    (ge,) = s["ref_enc"].run(["ge"], {"spec": spec})
+    feeds = {"spec": spec}
+    if "sv" in s:  # v2Pro/v2ProPlus: ref_enc fuses the reference's speaker-verification embedding
+        (feeds["sv_emb"],) = s["sv"].run(["sv_emb"], {"wav32k": sv_signal(a.ref, man)})
+    (ge,) = s["ref_enc"].run(["ge"], feeds)
     ref_ms = c.ms()
 
     runner = GptRunner(s["gpt_prefill"], s["gpt_step"], man, capacity=2048)

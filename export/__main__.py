@@ -26,6 +26,8 @@ def main(argv=None) -> int:
     c.add_argument("--hubert", help="chinese-hubert-base folder (Hugging Face layout)")
     c.add_argument("--bert", help="chinese-roberta-wwm-ext-large folder (Hugging Face layout)")
     c.add_argument("--out", required=True, help="bundle folder to write, e.g. onnx/myvoice")
+    c.add_argument("--sv", help="v2Pro/v2ProPlus only: the speaker-verification model, "
+                   "GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt (ignored with a note for v1/v2)")
     c.add_argument("--fp16", action="store_true", help="store weights as float16 (I/O stays float32)")
     c.add_argument("--g2pw", metavar="DIR", help="upstream's GPT_SoVITS/text/G2PWModel folder (g2pW.onnx + its "
                    "tables): Chinese polyphonic characters are then read by the model, as upstream does")
@@ -39,6 +41,8 @@ def main(argv=None) -> int:
     r.add_argument("--out", required=True)
     r.add_argument("--full-size", action="store_true", help="the real production dimensions (default: tiny)")
     r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--version", choices=["v2", "v2pro", "v2proplus"], default="v2",
+                   help="SoVITS version to write (v2pro/v2proplus also write a random speaker-verification model)")
     c.add_argument("--no-variants", action="store_true", help="skip the gated precision variants (GPT int8/int4, "
                    "BERT int8, vocoder int8) that convert otherwise builds and registers when they pass")
     c.add_argument("--golden", help="also gate the variants on this golden set's request (its own model only)")
@@ -80,7 +84,7 @@ def main(argv=None) -> int:
                          "bundle as --out)")
             from .convert import convert
             convert(args.gpt, args.sovits, args.hubert, args.bert, args.out, fp16=args.fp16, g2pw=args.g2pw,
-                    variants=not args.no_variants, golden=args.golden, ref=args.ref)
+                    sv=args.sv, variants=not args.no_variants, golden=args.golden, ref=args.ref)
             return 0
         if args.cmd == "verify":
             from .verify import main as vmain
@@ -112,7 +116,7 @@ def main(argv=None) -> int:
                             variant=args.variant, thresholds=th, damage=args.damage, settings=settings)
         if args.cmd == "random-checkpoint":
             from .random_ckpt import write_random_checkpoints
-            write_random_checkpoints(args.out, full_size=args.full_size, seed=args.seed)
+            write_random_checkpoints(args.out, full_size=args.full_size, seed=args.seed, version=args.version)
             return 0
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)

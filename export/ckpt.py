@@ -166,7 +166,10 @@ def load_torch_zip(path: str, kind: str = "checkpoint"):
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile as e:
-        raise CheckpointError(f"{kind} {path} is not a readable torch.save archive: {e}") from None
+        # it starts like a zip (checked above) but has no readable directory at its end: cut short or damaged
+        raise CheckpointError(f"{kind} {path} is truncated or corrupt ({len(raw)} bytes): it starts like a "
+                              f"torch.save archive but its zip directory is unreadable ({e}); copy or download "
+                              f"the file again") from None
     names = zf.namelist()
     pkl = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pkl) != 1:
@@ -175,8 +178,16 @@ def load_torch_zip(path: str, kind: str = "checkpoint"):
     byteorder = "little"
     if f"{root}/byteorder" in names:
         byteorder = zf.read(f"{root}/byteorder").decode().strip()
+    def read_entry(name):
+        try:
+            return zf.read(name)
+        except KeyError:
+            raise CheckpointError(f"{kind} {path} is corrupt: the archive has no entry {name}") from None
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+            raise CheckpointError(f"{kind} {path} is truncated or corrupt: cannot read {name} ({e})") from None
+
     try:
-        obj = _Unpickler(io.BytesIO(zf.read(pkl[0])), path).load()
+        obj = _Unpickler(io.BytesIO(read_entry(pkl[0])), path).load()
     except CheckpointError:
         raise
     except Exception as e:  # malformed pickle
@@ -187,7 +198,7 @@ def load_torch_zip(path: str, kind: str = "checkpoint"):
     def materialise(t):
         _, storage, offset, size, stride = t
         if storage.key not in cache:
-            data = zf.read(f"{root}/data/{storage.key}")
+            data = read_entry(f"{root}/data/{storage.key}")
             if storage.dtype == "bfloat16":
                 u16 = np.frombuffer(data, dtype=np.dtype("<u2" if byteorder == "little" else ">u2"))
                 arr = (u16.astype(np.uint32) << 16).view(np.float32)
@@ -197,6 +208,11 @@ def load_torch_zip(path: str, kind: str = "checkpoint"):
             cache[storage.key] = arr
         base = cache[storage.key]
         item = base.itemsize
+        if any(n < 0 for n in size) or any(st < 0 for st in stride) or offset < 0:
+            raise CheckpointError(f"{kind} {path} is corrupt: a tensor has a negative size, stride or offset")
+        if all(n > 0 for n in size) and offset + sum((n - 1) * st for n, st in zip(size, stride)) >= base.size:
+            raise CheckpointError(f"{kind} {path} is truncated or corrupt: a tensor of shape {list(size)} reaches "
+                                  f"past the end of its storage ({base.size} elements)")
         view = np.lib.stride_tricks.as_strided(
             base[offset:], shape=size, strides=tuple(s * item for s in stride), writeable=False
         )

@@ -1,9 +1,13 @@
-"""`python -m export convert`: GPT .ckpt + SoVITS .pth + HuBERT/BERT folders -> ONNX bundle (see BUNDLE.md).
+"""`python -m export convert`: GPT .ckpt + SoVITS .pth + HuBERT/BERT folders (+ the speaker-verification
+checkpoint for v2Pro/v2ProPlus) -> ONNX bundle (see BUNDLE.md).
 
-In:  paths to the four sources, an output folder, options (--fp16).
-Out: the bundle folder: manifest.json, tokenizer.json and the seven graphs (+ g2pw.onnx and g2pw/ with --g2pw, see
-     g2pw.py). Re-running with the same sources and options reuses every graph already exported (the manifest
-     records the sources' sha256 and the options).
+In:  paths to the sources, an output folder, options (--fp16).
+Out: the bundle folder: manifest.json, tokenizer.json and the seven graphs (eight for v2Pro/v2ProPlus: `sv`; + g2pw.onnx
+     and g2pw/ with --g2pw, see g2pw.py). Re-running with the same sources and options reuses every graph already
+     exported (the manifest records the sources' sha256 and the options).
+
+`--sv` with a v1/v2 model is ignored with a note (a script may pass it for every model it converts); a
+v2Pro/v2ProPlus model without it is an error naming the file GPT-SoVITS ships.
 """
 from __future__ import annotations
 
@@ -18,6 +22,13 @@ from .ckpt import Checkpoint, CheckpointError, HEAD_VERSIONS, load_checkpoint, r
 FORMAT_VERSION = 2
 EXPORTER_VERSION = "0.1.0"
 GRAPHS = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "ref_enc", "sovits_decode"]
+# v2Pro/v2ProPlus: the speaker-verification graph comes before ref_enc, which consumes its embedding.
+GRAPHS_V2PRO = ["hubert", "vq_encode", "bert", "gpt_prefill", "gpt_step", "sv", "ref_enc", "sovits_decode"]
+V2PRO_VERSIONS = ("v2Pro", "v2ProPlus")
+
+
+def graphs_for(version: str) -> list:
+    return GRAPHS_V2PRO if version in V2PRO_VERSIONS else GRAPHS
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -25,8 +36,13 @@ class UnsupportedVersion(CheckpointError):
     pass
 
 
+def symbols_version(model_version: str) -> str:
+    """Phone symbol table of a model version: v1's 322, or v2's 732 (v2Pro and v2ProPlus use v2's)."""
+    return "v1" if model_version == "v1" else "v2"
+
+
 def symbols_for(version: str) -> list:
-    with open(os.path.join(HERE, "symbols", f"{version}.json"), encoding="utf-8") as f:
+    with open(os.path.join(HERE, "symbols", f"{symbols_version(version)}.json"), encoding="utf-8") as f:
         return json.load(f)["symbols"]
 
 
@@ -34,34 +50,39 @@ def symbols_hash(symbols: list) -> str:
     return hashlib.sha256("\n".join(symbols).encode("utf-8")).hexdigest()
 
 
+SUPPORTED = "only v1, v2, v2Pro and v2ProPlus models can be exported"
+
+
 def detect_sovits_version(path: str, ckpt: Checkpoint | None = None) -> str:
-    """v1 / v2 by the text-embedding row count; refuse v2Pro/v2ProPlus/v3/v4 with a message naming the version."""
+    """v1 / v2 by the text-embedding row count, v2Pro / v2ProPlus by the file head (05 / 06); refuse v3/v4 (heads
+    02/03/04, or a CFM decoder) with a message naming the version."""
+    from .models.sovits import detect_version
+
     head = read_head(path)
-    if head in HEAD_VERSIONS and head not in (b"00", b"01"):
+    if head in HEAD_VERSIONS and head not in (b"00", b"01", b"05", b"06"):
         raise UnsupportedVersion(
             f"SoVITS {path} is a GPT-SoVITS {HEAD_VERSIONS[head]} model (file head {head.decode()!r}), which gsv "
-            f"does not support yet: only v1 and v2 models can be exported")
+            f"does not support yet: {SUPPORTED}")
     if ckpt is None:
         ckpt = load_checkpoint(path, "SoVITS .pth")
     w = ckpt.weights
     if any(k.startswith("cfm.") for k in w):
         v = "v4" if any("hifigan" in k or k.startswith("vocoder") for k in w) else "v3"
         raise UnsupportedVersion(f"SoVITS {path} is a full GPT-SoVITS {v} model (it has a CFM decoder), which gsv "
-                                 f"does not support yet: only v1 and v2 models can be exported")
-    if any(k.startswith("sv_emb.") or k.startswith("ge_to512.") for k in w):
-        raise UnsupportedVersion(f"SoVITS {path} is a GPT-SoVITS v2Pro/v2ProPlus model, which gsv does not support "
-                                 f"yet: only v1 and v2 models can be exported")
+                                 f"does not support yet: {SUPPORTED}")
     emb = w.get("enc_p.text_embedding.weight")
     if emb is None:
         if any(k.startswith("model.") for k in w):
             raise CheckpointError(f"{path} is a GPT checkpoint, not a SoVITS one (pass it as --gpt)")
         raise CheckpointError(f"SoVITS {path}: missing key enc_p.text_embedding.weight; not a SoVITS generator")
     rows = emb.shape[0]
-    if rows == 322:
-        return "v1"
-    if rows == 732:
-        return "v2"
-    raise UnsupportedVersion(f"SoVITS {path}: enc_p.text_embedding has {rows} rows; known are 322 (v1) and 732 (v2)")
+    if rows not in (322, 732):
+        raise UnsupportedVersion(f"SoVITS {path}: enc_p.text_embedding has {rows} rows; known are 322 (v1) and "
+                                 f"732 (v2)")
+    try:
+        return detect_version(w, head, ckpt.config)
+    except CheckpointError as e:
+        raise CheckpointError(f"SoVITS {path}: {e}") from None
 
 
 def _graph_meta(name: str, version: str, extra: dict) -> dict:
@@ -69,8 +90,8 @@ def _graph_meta(name: str, version: str, extra: dict) -> dict:
 
 
 def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool = False, log=print,
-            name: str | None = None, g2pw: str | None = None, variants: bool = False, golden: str | None = None,
-            ref: str | None = None) -> dict:
+            name: str | None = None, g2pw: str | None = None, sv: str | None = None, variants: bool = False,
+            golden: str | None = None, ref: str | None = None) -> dict:
     """Export the four sources into `out` (see the module doc). variants=True (the CLI's default; --no-variants
     turns it off) then adds the gated precision variants (export/quantize.py quantize_all): GPT int8 and int4, BERT
     int8, vocoder int8, each registered only when it passes its gate; a re-run with the same sources reuses them."""
@@ -80,6 +101,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     from .models.gpt_onnx import kv_head_dim
     from .models.hf import build_bert, build_hubert
     from .models.sovits import build_sovits
+    from .models.sv import UPSTREAM_SV_PATH, build_sv
     from .onnx_export import export_graph
 
     torch.manual_seed(0)
@@ -87,6 +109,9 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     for p, what in ((gpt, "GPT .ckpt"), (sovits, "SoVITS .pth")):
         if not os.path.isfile(p):
             raise CheckpointError(f"{what} not found: {p}")
+    if sv is not None and not os.path.isfile(sv):
+        raise CheckpointError(f"speaker-verification checkpoint (--sv) not found: {sv} (GPT-SoVITS ships it as "
+                              f"{UPSTREAM_SV_PATH})")
     for p, what in ((hubert, "HuBERT folder (chinese-hubert-base)"), (bert, "BERT folder (chinese-roberta-wwm-ext-large)")):
         if not os.path.isdir(p):
             raise CheckpointError(f"{what} not found: {p}")
@@ -103,6 +128,15 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     if g2pw:
         from .g2pw import check_version
         check_version(version)
+    if version in V2PRO_VERSIONS and sv is None:
+        raise CheckpointError(
+            f"SoVITS {sovits} is a GPT-SoVITS {version} model: its speaker vector includes a speaker-verification "
+            f"embedding, so the export also needs the speaker-verification model GPT-SoVITS ships as "
+            f"{UPSTREAM_SV_PATH}; pass it with --sv PATH")
+    if version not in V2PRO_VERSIONS and sv is not None:
+        log(f"note: --sv {sv} ignored: SoVITS {sovits} is a {version} model; only v2Pro and v2ProPlus models use "
+            f"the speaker-verification model")
+        sv = None
     symbols = symbols_for(version)
     gm = gpt_ck.config.get("model", {})
     if int(gm.get("phoneme_vocab_size", 0)) < len(symbols):
@@ -118,6 +152,13 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
     # where the sources were when this bundle was made: the benchmark's PyTorch and Genie-TTS systems need them and
     # look here first (checked by sha256); not part of the reuse test, so moving the sources re-exports nothing
     where = {k: os.path.abspath(p) for k, p in (("gpt", gpt), ("sovits", sovits), ("hubert", hubert), ("bert", bert))}
+    sample_rate = int(sov_ck.config.get("data", {}).get("sampling_rate", 32000))
+    svm = None
+    if sv is not None:
+        log(f"  reading the speaker-verification model {sv}")
+        svm = build_sv(sv, input_rate=sample_rate)
+        sources["sv"] = {"file": os.path.basename(sv), "sha256": svm.sha256}
+        where["sv"] = os.path.abspath(sv)
     options = {"fp16": bool(fp16), "exporter_code": exporter_code_hash()}
     os.makedirs(out, exist_ok=True)
     old = _read_manifest(out)
@@ -126,23 +167,30 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
 
     log(f"[2/4] building models (SoVITS {version}, GPT {gm.get('n_layer')} layers x {gm.get('hidden_dim')})")
     t2s = build_gpt(gpt_ck)
-    sv = build_sovits(sov_ck)
+    sov = build_sovits(sov_ck)
+    if svm is not None and sov.weights.sv_dim != svm.embedding_dim:
+        raise CheckpointError(f"SoVITS {sovits}: sv_emb takes {sov.weights.sv_dim}-d embeddings but the "
+                              f"speaker-verification model {sv} gives {svm.embedding_dim}-d ones")
     hub = build_hubert(hubert)
     brt = build_bert(bert)
     specs = {}
-    for s in list(hub.onnx_specs()) + list(brt.onnx_specs()) + list(gpt_specs(t2s)) + list(sv.onnx_specs()):
+    all_specs = list(hub.onnx_specs()) + list(brt.onnx_specs()) + list(gpt_specs(t2s)) + list(sov.onnx_specs())
+    if svm is not None:
+        all_specs += svm.onnx_specs()
+    for s in all_specs:
         specs[s.name] = s
-    missing = [g for g in GRAPHS if g not in specs]
+    graph_names = graphs_for(version)
+    missing = [g for g in graph_names if g not in specs]
     if missing:
         raise RuntimeError(f"internal: no graph spec for {missing}")
 
     log(f"[3/4] exporting graphs to {out}")
     graphs, reused = {}, set()
-    bar = _progress(GRAPHS, "graphs")
+    bar = _progress(graph_names, "graphs")
     # with a bar, lines go through it (printed above the bar instead of through it)
-    glog = log if bar is GRAPHS else bar.write
+    glog = log if bar is graph_names else bar.write
     for gname in bar:
-        if bar is not GRAPHS:
+        if bar is not graph_names:
             bar.set_postfix_str(gname)
         spec = specs[gname]
         path = os.path.join(out, f"{gname}.onnx")
@@ -168,7 +216,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         log("  g2pw.onnx: kept (added earlier with --g2pw)")
         g2pw_entry = old["g2pw"]
 
-    all_reused = reuse and reused == set(GRAPHS)
+    all_reused = reuse and reused == set(graph_names)
     log(f"[4/4] writing manifest")
     sc = sov_ck.config
     smodel, sdata = sc.get("model", {}), sc.get("data", {})
@@ -185,7 +233,7 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
         "format_version": FORMAT_VERSION,
         "name": name or os.path.basename(os.path.normpath(out)),
         "model_version": version,
-        "sample_rate": int(sdata.get("sampling_rate", 32000)),
+        "sample_rate": sample_rate,
         "hop_length": hop,
         "filter_length": int(sdata.get("filter_length", 2048)),
         "win_length": int(sdata.get("win_length", 2048)),
@@ -208,12 +256,14 @@ def convert(gpt: str, sovits: str, hubert: str, bert: str, out: str, fp16: bool 
             "semantic_frame_rate": smodel.get("semantic_frame_rate", "25hz"),
             "codebook_size": int(sov_ck.weights["quantizer.vq.layers.0._codebook.embed"].shape[0]),
         },
-        "symbols": {"version": version, "count": len(symbols), "sha256": symbols_hash(symbols), "list": symbols},
+        "symbols": {"version": symbols_version(version), "count": len(symbols), "sha256": symbols_hash(symbols),
+                    "list": symbols},
         "bert": {"hidden": int(brt.hidden_size), "layer": -3},
         "graphs": graphs,
         "sources": {k: dict(v, path=where[k]) for k, v in sources.items()},
         "options": options,
         "precision": "fp16" if fp16 else "fp32",
+        **({"sv": svm.manifest_entry()} if svm is not None else {}),
         "exporter": {"gsv_export": EXPORTER_VERSION, "torch": torch.__version__.split("+")[0], "opset": 18},
     }
     if g2pw_entry:

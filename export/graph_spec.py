@@ -20,3 +20,4 @@ class GraphSpec:
     atol: float = 1e-4
     build: object = None           # optional () -> onnx.ModelProto written by hand; `module` is then only the reference
     post_check: object = None      # optional (path) -> None, run after the check (raises on failure)
+    keep_fp32: tuple = ()          # initializer name prefixes kept float32 by --fp16 (signal-processing constants)

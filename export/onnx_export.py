@@ -69,7 +69,7 @@ def export_graph(spec: GraphSpec, folder: str, metadata: dict, fp16: bool = Fals
         model = prog.model_proto
     _strip_provenance(model)
     if fp16:
-        model = _to_fp16(model)
+        model = _to_fp16(model, keep=tuple(spec.keep_fp32))
     del model.metadata_props[:]
     for k, v in metadata.items():
         p = model.metadata_props.add()
@@ -152,14 +152,15 @@ def check_graph(spec: GraphSpec, path: str, atol: float) -> list:
     return errs
 
 
-def _to_fp16(model):
-    """Store float32 initializers as float16 and cast them back inside the graph (I/O stays float32)."""
+def _to_fp16(model, keep: tuple = ()):
+    """Store float32 initializers as float16 and cast them back inside the graph (I/O stays float32).
+    Initializers whose name starts with a prefix in `keep` (signal-processing constants) stay float32."""
     from onnx import helper, numpy_helper, TensorProto
 
     g = model.graph
     new_inits, casts = [], []
     for init in g.initializer:
-        if init.data_type == TensorProto.FLOAT and np.prod(init.dims) >= 1024:
+        if init.data_type == TensorProto.FLOAT and np.prod(init.dims) >= 1024 and not init.name.startswith(keep):
             arr = numpy_helper.to_array(init).astype(np.float16)
             half = numpy_helper.from_array(arr, init.name + "__fp16")
             new_inits.append(half)

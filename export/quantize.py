@@ -375,7 +375,13 @@ def _reference_ge(bundle: str, man: dict, ref: str) -> np.ndarray:
     w32 = resample(x, rate, int(man["sample_rate"]))
     spec = spectrogram(w32, int(man["filter_length"]), int(man["hop_length"]), int(man["win_length"]))
     sess = _session(os.path.join(bundle, man["graphs"]["ref_enc"]["file"]))
-    (ge,) = sess.run(["ge"], {"spec": spec})
+    feeds = {"spec": spec}
+    if "sv" in man["graphs"]:  # v2Pro: the fused speaker vector needs the reference's speaker-verification embedding
+        peak = float(np.abs(w32).max())
+        w32n = (w32 / min(2.0, peak) if peak > 1 else w32).reshape(1, -1).astype(np.float32)
+        (feeds["sv_emb"],) = _session(os.path.join(bundle, man["graphs"]["sv"]["file"])).run(["sv_emb"],
+                                                                                           {"wav32k": w32n})
+    (ge,) = sess.run(["ge"], feeds)
     return ge
 
 

@@ -9,10 +9,17 @@ model.safetensors with the legacy `pos_conv_embed.conv.weight_g/_v` names, token
 --full-size uses the production dimensions (s1longer-v2.yaml, s2.json, chinese-hubert-base, chinese-roberta-wwm-ext-large):
 benchmarks use it, since compute does not depend on weight values. Without it: tiny dimensions. `demo_dims()` gives
 the even smaller, shrunken-beyond-upstream dimensions of the demo bundle (keys `gsv_*`, `bert_dim`).
+
+--version v2pro / v2proplus: the SoVITS file is a v2Pro / v2ProPlus generator (s2v2Pro.json / s2v2ProPlus.json
+dimensions with --full-size: gin 1024, ProPlus's 768-channel first upsampling with kernel 20) written as
+`process_ckpt.savee` does for them (torch.save into memory, zip root `archive/`, first two bytes `05` / `06`), plus
+`sv/pretrained_eres2netv2w24s4ep4.ckpt`: a random ERes2NetV2 (w24 s4 e4, its only size) saved like the real file,
+a plain `torch.save` of the state dict (float16 weights, int64 `num_batches_tracked`).
 """
 from __future__ import annotations
 
 import collections
+import io
 import json
 import os
 import pickle
@@ -25,7 +32,10 @@ import torch
 
 from .models.gpt import T2S
 from .models.hf import BertHidden, HubertEncoder
-from .models.sovits import SynthesizerWeights
+from .models.sovits import V2PRO_HEADS, SynthesizerWeights
+from .models.sv import ARCH as SV_ARCH, ERes2NetV2
+
+VERSIONS = {"v2": "v2", "v2pro": "v2Pro", "v2proplus": "v2ProPlus", "v2Pro": "v2Pro", "v2ProPlus": "v2ProPlus"}
 
 WEIGHT_NORMED = re.compile(r"^(dec\.ups\.\d+|dec\.resblocks\.\d+\.convs[12]\.\d+|"
                            r"flow\.flows\.\d+\.enc\.(in_layers\.\d+|res_skip_layers\.\d+|cond_layer))$")
@@ -51,6 +61,18 @@ BERT_FULL = {"architectures": ["BertForMaskedLM"], "model_type": "bert", "hidden
              "num_attention_heads": 16, "intermediate_size": 4096, "hidden_act": "gelu", "vocab_size": 21128,
              "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0,
              "position_embedding_type": "absolute"}
+
+
+def sovits_dims(base: dict, version: str, full_size: bool) -> dict:
+    """SoVITS config of `version` from a v2 config: v2Pro = s2v2Pro.json (gin 1024 at full size, no dropout),
+    v2ProPlus = s2v2ProPlus.json (first upsampling 1.5x wider, kernel 20); tiny sizes keep those ratios."""
+    if version == "v2":
+        return base
+    sov = dict(base, p_dropout=0.0, gin_channels=1024 if full_size else 128)
+    if version == "v2ProPlus":
+        sov["upsample_initial_channel"] = base["upsample_initial_channel"] * 3 // 2
+        sov["upsample_kernel_sizes"] = [20] + list(base["upsample_kernel_sizes"][1:])
+    return sov
 
 
 def tiny_dims() -> dict:
@@ -86,10 +108,11 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator, std_scale: float =
                 p.mul_(std_scale)
 
 
-def _unfold_weight_norm(state: dict) -> dict:
+def _unfold_weight_norm(state: dict, pattern: str | None = None) -> dict:
+    normed = re.compile(pattern) if pattern else WEIGHT_NORMED
     out = collections.OrderedDict()
     for k, v in state.items():
-        if k.endswith(".weight") and WEIGHT_NORMED.match(k[: -len(".weight")]):
+        if k.endswith(".weight") and normed.match(k[: -len(".weight")]):
             prefix = k[: -len(".weight")]
             axes = tuple(range(1, v.dim()))
             g = torch.sqrt((v.double() ** 2).sum(dim=axes, keepdim=True)).float()
@@ -129,7 +152,7 @@ def write_gpt(path: str, model_cfg: dict, gen: torch.Generator, info: str = "GPT
 
 def write_sovits(path: str, model_cfg: dict, gen: torch.Generator, version: str = "v2",
                  info: str = "8epoch_96iteration"):
-    n_sym = 732 if version == "v2" else 322
+    n_sym = 322 if version == "v1" else 732
     w = SynthesizerWeights(version, n_sym, SOVITS_DATA["filter_length"] // 2 + 1, model_cfg)
     _randomise(w, gen)
     state = collections.OrderedDict((k, v.detach().clone()) for k, v in w.state_dict().items())
@@ -147,12 +170,32 @@ def write_sovits(path: str, model_cfg: dict, gen: torch.Generator, version: str 
     try:
         config = mod.HParams(train={"segment_size": 20480, "seed": 1234}, data=dict(SOVITS_DATA),
                              model=dict(model_cfg, version=version), version=version)
-        torch.save({"weight": weight, "config": config, "info": info}, path)
+        head = {v: h for h, v in V2PRO_HEADS.items()}.get(version)
+        if head is None:
+            torch.save({"weight": weight, "config": config, "info": info}, path)
+        else:  # process_ckpt.my_save2: save into memory (zip root "archive/"), then mark the version over "PK"
+            buf = io.BytesIO()
+            torch.save({"weight": weight, "config": config, "info": info}, buf)
+            with open(path, "wb") as f:
+                f.write(head + buf.getvalue()[2:])
     finally:
         if saved is None:
             del sys.modules["utils"]
         else:
             sys.modules["utils"] = saved
+
+
+def write_sv(path: str, gen: torch.Generator):
+    """A random ERes2NetV2 speaker-verification checkpoint in the format of the real one: torch.save of the
+    state dict (OrderedDict, with its `_metadata`), float16 weights, int64 `num_batches_tracked`."""
+    net = ERes2NetV2(**SV_ARCH)
+    _randomise(net, gen)
+    sd = net.state_dict()
+    state = collections.OrderedDict(
+        (k, v.detach().half() if v.is_floating_point() else v.detach().clone()) for k, v in sd.items())
+    state._metadata = getattr(sd, "_metadata", None)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    torch.save(state, path)
 
 
 def write_hubert(folder: str, cfg: dict, gen: torch.Generator):
@@ -229,7 +272,10 @@ def bert_tokenizer_json(vocab_size: int) -> str:
 
 
 def write_random_checkpoints(out: str, full_size: bool = False, seed: int = 1, dims: dict | None = None,
-                             log=print) -> dict:
+                             log=print, version: str = "v2") -> dict:
+    if version not in VERSIONS:
+        raise ValueError(f"unknown version {version!r}; expected one of v2, v2pro, v2proplus")
+    version = VERSIONS[version]
     dims = dims or ({"gpt": GPT_FULL, "sovits": SOVITS_FULL, "hubert": HUBERT_FULL, "bert": BERT_FULL}
                     if full_size else tiny_dims())
     os.makedirs(out, exist_ok=True)
@@ -237,15 +283,19 @@ def write_random_checkpoints(out: str, full_size: bool = False, seed: int = 1, d
     torch.manual_seed(seed)
     paths = {"gpt": os.path.join(out, "gpt.ckpt"), "sovits": os.path.join(out, "sovits.pth"),
              "hubert": os.path.join(out, "chinese-hubert-base"), "bert": os.path.join(out, "chinese-roberta-wwm-ext-large")}
-    log(f"writing random checkpoints ({'full size' if full_size else 'reduced size'}) to {out}")
+    if version != "v2":
+        paths["sv"] = os.path.join(out, "sv", "pretrained_eres2netv2w24s4ep4.ckpt")
+    log(f"writing random {version} checkpoints ({'full size' if full_size else 'reduced size'}) to {out}")
     write_gpt(paths["gpt"], dims["gpt"], gen)
-    write_sovits(paths["sovits"], dims["sovits"], gen)
+    write_sovits(paths["sovits"], sovits_dims(dims["sovits"], version, full_size), gen, version=version)
     write_hubert(paths["hubert"], dims["hubert"], gen)
     write_bert(paths["bert"], dims["bert"], gen, bert_tokenizer_json(int(dims["bert"]["vocab_size"])))
+    if "sv" in paths:
+        write_sv(paths["sv"], gen)
     for k, p in paths.items():
         size = os.path.getsize(p) if os.path.isfile(p) else sum(
             os.path.getsize(os.path.join(p, f)) for f in os.listdir(p))
         log(f"  {k}: {p} ({size / 1e6:.1f} MB)")
-    log("next: python -m export convert --gpt {gpt} --sovits {sovits} --hubert {hubert} --bert {bert} --out onnx/NAME"
-        .format(**paths))
+    log("next: python -m export convert --gpt {gpt} --sovits {sovits} --hubert {hubert} --bert {bert}".format(**paths)
+        + (f" --sv {paths['sv']}" if "sv" in paths else "") + " --out onnx/NAME")
     return paths

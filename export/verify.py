@@ -3,8 +3,16 @@ set's inputs and compare, stage by stage, with what GPT-SoVITS computed.
 
 Everything is read from the golden folder's manifest.json (array files, shapes, inputs such as early_stop_num and
 the repetition penalties), so other golden sets of the same layout (other dimensions, seeds, inputs) work unchanged.
+A set holding several SoVITS models keeps each model's arrays under `<model version>/` (golden-v2pro:
+`v2Pro/decode_audio`, `v2ProPlus/decode_audio`); the bundle's `model_version` picks them, arrays without a prefix
+are shared.
 One line per check: `PASS|FAIL <check> max_err=<e> tol=<t>`; the last line is `N passed, M failed`.
-Tolerances (issue #2): ids and codes exact; features and logits atol 1e-4 + rtol 1e-3; audio max abs 1e-3.
+Tolerances (issue #2): ids and codes exact; features, logits, the SV fbank and embedding, ge atol 1e-4 + rtol 1e-3;
+audio max abs 1e-3.
+
+v2Pro/v2ProPlus bundles add: the `sv` graph on the golden 32 kHz signal (its 16 kHz signal, Kaldi fbank and
+embedding against `sv_wav16k`, `sv_fbank`, `sv_emb`), `ref_enc` on the golden spectrogram + embedding (`ge_refenc`,
+`sv_proj`, the fused `ge`), the same with the graph's own embedding, and the decoder's `ge512`.
 """
 from __future__ import annotations
 
@@ -21,18 +29,25 @@ FEAT_ATOL, FEAT_RTOL, AUDIO_ATOL = 1e-4, 1e-3, 1e-3
 
 
 class Golden:
-    def __init__(self, folder: str):
+    def __init__(self, folder: str, model_version: str | None = None):
         self.dir = folder
         with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as f:
             self.m = json.load(f)
         self.arrays = self.m.get("arrays", {})
         self.inputs = self.m.get("inputs", {})
+        # per-model arrays live under "<version>/" when the set holds several SoVITS models
+        self.versions = sorted({k.split("/", 1)[0] for k in self.arrays if "/" in k})
+        self.prefix = model_version + "/" if model_version in self.versions else ""
+
+    def _key(self, name):
+        return self.prefix + name if self.prefix + name in self.arrays else name
 
     def has(self, name):
-        return name in self.arrays and os.path.isfile(os.path.join(self.dir, self.arrays[name]["file"]))
+        k = self._key(name)
+        return k in self.arrays and os.path.isfile(os.path.join(self.dir, self.arrays[k]["file"]))
 
     def __getitem__(self, name):
-        return np.load(os.path.join(self.dir, self.arrays[name]["file"]))
+        return np.load(os.path.join(self.dir, self.arrays[self._key(name)]["file"]))
 
 
 class Checks:
@@ -95,11 +110,16 @@ def decode_frames(t25: int, speed: float) -> int:
 def verify(bundle: str, golden: str, out=print) -> Checks:
     with open(os.path.join(bundle, "manifest.json"), encoding="utf-8") as f:
         man = json.load(f)
-    g = Golden(golden)
+    version = man["model_version"]
+    g = Golden(golden, version)
     c = Checks(out)
     gv = g.m.get("version") or g.inputs.get("version")
-    if gv and gv != man["model_version"]:
-        c.record("model_version", False, f"bundle {man['model_version']} != golden {gv}")
+    if gv and gv != version:
+        c.record("model_version", False, f"bundle {version} != golden {gv}")
+    if g.versions and not g.prefix:
+        c.record("model_version", False, f"the golden set holds arrays for {', '.join(g.versions)}, not for the "
+                 f"bundle's {version}")
+    is_v2pro = "sv" in man.get("graphs", {})
 
     # --- HuBERT -> SSL -> prompt codes -------------------------------------------------------------
     if g.has("wav16k_padded") and g.has("ssl_content"):
@@ -171,19 +191,48 @@ def verify(bundle: str, golden: str, out=print) -> Checks:
                 else:
                     c.close(f"gpt step logits rp={rp} ({got.shape[0]} steps)", got, want)
 
+    # --- v2Pro: speaker verification (32 kHz signal -> 16 kHz -> Kaldi fbank -> ERes2NetV2) ----------------
+    own_emb = None
+    if is_v2pro:
+        if not (g.has("wav32k") and g.has("sv_emb")):
+            c.record("sv embedding (sv)", False, "the bundle is v2Pro but the golden set has no wav32k/sv_emb")
+        else:
+            s = _session(bundle, "sv")
+            own_emb, w16, fb = s.run(["sv_emb", "wav16k", "fbank"],
+                                     {"wav32k": g["wav32k"].reshape(1, -1).astype(np.float32)})
+            if g.has("sv_wav16k"):
+                c.close("sv 16 kHz signal (sv, torchaudio resample)", w16, g["sv_wav16k"])
+            if g.has("sv_fbank"):
+                c.close("sv kaldi fbank (sv)", fb, g["sv_fbank"])
+            c.close("sv embedding (sv)", own_emb, g["sv_emb"])
+
     # --- SoVITS: ref_enc and decode ------------------------------------------------------------------
     ge = None
-    if g.has("refer_spec"):
+    if g.has("refer_spec") and not is_v2pro:
         s = _session(bundle, "ref_enc")
         (ge,) = s.run(["ge"], {"spec": g["refer_spec"].astype(np.float32)})
         if g.has("decode_ge"):
             c.close("ref_enc ge", ge, g["decode_ge"])
+    if g.has("refer_spec") and is_v2pro and g.has("sv_emb"):
+        s = _session(bundle, "ref_enc")
+        spec = g["refer_spec"].astype(np.float32)
+        names = ["ge", "ge_refenc", "sv_proj"]
+        o = dict(zip(names, s.run(names, {"spec": spec, "sv_emb": g["sv_emb"].reshape(1, -1).astype(np.float32)})))
+        ge = o["ge"]
+        for n, gname in (("ge_refenc", "decode_ge_refenc"), ("sv_proj", "decode_sv_proj"), ("ge", "decode_ge")):
+            if g.has(gname):
+                c.close(f"ref_enc {n}{' (fused)' if n == 'ge' else ''}", o[n], g[gname])
+            elif n == "ge":
+                c.record("ref_enc ge (fused)", False, f"golden set has no decode_ge for {version}")
+        if own_emb is not None and g.has("decode_ge"):
+            (ge_own,) = s.run(["ge"], {"spec": spec, "sv_emb": own_emb})
+            c.close("ref_enc ge (fused, sv graph's own embedding)", ge_own, g["decode_ge"])
     if ge is not None and g.has("decode_codes") and g.has("decode_text"):
         s = _session(bundle, "sovits_decode")
         codes = g["decode_codes"].reshape(1, 1, -1).astype(np.int64)
         text = g["decode_text"].reshape(1, -1).astype(np.int64)
         C = man["sovits"]["inter_channels"]
-        names = ["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"]
+        names = ["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"] + (["ge512"] if is_v2pro else [])
 
         def dec(noise_scale, noise):
             o = s.run(names, {"codes": codes, "text": text, "ge": ge.astype(np.float32),
@@ -192,8 +241,10 @@ def verify(bundle: str, golden: str, out=print) -> Checks:
 
         t25 = codes.shape[-1]
         o = dec(0.0, np.zeros((1, C, decode_frames(t25, 1.0)), dtype=np.float32))
-        for n, gname in (("quantized", "decode_quantized"), ("enc_p_x", "decode_enc_p_x"), ("m_p", "decode_m_p"),
-                         ("logs_p", "decode_logs_p"), ("z", "decode_z")):
+        for n, gname in (("ge512", "decode_ge512"), ("quantized", "decode_quantized"), ("enc_p_x", "decode_enc_p_x"),
+                         ("m_p", "decode_m_p"), ("logs_p", "decode_logs_p"), ("z", "decode_z")):
+            if n not in o:
+                continue
             if g.has(gname):
                 c.close(f"decode {n}", o[n], g[gname])
         if g.has("decode_audio"):

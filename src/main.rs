@@ -630,10 +630,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Parity { bundle, golden, rt } => {
             let g = parity::Golden::open(&golden)?;
             let mut engine = load_engine(&bundle, &rt, "fp32")?;
-            let checks = parity::run(&mut engine, &g, &mut |c| println!("{c}"));
-            // the text frontend against the same folder's text_frontend cases
+            let mut checks = parity::run(&mut engine, &g, &mut |c| println!("{c}"));
+            // the text frontend: the set's own text arrays (every set), and its text_frontend cases where it has them
+            // (the v2Pro set has none: the v2 set's apply unchanged, its README says)
             let text_checks = match gsv::text::FrontendData::global() {
-                Ok(data) => gsv::text::golden::check(data, &golden),
+                Ok(data) => {
+                    checks.extend(parity::run_text(&mut engine, &g, data, &mut |c| println!("{c}")));
+                    if golden.join("text_frontend").is_dir() {
+                        gsv::text::golden::check(data, &golden)
+                    } else {
+                        vec![]
+                    }
+                }
                 Err(e) => vec![gsv::text::golden::TextCheck { name: "frontend data".into(), pass: false, detail: e.to_string() }],
             };
             text_checks.iter().for_each(|c| println!("{c}"));
@@ -691,9 +699,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 })?;
                 first.unwrap_or(f64::NAN)
             };
-            let text_run = match &req_text {
-                Some(t) => Some(bench_text(&mut engine, t, lang, &voice, text_repeat.max(1))?),
-                None => None,
+            let (voice_ms, text_run) = match &req_text {
+                Some(t) => {
+                    let (first, runs) = bench_text(&mut engine, t, lang, &voice, text_repeat.max(1))?;
+                    (Some(first.reference_ms), Some(runs))
+                }
+                None => (None, None),
             };
             let ttfa_ms = gpt_ms + voc_ms;
             let tps = g.tokens.len() as f64 / (gpt_ms / 1e3);
@@ -709,6 +720,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "tokens_per_s": tps, "vocoder_ms": voc_ms, "audio_s": audio_s,
                         "vocoder_ms_per_audio_s": voc_ms / audio_s, "rtf": rtf, "peak_rss_kib": rss,
                         "ttfa_ms": ttfa_ms, "ttfa_stream_ms": ttfa_stream_ms,
+                        "voice_ms": voice_ms,
                         "text": text_run.as_ref().map(|runs| {
                             let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
                             let ms_step = |r: &TtsStats| if r.steps > 0 { r.steps_ms / r.steps as f64 } else { 0.0 };
@@ -738,6 +750,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("vocoder             {:.1} ms for {:.2} s audio = {:.1} ms per audio s", voc_ms, audio_s, voc_ms / audio_s);
                 println!("RTF (gpt+vocoder)   {:.4}", rtf);
                 println!("first audio         {:.1} ms whole utterance, {:.1} ms streaming by {}-token chunks", ttfa_ms, ttfa_stream_ms, StreamParams::default().chunk);
+                if let Some(v) = voice_ms {
+                    println!("voice               {v:.1} ms to encode the reference once (then cached)");
+                }
                 if let Some(runs) = &text_run {
                     let med = |f: &dyn Fn(&TtsStats) -> f64| median(runs.iter().map(f).collect());
                     let r = &runs[0];
@@ -762,9 +777,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 /// One real request through `Engine::tts` with streaming by the default chunks; the first run warms the
-/// reference and prompt caches, the next `repeat` runs are measured. Tokens are capped at 50 (the random benchmark models
-/// rarely stop by themselves); the time to first audio does not depend on the cap.
-fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs, repeat: usize) -> Result<Vec<TtsStats>> {
+/// reference and prompt caches (its stats give the cost of encoding the voice once: decode, HuBERT, spectrogram,
+/// for v2Pro the speaker-verification model, ref_enc), the next `repeat` runs are measured. Tokens are capped at 50
+/// (the random benchmark models rarely stop by themselves); the time to first audio does not depend on the cap.
+fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs, repeat: usize) -> Result<(TtsStats, Vec<TtsStats>)> {
     let (reference, ref_text, ref_lang) = (voice.reference.as_deref(), voice.ref_text.as_deref(), voice.ref_lang.as_deref());
     let data = FrontendData::global()?;
     let demo = pipeline::demo_reference(&engine.bundle().dir, engine.manifest())
@@ -783,8 +799,9 @@ fn bench_text(engine: &mut Engine, text: &str, lang: Language, voice: &RefArgs, 
     r.seed = Some(0);
     r.early_stop_num = Some(50);
     let mut run = || engine.tts(data, &r, &|| false, &mut |_| true);
-    run()?;
-    (0..repeat).map(|_| Ok(run()?)).collect()
+    let first = run()?;
+    let runs = (0..repeat).map(|_| Ok(run()?)).collect::<Result<Vec<_>>>()?;
+    Ok((first, runs))
 }
 
 /// The median (the lower middle of an even count).

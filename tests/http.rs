@@ -793,6 +793,88 @@ fn voice_encoded_once_across_workers() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A v2ProPlus bundle (issue 12; `onnx/golden-v2proplus`, exported by the Python tests from `../shared/golden-v2pro`)
+/// serves on every route: api2 `/` (GET and POST, api.py's `inp_refs`), api_v2 `/tts` (whole, streamed by segment
+/// and by token chunks) and the OpenAI route. The default voice, speaker-verification embedding included, is
+/// encoded once for all of them (the reference cache counters: one miss, every other request a hit).
+#[test]
+fn v2proplus_bundle_on_every_route() {
+    let golden = std::env::var_os("GSV_GOLDEN_V2PRO_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("../shared/golden-v2pro"));
+    let reference = golden.join("ref_audio/ref_native.wav");
+    assert!(reference.is_file(), "golden-v2pro data missing: {} (set GSV_GOLDEN_V2PRO_DIR)", reference.display());
+    let bundle = std::env::var_os("GSV_TEST_BUNDLE_V2PROPLUS").map(PathBuf::from).unwrap_or_else(|| repo().join("onnx/golden-v2proplus"));
+    assert!(bundle.join("manifest.json").is_file(), "golden bundle missing: {} (scripts/test exports it first)", bundle.display());
+    let dir = tmp_dir("v2proplus");
+    // a second voice for inp_refs: the reference reversed and negated
+    let aux = {
+        let mut r = hound::WavReader::open(&reference).unwrap();
+        let spec = r.spec();
+        let mut s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
+        s.reverse();
+        let out = dir.join("aux.wav");
+        let mut w = hound::WavWriter::create(&out, spec).unwrap();
+        for x in s {
+            w.write_sample(x.saturating_neg()).unwrap();
+        }
+        w.finalize().unwrap();
+        out
+    };
+    let (b, r) = (bundle.to_str().unwrap(), reference.to_str().unwrap());
+    let srv = Server::start(&["-s", b, "-dr", r, "-dt", REF_TEXT, "-dl", "zh", "--no-warmup"]);
+    let text = "春天来了，河边的柳树发芽了。";
+    let timing = |r: &Resp| r.header("x-gsv-timing").unwrap_or("").to_string();
+
+    // api2 `/`
+    let g = srv.get(&format!("/?text={}&text_language=zh&seed=3", enc(text)));
+    assert_eq!(g.status, 200, "{}", g.text());
+    assert!(timing(&g).contains("reference_cached=false"), "{}", timing(&g));
+    let n = check_wav(&g.body);
+    assert!(n > 9600, "speech before the 0.3 s of silence ({n} samples)");
+    let p = srv.post("/", &api2_json(text, Some((r, REF_TEXT, "zh")), Some(3)));
+    assert_eq!(p.status, 200, "{}", p.text());
+    assert!(timing(&p).contains("reference_cached=true"), "{}", timing(&p));
+    assert_eq!(p.body, g.body, "the default voice given explicitly: same audio");
+    let mut j = serde_json::json!({"text": text, "text_language": "zh", "seed": 3});
+    j["inp_refs"] = serde_json::json!([aux.to_str().unwrap()]);
+    let i = srv.post("/", &j.to_string());
+    assert_eq!(i.status, 200, "{}", i.text());
+    check_wav(&i.body);
+    assert_ne!(i.body, g.body, "inp_refs average the speaker vectors");
+
+    // api_v2 /tts: whole, then streamed by segments and by token chunks (same PCM length)
+    let full = serde_json::json!({"text": "春天来了。河边的柳树发芽了。", "text_lang": "zh", "ref_audio_path": r, "prompt_text": REF_TEXT, "prompt_lang": "zh", "seed": 4, "text_split_method": "cut5"});
+    let whole = srv.post("/tts", &full.to_string());
+    assert_eq!(whole.status, 200, "{}", whole.text());
+    let n_whole = check_wav(&whole.body);
+    for mode in [1, 2] {
+        let mut b = full.clone();
+        b["streaming_mode"] = mode.into();
+        b["min_chunk_length"] = 8.into();
+        let s = srv.post("/tts", &b.to_string());
+        assert_eq!(s.status, 200, "mode {mode}: {}", s.text());
+        assert!(s.chunks >= 2, "mode {mode}: streamed ({} chunks)", s.chunks);
+        assert_eq!(u32_at(&s.body, 40), 0xFFFF_FFFF, "mode {mode}: streaming header");
+        assert_eq!((s.body.len() - 44) / 2, n_whole, "mode {mode}: same PCM length as the whole response");
+        if mode == 1 {
+            assert_eq!(&s.body[44..], &whole.body[44..], "segment streaming: the same audio");
+        }
+    }
+
+    // OpenAI
+    let o = srv.post("/v1/audio/speech", &serde_json::json!({"model": "tts-1", "input": text, "voice": "default", "response_format": "wav", "seed": 5}).to_string());
+    assert_eq!(o.status, 200, "{}", o.text());
+    check_wav(&o.body);
+    let o = srv.post("/v1/audio/speech", &serde_json::json!({"input": text, "voice": "default", "response_format": "pcm"}).to_string());
+    assert_eq!(o.status, 200, "{}", o.text());
+    assert!(!o.body.is_empty() && !o.body.starts_with(b"RIFF"));
+
+    // eight requests on one voice: encoded once
+    assert_eq!(srv.metric("gsv_reference_cache_misses_total"), 1.0, "the default voice was encoded once");
+    assert_eq!(srv.metric("gsv_reference_cache_hits_total"), 7.0);
+    srv.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Korean and Cantonese (issue 13) on every route: api2 `/` (target and prompt language), api_v2 `/tts` (every ko/yue
 /// code it lists), the OpenAI route's `language`; malformed Korean/Cantonese text is a 200 or a 400, never a 500,
 /// and the server stays up.

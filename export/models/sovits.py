@@ -1,4 +1,4 @@
-"""SoVITS (GPT-SoVITS `SynthesizerTrn`) inference networks, v1 and v2, written for ONNX export.
+"""SoVITS (GPT-SoVITS `SynthesizerTrn`) inference networks, v1, v2, v2Pro and v2ProPlus, written for ONNX export.
 
 Only what inference needs: the prompt encoder (`ssl_proj` + codebook search), the reference encoder
 (`MelStyleEncoder`) and the decoder (codebook lookup, `TextEncoder` with MRTE, speed resampling, reverse flow,
@@ -7,6 +7,20 @@ is left out.
 
 Parameter names follow the checkpoint's state dict (`enc_p.*`, `dec.*`, `flow.*`, `ref_enc.*`, `ssl_proj.*`,
 `quantizer.vq.layers.0._codebook.embed`) so that `strict_load` can check every key.
+
+v2Pro / v2ProPlus (file heads `05` / `06`): v2 plus three layers that fuse a speaker-verification embedding into the
+speaker vector, `sv_emb` = Linear(20480, gin), `prelu` = PReLU(gin), `ge_to512` = Linear(gin, 512):
+`ge = prelu(ref_enc(spec) + sv_emb(embedding))` conditions the flow and the generator, `ge_to512(ge)` is what the
+text encoder's MRTE adds (its width is 512 whatever gin is). v2ProPlus differs from v2Pro only in the generator's
+config (wider first upsampling), which the config gives. The ref_enc graph of such a model takes the embedding and
+returns the fused `ge` (plus its two terms, for parity); the decode graph takes the fused `ge` (averaged over
+references by the caller, as upstream averages the fused per-reference `ge`s) and applies `ge_to512` itself.
+
+Posterior encoder: `enc_q.*` (training only; inference never runs it) is absent from the files GPT-SoVITS writes for
+trained voices (`savee` drops it) but present in the official pretrained generators (s2G2333k.pth, s2Gv2ProPlus.pth
+are training initialisations; their sizes match the generator plus enc_q). Upstream's loaders skip it
+(`strict=False`). Here it is optional but never taken on trust: when present it must be the complete posterior
+encoder of this config (`PosteriorEncoderKeys`, every key and shape checked), then it is dropped.
 
 Codebook buffers: the file carries `quantizer.vq.layers.0._codebook.{inited,cluster_size,embed,embed_avg}`.
 Only `embed` is used at inference. `cluster_size` and `embed_avg` are the EMA statistics of k-means training;
@@ -27,11 +41,17 @@ from export.ckpt import Checkpoint, CheckpointError, fold_weight_norm, strict_lo
 from export.graph_spec import GraphSpec
 
 SYMBOL_COUNTS = {322: "v1", 732: "v2"}
+# Versions GPT-SoVITS marks by the file's first two bytes (process_ckpt.py `my_save2`); both have the v2 symbols.
+V2PRO_HEADS = {b"05": "v2Pro", b"06": "v2ProPlus"}
+V2PRO_VERSIONS = ("v2Pro", "v2ProPlus")
+SV_EMB_DIM = 20480  # ERes2NetV2.forward3 output (2048 channels x 10 frequency rows), hard-coded upstream
 V2_REF_BINS = 704
 SSL_DIM = 768
 CODEBOOK_PREFIX = "quantizer.vq.layers.0._codebook."
 # Training-only codebook buffers present in every SoVITS file; checked, then not loaded (see module docstring).
 CODEBOOK_TRAINING_KEYS = tuple(CODEBOOK_PREFIX + n for n in ("inited", "cluster_size", "embed_avg"))
+# The training-only posterior encoder a SoVITS file may carry (see module docstring): checked, then dropped.
+ENC_Q_PREFIX = "enc_q."
 LRELU_SLOPE = 0.1
 
 
@@ -431,10 +451,29 @@ class SynthesizerWeights(nn.Module):
         self.ssl_proj = nn.Conv1d(self.ssl_dim, self.ssl_dim, 2, stride=2)
         top, mod = _nested("quantizer.vq.layers.0._codebook", _Codebook(codebook_size, self.ssl_dim))
         self.add_module(top, mod)
+        self.is_v2pro = version in V2PRO_VERSIONS
+        if self.is_v2pro:
+            self.sv_dim = int(m.get("gsv_sv_dim", SV_EMB_DIM))
+            self.sv_emb = nn.Linear(self.sv_dim, self.gin_channels)
+            self.prelu = nn.PReLU(num_parameters=self.gin_channels)
+            self.ge_to512 = nn.Linear(self.gin_channels, int(m.get("gsv_mrte_hidden", 512)))
 
     @property
     def codebook(self):
         return self.quantizer.vq.layers[0]._codebook.embed
+
+
+class PosteriorEncoderKeys(nn.Module):
+    """The key layout of upstream's training-only `enc_q` (PosteriorEncoder(spec_channels, inter, hidden, kernel 5,
+    dilation 1, 16 layers, gin)): only used to check a file's enc_q.* keys and shapes; never run, never exported."""
+
+    def __init__(self, spec_channels: int, inter: int, hidden: int, gin: int):
+        super().__init__()
+        enc_q = nn.Module()
+        enc_q.pre = nn.Conv1d(spec_channels, hidden, 1)
+        enc_q.enc = WaveNet(hidden, 5, 1, 16, gin)
+        enc_q.proj = nn.Conv1d(hidden, inter * 2, 1)
+        self.enc_q = enc_q
 
 
 class VqEncoder(nn.Module):
@@ -466,6 +505,24 @@ class RefEncoder(nn.Module):
         return self.ref_enc(spec[:, : self.bins])
 
 
+class RefEncoderPro(nn.Module):
+    """v2Pro: spec [1,1025,F], sv_emb [1,20480] -> (ge [1,gin,1] fused, ge_refenc [1,gin,1], sv_proj [1,gin]):
+    ge = prelu(ref_enc(spec[:, :704]) + sv_emb(sv_emb)), per reference (upstream `get_ge`)."""
+
+    def __init__(self, w: SynthesizerWeights):
+        super().__init__()
+        self.ref_enc = w.ref_enc
+        self.bins = w.ref_bins
+        self.sv_emb = w.sv_emb
+        self.prelu = w.prelu
+
+    def forward(self, spec, sv_emb):
+        ge_refenc = self.ref_enc(spec[:, : self.bins])
+        sv_proj = self.sv_emb(sv_emb)
+        ge = self.prelu(ge_refenc + sv_proj.unsqueeze(-1))
+        return ge, ge_refenc, sv_proj
+
+
 class Decoder(nn.Module):
     """codes [1,1,T25], text [1,N], ge [1,G,1], noise_scale [1], noise [1,C,Ty] ->
     (audio [1,1,Ty*hop], z, m_p, logs_p [1,C,Ty], enc_p_x [1,192,Ty], quantized [1,768,T25])"""
@@ -476,15 +533,20 @@ class Decoder(nn.Module):
         self.enc_p = w.enc_p
         self.flow = w.flow
         self.dec = w.dec
+        self.ge_to512 = w.ge_to512 if w.is_v2pro else None
 
     def forward(self, codes, text, ge, noise_scale, noise):
         quantized = F.embedding(codes[0], self.codebook.embed).transpose(1, 2)  # [1, 768, T25]
         # nearest x2 upsampling to 50 Hz: every frame twice
         q50 = quantized.unsqueeze(-1).expand(-1, -1, -1, 2).reshape(1, quantized.shape[1], -1)
-        x, m_p, logs_p = self.enc_p(q50, text, ge, noise)
+        # v2Pro: the text encoder's MRTE gets ge_to512(ge), the flow and the generator the gin-wide ge
+        ge_text = self.ge_to512(ge.transpose(1, 2)).transpose(1, 2) if self.ge_to512 is not None else ge
+        x, m_p, logs_p = self.enc_p(q50, text, ge_text, noise)
         z_p = m_p + noise * torch.exp(logs_p) * noise_scale
         z = self.flow.reverse(z_p, ge)
         audio = self.dec(z, ge)
+        if self.ge_to512 is not None:
+            return audio, z, m_p, logs_p, x, quantized, ge_text
         return audio, z, m_p, logs_p, x, quantized
 
 
@@ -499,8 +561,9 @@ class SovitsModel:
         self.samples_per_frame = int(np.prod(self.upsample_rates))
         self.ref_bins = weights.ref_bins
         self.n_symbols = weights.enc_p.text_embedding.weight.shape[0]
+        self.is_v2pro = weights.is_v2pro
         self.vq_encoder = VqEncoder(weights).eval()
-        self.ref_encoder = RefEncoder(weights).eval()
+        self.ref_encoder = (RefEncoderPro(weights) if self.is_v2pro else RefEncoder(weights)).eval()
         self.decoder = Decoder(weights).eval()
 
     def onnx_specs(self) -> list:
@@ -512,11 +575,22 @@ class SovitsModel:
             examples=[(torch.randn(1, E, 13, generator=g),), (torch.randn(1, E, 8, generator=g),)],
             dynamic_axes={"ssl": {2: "T50"}},
         )
-        ref = GraphSpec(
-            name="ref_enc", module=self.ref_encoder, input_names=["spec"], output_names=["ge"],
-            examples=[(torch.rand(1, 1025, 12, generator=g) * 3,), (torch.rand(1, 1025, 21, generator=g) * 3,)],
-            dynamic_axes={"spec": {2: "F"}},
-        )
+        spec_bins = int(self.config["data"]["filter_length"]) // 2 + 1
+        if self.is_v2pro:
+            D = self.weights.sv_dim
+            ref = GraphSpec(
+                name="ref_enc", module=self.ref_encoder, input_names=["spec", "sv_emb"],
+                output_names=["ge", "ge_refenc", "sv_proj"],
+                examples=[(torch.rand(1, spec_bins, 12, generator=g) * 3, torch.rand(1, D, generator=g) * 4),
+                          (torch.rand(1, spec_bins, 21, generator=g) * 3, torch.rand(1, D, generator=g) * 4)],
+                dynamic_axes={"spec": {2: "F"}},
+            )
+        else:
+            ref = GraphSpec(
+                name="ref_enc", module=self.ref_encoder, input_names=["spec"], output_names=["ge"],
+                examples=[(torch.rand(1, 1025, 12, generator=g) * 3,), (torch.rand(1, 1025, 21, generator=g) * 3,)],
+                dynamic_axes={"spec": {2: "F"}},
+            )
 
         def dec_example(t25, n, ty, ns):
             return (torch.randint(0, bins, (1, 1, t25), generator=g),
@@ -528,7 +602,7 @@ class SovitsModel:
         dec = GraphSpec(
             name="sovits_decode", module=self.decoder,
             input_names=["codes", "text", "ge", "noise_scale", "noise"],
-            output_names=["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"],
+            output_names=["audio", "z", "m_p", "logs_p", "enc_p_x", "quantized"] + (["ge512"] if self.is_v2pro else []),
             # first example: Ty != 2*T25 (speed resampling); second: Ty == 2*T25 (identity), other N
             examples=[dec_example(6, 5, 10, 0.5), dec_example(4, 9, 8, 0.0)],
             dynamic_axes={"codes": {2: "T25"}, "text": {1: "N"}, "noise": {2: "Ty"}},
@@ -536,14 +610,29 @@ class SovitsModel:
         return [vq, ref, dec]
 
 
-def detect_version(weights: dict) -> str:
+def detect_version(weights: dict, head: bytes = b"PK", config: dict | None = None) -> str:
+    """v1 / v2 by the text-embedding row count (as upstream's loaders), v2Pro / v2ProPlus by the file head `05` /
+    `06` (upstream's `head2version`). A `PK` file that carries the v2Pro layers (re-saved by other tools) is taken at
+    its config's word (`model.version`); without it, it is refused rather than guessed."""
     key = "enc_p.text_embedding.weight"
     if key not in weights:
         raise CheckpointError(f"SoVITS weights have no {key}: not a SoVITS SynthesizerTrn state dict")
     rows = int(weights[key].shape[0])
     if rows not in SYMBOL_COUNTS:
         raise CheckpointError(f"{key} has {rows} rows; expected 322 (v1) or 732 (v2) symbols "
-                              "(v3/v4/v2Pro models are not supported)")
+                              "(v3/v4 models are not supported)")
+    if head in V2PRO_HEADS:
+        if rows != 732:
+            raise CheckpointError(f"file head {head.decode()!r} marks a {V2PRO_HEADS[head]} model, but {key} has "
+                                  f"{rows} rows (v2Pro models use the 732 v2 symbols)")
+        return V2PRO_HEADS[head]
+    if any(k.startswith(("sv_emb.", "ge_to512.", "prelu.")) for k in weights):
+        cfg_version = ((config or {}).get("model") or {}).get("version") or (config or {}).get("version")
+        if cfg_version in V2PRO_VERSIONS and rows == 732:
+            return cfg_version
+        raise CheckpointError(f"the weights have v2Pro layers (sv_emb/ge_to512/prelu) but neither the file head "
+                              f"({head!r}; GPT-SoVITS writes 05/06) nor the config (version {cfg_version!r}) says "
+                              f"v2Pro or v2ProPlus")
     return SYMBOL_COUNTS[rows]
 
 
@@ -565,8 +654,8 @@ def _check_codebook_extras(state: dict, source: str):
 
 def build_sovits(ckpt: Checkpoint) -> SovitsModel:
     source = f"SoVITS {getattr(ckpt, 'path', '')}".strip()
-    version = detect_version(ckpt.weights)
     cfg = ckpt.config
+    version = detect_version(ckpt.weights, getattr(ckpt, "head", b"PK"), cfg)
     if not isinstance(cfg.get("model"), dict) or not isinstance(cfg.get("data"), dict):
         raise CheckpointError(f"{source}: config lacks the 'model'/'data' sections")
     m, d = cfg["model"], cfg["data"]
@@ -584,7 +673,14 @@ def build_sovits(ckpt: Checkpoint) -> SovitsModel:
     n_symbols = int(ckpt.weights["enc_p.text_embedding.weight"].shape[0])
     with torch.device("cpu"):
         w = SynthesizerWeights(version, n_symbols, spec_channels, m)
-    state = fold_weight_norm(ckpt.weights)
+    enc_q = {k: v for k, v in ckpt.weights.items() if k.startswith(ENC_Q_PREFIX)}
+    if enc_q:
+        with torch.device("cpu"):
+            keys = PosteriorEncoderKeys(spec_channels, int(m["inter_channels"]), int(m["hidden_channels"]),
+                                        int(m["gin_channels"]))
+        strict_load(keys, fold_weight_norm(enc_q), f"{source} (training-only posterior encoder enc_q)")
+        del keys
+    state = fold_weight_norm({k: v for k, v in ckpt.weights.items() if not k.startswith(ENC_Q_PREFIX)})
     _check_codebook_extras(state, source)
     state = {k: v for k, v in state.items() if k not in CODEBOOK_TRAINING_KEYS}
     strict_load(w, state, source)

@@ -10,6 +10,12 @@
 //! in a [`Precision`] and compares the names, ranks and element types the session reports, and its `gsv.*`
 //! metadata, with the same contract. Every mismatch is a [`BundleError`] naming the field.
 //!
+//! v2Pro / v2ProPlus bundles (issue 12) have an eighth graph, `sv` (32 kHz reference -> speaker-verification
+//! embedding, declared by [`crate::reference::SpeakerVerifier`]), a `ref_enc` that also takes that embedding and
+//! a decoder with one more output (`ge512`) (both declared by [`crate::vocoder::Vocoder`]), and a manifest `sv`
+//! section ([`SvInfo`]) that [`Manifest::validate`] checks against the model (input `wav32k` at `sample_rate`,
+//! 16 kHz inside the graph, v2 symbols). A v1/v2 manifest with an `sv` section is refused.
+//!
 //! Integrity: before a graph file is loaded, its sha256 is compared with the one the manifest records for it (the
 //! exporter writes one per graph, variant and g2pW model); a mismatch is [`BundleError::Integrity`]. Each file is
 //! hashed once per process ([`verify_file`] remembers files by path, device, inode, size and mtime), not once per
@@ -25,6 +31,16 @@ use sha2::{Digest, Sha256};
 use crate::runtime::{Graph, IoSpec, Runtime, RuntimeError, SessionOptions};
 
 pub const FORMAT_VERSION: u32 = 2;
+
+/// Model versions whose speaker vector fuses a speaker-verification embedding.
+pub const V2PRO_VERSIONS: [&str; 2] = ["v2Pro", "v2ProPlus"];
+/// Rate of the speaker-verification model's own signal (inside the `sv` graph).
+pub const SV_RATE: u32 = 16_000;
+
+/// `true` for v2Pro and v2ProPlus.
+pub fn is_v2pro(model_version: &str) -> bool {
+    V2PRO_VERSIONS.contains(&model_version)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -311,6 +327,26 @@ pub struct Manifest {
     /// Optional: g2pW's polyphone model, added with `python -m export convert --g2pw DIR` (v2 bundles).
     #[serde(default)]
     pub g2pw: Option<G2pwInfo>,
+    /// v2Pro/v2ProPlus only: the speaker-verification graph's input contract.
+    #[serde(default)]
+    pub sv: Option<SvInfo>,
+}
+
+/// The `sv` section of a v2Pro/v2ProPlus manifest: the speaker-verification graph's input contract.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SvInfo {
+    /// Graph name (`sv`).
+    pub graph: String,
+    /// Input name (`wav32k`): the normalised reference at `input_rate`, the same signal the spectrogram uses.
+    pub input: String,
+    /// Rate of the input (the model's `sample_rate`, 32000).
+    pub input_rate: u32,
+    /// Rate the graph resamples to before the fbank (16000).
+    pub rate: u32,
+    /// Length of the `sv_emb` output (20480).
+    pub embedding_dim: usize,
+    /// Shortest input that yields one fbank frame.
+    pub min_input_samples: usize,
 }
 
 /// The `g2pw` entry: upstream's `G2PWModel` folder as the bundle carries it (files relative to the bundle).
@@ -435,6 +471,11 @@ impl Manifest {
             Stage::Vocoder => Some(format!("SNR {:.1} dB", num(rec, "snr_db")?)),
         }
     }
+
+    /// `true` for a v2Pro/v2ProPlus bundle (a speaker-verification graph feeds the reference encoder).
+    pub fn is_v2pro(&self) -> bool {
+        is_v2pro(&self.model_version)
+    }
 }
 
 /// A parsed, self-consistent bundle.
@@ -507,8 +548,8 @@ impl Manifest {
             let hint = if self.format_version < FORMAT_VERSION { "; re-export it with this version's `python -m export convert` (same command, same checkpoints)" } else { "; use a newer gsv" };
             return Err(field("format_version", format!("this gsv reads version {FORMAT_VERSION}, the bundle is version {}{hint}", self.format_version)));
         }
-        if self.model_version != "v1" && self.model_version != "v2" {
-            return Err(field("model_version", format!("expected v1 or v2, got {:?}", self.model_version)));
+        if !["v1", "v2"].contains(&self.model_version.as_str()) && !self.is_v2pro() {
+            return Err(field("model_version", format!("expected v1, v2, v2Pro or v2ProPlus, got {:?}", self.model_version)));
         }
         let g = &self.gpt;
         if g.eos != g.vocab_size as i64 - 1 {
@@ -551,6 +592,11 @@ impl Manifest {
                 return Err(field("g2pw.labels", "must be positive"));
             }
         }
+        if self.is_v2pro() {
+            self.validate_sv()?;
+        } else if self.sv.is_some() {
+            return Err(field("sv", format!("a {} bundle has no speaker-verification model", self.model_version)));
+        }
         self.check_declared(&crate::engine::graph_contracts(self))
     }
 
@@ -567,6 +613,30 @@ impl Manifest {
             if sorted(&entry.outputs) != sorted(&on) {
                 return Err(field(&format!("graphs.{name}.outputs"), format!("expected {on:?} (BUNDLE.md, n_layer={n_layer}), got {:?}", entry.outputs)));
             }
+        }
+        Ok(())
+    }
+
+    /// The v2Pro `sv` section: present, naming the graph and input the contract expects, at the model's rate.
+    fn validate_sv(&self) -> Result<()> {
+        let sv = self.sv.as_ref().ok_or_else(|| field("sv", format!("missing: a {} bundle needs the speaker-verification section (re-export with `python -m export convert ... --sv`)", self.model_version)))?;
+        if sv.graph != "sv" {
+            return Err(field("sv.graph", format!("expected \"sv\", got {:?}", sv.graph)));
+        }
+        if sv.input != "wav32k" {
+            return Err(field("sv.input", format!("expected \"wav32k\", got {:?}", sv.input)));
+        }
+        if sv.input_rate != self.sample_rate {
+            return Err(field("sv.input_rate", format!("{} differs from sample_rate {}", sv.input_rate, self.sample_rate)));
+        }
+        if sv.rate != SV_RATE {
+            return Err(field("sv.rate", format!("expected {SV_RATE}, got {}", sv.rate)));
+        }
+        if sv.embedding_dim == 0 {
+            return Err(field("sv.embedding_dim", "must be positive"));
+        }
+        if self.symbols.version != "v2" {
+            return Err(field("symbols.version", format!("{} models use the v2 symbols, got {:?}", self.model_version, self.symbols.version)));
         }
         Ok(())
     }

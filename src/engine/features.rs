@@ -3,7 +3,9 @@
 //! * [`Engine::text_features`]: text + language -> phone ids `N` and BERT features `[H, N]` (H = 1024; BERT for
 //!   Chinese pieces, `hidden_states[-3]` repeated per word2ph; zeros for other languages, as upstream does).
 //! * [`Engine::voice`]: reference audio -> [`VoiceFeatures`]: prompt codes (25 Hz, from 16 kHz audio through
-//!   HuBERT and the quantizer) and the [`Speaker`] (ref_enc on the 32 kHz spectrogram `[1025, F]`).
+//!   HuBERT and the quantizer) and the [`Speaker`] (ref_enc on the 32 kHz spectrogram `[1025, F]`; for v2Pro and
+//!   v2ProPlus also on the speaker-verification embedding that the `sv` graph computes from the same normalised
+//!   32 kHz signal, so the cached speaker vector is the fused one and the 20480-d embedding is not kept).
 //!
 //! Both are cached in a [`FeatureCache`]: bounded LRUs behind a mutex, keyed by content (the sha256 of the
 //! reference file's bytes; the prompt transcript and its language), shared by every engine of one model
@@ -16,6 +18,7 @@
 //! typed arrays under a header that records the audio's and the bundle's sha256, so stale files are ignored.
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 use ndarray::{concatenate, Array2, Axis};
@@ -169,6 +172,9 @@ pub struct FeatureCache {
     /// Keyed by (preprocessed transcript, language): the same voice sends the same prompt text with every request,
     /// so its BERT runs once.
     prompts: OnceLru<(String, Language), TextFeatures>,
+    /// Voices encoded (the reference chain run, a cache miss), and of those the speaker-verification runs.
+    voices_encoded: AtomicU64,
+    sv_runs: AtomicU64,
     /// Persistent voices behind the LRU, with the bundle identity they are stored under.
     store: RwLock<Option<(Arc<dyn VoiceStore>, String)>>,
 }
@@ -182,7 +188,7 @@ impl Default for FeatureCache {
 impl FeatureCache {
     /// Up to `capacity` voices and as many prompt transcripts.
     pub fn new(capacity: usize) -> FeatureCache {
-        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity), store: RwLock::new(None) }
+        FeatureCache { voices: OnceLru::new(capacity), prompts: OnceLru::new(capacity), voices_encoded: AtomicU64::new(0), sv_runs: AtomicU64::new(0), store: RwLock::new(None) }
     }
 
     /// Put `store` behind the voice LRU, for the bundle whose identity is `bundle_sha256`.
@@ -197,6 +203,16 @@ impl FeatureCache {
     /// Voices currently cached.
     pub fn voices(&self) -> usize {
         self.voices.len()
+    }
+
+    /// How many times a voice was computed (decode, HuBERT, ref_enc) for this cache, by any engine sharing it.
+    pub fn voices_encoded(&self) -> u64 {
+        self.voices_encoded.load(Ordering::Relaxed)
+    }
+
+    /// How many times the speaker-verification graph ran for this cache (v2Pro/v2ProPlus: once per voice).
+    pub fn sv_runs(&self) -> u64 {
+        self.sv_runs.load(Ordering::Relaxed)
     }
 }
 
@@ -346,21 +362,10 @@ impl Engine {
 
     /// Prompt codes and speaker vector of a reference, from the shared cache when the same bytes were seen before
     /// (by any worker). Returns whether it was cached. `cancel` is polled between the stages of a voice that has to
-    /// be computed (read, decode + resample, HuBERT, reference encoder).
+    /// be computed (read, decode + resample, HuBERT, speaker verification, reference encoder).
     pub fn voice(&mut self, r: &RefAudio, cancel: &dyn Fn() -> bool) -> Result<(Arc<VoiceFeatures>, bool)> {
-        let bytes_owned;
-        let (bytes, ext): (&[u8], Option<String>) = match r {
-            RefAudio::Path(p) => {
-                let f = reference::open_reference(p, &[], reference::LOCAL_MAX_REF_BYTES)?;
-                bytes_owned = read_stoppable(&f, cancel)?;
-                (&bytes_owned, f.ext.clone())
-            }
-            RefAudio::File(f) => {
-                bytes_owned = read_stoppable(f, cancel)?;
-                (&bytes_owned, f.ext.clone())
-            }
-            RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
-        };
+        let mut bytes_owned = Vec::new();
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned, cancel)?;
         if cancel() {
             return Err(EngineError::Cancelled);
         }
@@ -383,8 +388,18 @@ impl Engine {
         Ok((v, hit || stored))
     }
 
-    /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, reference encoder.
+    /// [`Engine::voice`] computed afresh and not cached (parity checks; the cache is left as it was, but
+    /// [`FeatureCache::voices_encoded`]/[`FeatureCache::sv_runs`] count the run).
+    pub fn voice_uncached(&mut self, r: &RefAudio, cancel: &dyn Fn() -> bool) -> Result<VoiceFeatures> {
+        let mut bytes_owned = Vec::new();
+        let (bytes, ext) = ref_bytes(r, &mut bytes_owned, cancel)?;
+        self.encode_voice(bytes, ext.as_deref(), cancel)
+    }
+
+    /// The whole voice computation: decode, resample, spectrogram, HuBERT + quantizer, (v2Pro: the
+    /// speaker-verification embedding of the normalised model-rate signal,) reference encoder.
     fn encode_voice(&mut self, bytes: &[u8], ext: Option<&str>, cancel: &dyn Fn() -> bool) -> Result<VoiceFeatures> {
+        self.features.voices_encoded.fetch_add(1, Ordering::Relaxed);
         let m = &self.bundle.manifest;
         let sp = SpecParams { n_fft: m.filter_length, hop: m.hop_length, win: m.win_length };
         let prepared = reference::prepare_bytes(bytes, ext, m.sample_rate, sp)?;
@@ -397,9 +412,36 @@ impl Engine {
         }
         let spec = Array2::from_shape_vec((prepared.spec.bins, prepared.spec.frames), prepared.spec.data)
             .map_err(|e| EngineError::Internal(format!("spectrogram: {e}")))?;
-        let speaker = self.vocoder.lock().speaker(spec.view())?;
+        let sv_emb = match self.shared.sv.as_deref() {
+            Some(sv) => {
+                if cancel() {
+                    return Err(EngineError::Cancelled);
+                }
+                self.features.sv_runs.fetch_add(1, Ordering::Relaxed);
+                Some(super::lock(sv).embedding(&prepared.wav32k)?)
+            }
+            None => None,
+        };
+        let speaker = self.vocoder.lock().speaker(spec.view(), sv_emb.as_deref())?;
         Ok(VoiceFeatures { prompt_codes, speaker })
     }
+}
+
+/// The bytes of a reference (a path is opened as a local file, no confinement; an opened [`reference::RefFile`] is
+/// read under `cancel`) and its file extension (a format hint).
+fn ref_bytes<'a>(r: &'a RefAudio, owned: &'a mut Vec<u8>, cancel: &dyn Fn() -> bool) -> Result<(&'a [u8], Option<String>)> {
+    Ok(match r {
+        RefAudio::Path(p) => {
+            let f = reference::open_reference(p, &[], reference::LOCAL_MAX_REF_BYTES)?;
+            *owned = read_stoppable(&f, cancel)?;
+            (owned.as_slice(), f.ext.clone())
+        }
+        RefAudio::File(f) => {
+            *owned = read_stoppable(f, cancel)?;
+            (owned.as_slice(), f.ext.clone())
+        }
+        RefAudio::Bytes(b, ext) => (b.as_slice(), ext.clone()),
+    })
 }
 
 /// A reference file's bytes; a stop request is [`EngineError::Cancelled`].

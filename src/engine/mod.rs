@@ -4,9 +4,12 @@
 //! * [`Engine`] owns one loaded bundle as four model structs, each owning its graphs and declaring their
 //!   contracts: [`crate::reference::Hubert`] (hubert + vq_encode: 16 kHz reference -> prompt codes), [`crate::text::bert::Bert`]
 //!   (bert + tokenizer), [`crate::gpt::Gpt`] (prefill + step + K/V cache) and [`crate::vocoder::Vocoder`] (ref_enc +
-//!   sovits_decode). No graph is reachable from outside the model structs.
+//!   sovits_decode); v2Pro/v2ProPlus bundles add [`crate::reference::SpeakerVerifier`] (sv: the reference's
+//!   speaker-verification embedding, which `ref_enc` fuses into the speaker vector). No graph is reachable from
+//!   outside the model structs.
 //! * [`Engine::tts`] ([`pipeline`]) is the request path: planning (cut into segments, prompt preprocessing),
-//!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector, from the shared
+//!   features (text phones + BERT `[1024, N]`; the voice's prompt codes (25 Hz) and speaker vector (v2Pro: fused
+//!   with the speaker-verification embedding, computed once per voice), from the shared
 //!   [`FeatureCache`]), then per segment the GPT generates tokens into a [`SegmentSink`] ([`sink`]: whole segment, or
 //!   token chunks decoded while generating) that turns them into PCM16 mono at the model rate (32 kHz), with
 //!   0.3 s of silence after each segment. `gsv synth`, `gsv bench` and the server's workers all run it.
@@ -33,7 +36,7 @@ use ndarray::Array2;
 
 use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision, Stage};
 use crate::gpt::{Gpt, GptError};
-use crate::reference::{Hubert, HubertError, ReferenceError};
+use crate::reference::{Hubert, HubertError, ReferenceError, SpeakerVerifier, SvError};
 use crate::runtime::{Runtime, RuntimeError, SessionOptions};
 use crate::text::bert::{Bert, BertError};
 use crate::text::{SymbolTable, SymbolVersion, TextError};
@@ -96,6 +99,8 @@ pub enum EngineError {
     Hubert(#[from] HubertError),
     #[error("bert: {0}")]
     Bert(#[from] BertError),
+    #[error("speaker verification: {0}")]
+    Sv(#[from] SvError),
     /// A request parameter out of range; the message is safe to show.
     #[error("bad request: {0}")]
     Invalid(String),
@@ -151,7 +156,7 @@ impl EngineError {
         match self {
             EngineError::Reference(ReferenceError::Forbidden) => ErrorKind::Forbidden,
             EngineError::Reference(ReferenceError::Interrupted) => ErrorKind::Cancelled,
-            EngineError::Invalid(_) | EngineError::Reference(_) => ErrorKind::Validation,
+            EngineError::Invalid(_) | EngineError::Reference(_) | EngineError::Sv(SvError::TooShort { .. }) => ErrorKind::Validation,
             EngineError::Text(t) | EngineError::Bert(BertError::Text(t)) => text_kind(t),
             // an empty generation is the model's answer to this text (Decision 3: an error, not the reference)
             EngineError::Gpt(GptError::EmptyGeneration) => ErrorKind::Validation,
@@ -165,6 +170,7 @@ impl EngineError {
             | EngineError::Vocoder(_)
             | EngineError::Hubert(_)
             | EngineError::Bert(_)
+            | EngineError::Sv(_)
             | EngineError::Panicked(_)
             | EngineError::Warmup(_)
             | EngineError::Internal(_) => ErrorKind::Internal,
@@ -268,11 +274,14 @@ impl From<SessionOptions> for EngineOptions {
     }
 }
 
-/// Every graph a bundle of this model family must declare, from the model structs that run them.
+/// Every graph a bundle of this model family must declare, from the model structs that run them, in pipeline
+/// order. The family is the manifest's `model_version`: v1/v2 have seven graphs; v2Pro/v2ProPlus add `sv`, and
+/// their `ref_enc`/`sovits_decode` contracts differ ([`Vocoder::contracts`]).
 pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
     let mut v: Vec<GraphContract> = Hubert::contracts(m).into();
     v.push(Bert::contract(m));
     v.extend(Gpt::contracts(m));
+    v.extend(SpeakerVerifier::contract(m));
     v.extend(Vocoder::contracts(m));
     v
 }
@@ -312,6 +321,8 @@ impl<T> Shared<T> {
 pub struct SharedModels {
     hubert: Arc<Mutex<Hubert>>,
     bert: Arc<Mutex<Bert>>,
+    /// v2Pro/v2ProPlus: the speaker-verification model (once per new voice, like HuBERT).
+    sv: Option<Arc<Mutex<SpeakerVerifier>>>,
     /// The bundle's optional g2pW polyphone model (`g2pw.onnx`, added by `python -m export convert --g2pw`).
     g2pw: Option<Arc<Mutex<crate::text::g2pw_onnx::G2pw>>>,
     /// The GPT's prefill (once per segment; the step graph and K/V cache stay per engine).
@@ -381,7 +392,8 @@ impl Engine {
                     Some(info) => Some(Arc::new(Mutex::new(crate::text::g2pw_onnx::G2pw::load(rt, &bundle, info, s, bert.tokenizer())?))),
                     None => None,
                 };
-                SharedModels { hubert: Arc::new(Mutex::new(hubert)), bert: Arc::new(Mutex::new(bert)), g2pw, gpt_prefill: None }
+                let sv = SpeakerVerifier::load(rt, &bundle, s)?.map(|v| Arc::new(Mutex::new(v)));
+                SharedModels { hubert: Arc::new(Mutex::new(hubert)), bert: Arc::new(Mutex::new(bert)), sv, g2pw, gpt_prefill: None }
             }
         };
         let (gpt, shared) = match batched {
@@ -480,6 +492,10 @@ impl Engine {
     }
     pub fn bert_mut(&mut self) -> MutexGuard<'_, Bert> {
         lock(&self.shared.bert)
+    }
+    /// The speaker-verification model (v2Pro/v2ProPlus bundles only).
+    pub fn sv_mut(&mut self) -> Option<MutexGuard<'_, SpeakerVerifier>> {
+        self.shared.sv.as_deref().map(lock)
     }
 }
 

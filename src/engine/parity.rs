@@ -6,6 +6,15 @@
 //! GPT token checks: we keep every generated token; upstream's callers take `y[:, -idx:]`, which after
 //! an early stop drops the first generated token. So we compare our tokens with `y_full[P:]` (all
 //! generated tokens), our upstream-style slice (last `idx` tokens) with `*_pred_semantic`, and `idx`.
+//!
+//! A set holding several SoVITS models (`../shared/golden-v2pro`: a v2Pro and a v2ProPlus one) keeps each
+//! model's arrays under `<model_version>/` (`v2Pro/decode_audio`); [`run`] reads the bundle's version's arrays
+//! first and the shared ones otherwise, as `python -m export verify` does, and fails (not skips) when the set has
+//! per-version arrays but none for the bundle's version. v2Pro/v2ProPlus bundles add, like verify: the `sv`
+//! graph on the golden 32 kHz signal (its 16 kHz signal, Kaldi fbank and embedding), `ref_enc` on the golden
+//! spectrogram + embedding (`ge_refenc`, `sv_proj`, the fused `ge`), the same with the graph's own embedding,
+//! and the decoder's `ge512`; plus, Rust only, the embedding of our own 32 kHz signal decoded from the reference
+//! file and the voice's fused `ge` as the engine computes a voice ([`Engine::voice_uncached`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +62,8 @@ struct GoldenManifest {
 pub struct Golden {
     pub dir: PathBuf,
     m: GoldenManifest,
+    /// `"<model_version>/"` when reading one model's arrays of a several-model set ([`Golden::for_version`]).
+    prefix: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +79,43 @@ impl Golden {
         let p = dir.join("manifest.json");
         let t = std::fs::read_to_string(&p).map_err(|e| ParityError::Golden(format!("{}: {e}", p.display())))?;
         let m: GoldenManifest = serde_json::from_str(&t).map_err(|e| ParityError::Golden(format!("{}: {e}", p.display())))?;
-        Ok(Golden { dir: dir.to_path_buf(), m })
+        Ok(Golden { dir: dir.to_path_buf(), m, prefix: String::new() })
+    }
+    /// The model versions a several-model set keeps arrays for (the `<version>/` prefixes of its array names).
+    pub fn versions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.m.arrays.keys().filter_map(|k| k.split_once('/').map(|(p, _)| p.to_string())).collect();
+        v.dedup();
+        v
+    }
+    /// This set read for a bundle of `model_version`: its `<model_version>/` arrays first, then the shared ones.
+    /// `None` when the set keeps per-version arrays but none for this version.
+    pub fn for_version(&self, model_version: &str) -> Option<Golden> {
+        let versions = self.versions();
+        let prefix = if versions.iter().any(|v| v == model_version) {
+            format!("{model_version}/")
+        } else if versions.is_empty() {
+            String::new()
+        } else {
+            return None;
+        };
+        let m = GoldenManifest {
+            arrays: self.m.arrays.iter().map(|(k, e)| (k.clone(), ArrayEntry { file: e.file.clone(), shape: e.shape.clone() })).collect(),
+            inputs: self.m.inputs.clone(),
+        };
+        Some(Golden { dir: self.dir.clone(), m, prefix })
+    }
+    /// Whether array `name` is in the manifest (this version's or shared).
+    pub fn has(&self, name: &str) -> bool {
+        self.m.arrays.contains_key(&format!("{}{name}", self.prefix)) || self.m.arrays.contains_key(name)
     }
     pub fn array(&self, name: &str) -> Result<npy::Npy, ParityError> {
-        let e = self.m.arrays.get(name).ok_or_else(|| ParityError::Golden(format!("array `{name}` not in manifest")))?;
+        let versioned = format!("{}{name}", self.prefix);
+        let e = self
+            .m
+            .arrays
+            .get(&versioned)
+            .or_else(|| self.m.arrays.get(name))
+            .ok_or_else(|| ParityError::Golden(format!("array `{versioned}` not in manifest")))?;
         let a = npy::read(&self.dir.join(&e.file))?;
         if a.shape != e.shape {
             return Err(ParityError::Golden(format!("{name}: shape {:?} differs from manifest {:?}", a.shape, e.shape)));
@@ -80,6 +124,17 @@ impl Golden {
     }
     pub fn input_str(&self, key: &str) -> Option<&str> {
         self.m.inputs.get(key).and_then(|v| v.as_str())
+    }
+    /// A file the manifest's `inputs` names, relative to the set (`"ref_audio/x.wav"`; a note after the path, as
+    /// in `"ref_audio/x.wav (copy of ...)"`, is ignored).
+    pub fn input_path(&self, key: &str) -> Option<PathBuf> {
+        let v = self.input_str(key)?;
+        let whole = self.dir.join(v);
+        if whole.is_file() {
+            return Some(whole);
+        }
+        let first = v.split(" (").next().unwrap_or(v).trim();
+        Some(self.dir.join(first))
     }
     pub fn input_i64(&self, key: &str) -> Option<i64> {
         self.m.inputs.get(key).and_then(|v| v.as_i64())
@@ -146,6 +201,13 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
         report(&c);
         out.push(c);
     };
+    let version = engine.manifest().model_version.clone();
+    let Some(golden) = golden.for_version(&version) else {
+        push(fail("model_version", format!("the golden set holds arrays for {}, not for the bundle's {version}", golden.versions().join(", "))), &mut out);
+        return out;
+    };
+    let golden = &golden;
+    let is_v2pro = engine.manifest().is_v2pro();
     macro_rules! tryc {
         ($name:expr, $e:expr) => {
             match $e {
@@ -166,9 +228,10 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
 
     // 0. reference audio from the recording itself (inputs.reference_wav): resamplers and spectrogram
     let mut native_wav16k: Option<Vec<f32>> = None;
-    if let Some(rel) = golden.input_str("reference_wav") {
-        let path = golden.dir.join(rel);
-        match crate::reference::load_file(&path) {
+    let mut native_wav32k: Option<Vec<f32>> = None;
+    let native_path = golden.input_path("reference_wav");
+    if let Some(path) = &native_path {
+        match crate::reference::load_file(path) {
             Ok(audio) => {
                 match crate::reference::resample_librosa(&audio, man.hubert_rate) {
                     Ok(w16) => {
@@ -193,6 +256,7 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
                         if let (Ok(spec), Ok(r)) = (crate::reference::spectrogram(&w32, sp), golden.array("refer_spec")) {
                             push(float_check("spectrogram (from our 32 kHz)", &spec.data, &r.f32(), fa, fr), &mut out);
                         }
+                        native_wav32k = Some(w32);
                     }
                     Err(e) => push(fail("reference 32 kHz (torchaudio sinc)", e.to_string()), &mut out),
                 }
@@ -254,13 +318,63 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
         }
     }
 
-    // 3. ref_enc
+    // 3a. v2Pro: speaker verification on the golden 32 kHz signal (16 kHz signal, Kaldi fbank, embedding), and on
+    // ours from the reference file
+    let mut own_emb: Option<Vec<f32>> = None;
+    let mut sv_ref: Option<Vec<f32>> = None;
+    if is_v2pro {
+        let w32 = tryc!("sv_emb", golden.array("wav32k")).f32();
+        let emb_ref = tryc!("sv_emb", golden.array("sv_emb")).f32();
+        let mut sv = tryc!("sv_emb", engine.sv_mut().ok_or("the engine did not load the sv graph"));
+        let o = tryc!("sv_emb", sv.run(&w32, true));
+        for (name, arr) in &o.extras {
+            let gname = format!("sv_{name}");
+            if golden.has(&gname) {
+                match golden.array(&gname) {
+                    Ok(r) => push(float_check(&gname, &arr.iter().copied().collect::<Vec<_>>(), &r.f32(), fa, fr), &mut out),
+                    Err(e) => push(fail(&gname, e.to_string()), &mut out),
+                }
+            }
+        }
+        push(float_check("sv_emb", &o.sv_emb, &emb_ref, fa, fr), &mut out);
+        if let Some(w) = &native_wav32k {
+            match sv.embedding(w) {
+                Ok(e) => push(float_check("sv_emb (from our 32 kHz of the reference file)", &e, &emb_ref, fa, fr), &mut out),
+                Err(e) => push(fail("sv_emb (from our 32 kHz of the reference file)", e.to_string()), &mut out),
+            }
+        }
+        own_emb = Some(o.sv_emb);
+        sv_ref = Some(emb_ref);
+    }
+
+    // 3b. ref_enc (v2Pro: with the golden embedding, then with the sv graph's own: the fused ge)
     let spec = tryc!("ref_enc", golden.array("refer_spec"));
     let f = *spec.shape.last().unwrap_or(&0);
     let spec = tryc!("ref_enc", Array2::from_shape_vec((bins, f), spec.f32()).map_err(|e| e.to_string()));
-    let ge = tryc!("ref_enc", engine.vocoder_mut().speaker(spec.view())).ge;
+    let (speaker, extras) = tryc!("ref_enc", engine.vocoder_mut().speaker_with_extras(spec.view(), sv_ref.as_deref(), true));
     let ge_ref = tryc!("ref_enc", golden.array("decode_ge")).f32();
-    push(float_check("ref_enc_ge", &ge, &ge_ref, fa, fr), &mut out);
+    for (name, arr) in &extras {
+        let gname = format!("decode_{name}");
+        match golden.array(&gname) {
+            Ok(r) => push(float_check(&format!("ref_enc_{name}"), &arr.iter().copied().collect::<Vec<_>>(), &r.f32(), fa, fr), &mut out),
+            Err(e) => push(fail(&format!("ref_enc_{name}"), e.to_string()), &mut out),
+        }
+    }
+    push(float_check(if is_v2pro { "ref_enc_ge (fused)" } else { "ref_enc_ge" }, &speaker.ge, &ge_ref, fa, fr), &mut out);
+    if let Some(e) = &own_emb {
+        match engine.vocoder_mut().speaker(spec.view(), Some(e)) {
+            Ok(s) => push(float_check("ref_enc_ge (fused, sv graph's own embedding)", &s.ge, &ge_ref, fa, fr), &mut out),
+            Err(e) => push(fail("ref_enc_ge (fused, sv graph's own embedding)", e.to_string()), &mut out),
+        }
+    }
+    // 3c. the voice as the server computes it (reference file -> voice features; the engine's cache is left alone),
+    // speaker vector only (its prompt codes go through the soxr port: reported above, not required)
+    if let Some(path) = &native_path {
+        match engine.voice_uncached(&super::RefAudio::Path(path.clone()), &|| false) {
+            Ok(v) => push(float_check("voice ge (engine, from the reference file)", &v.speaker.ge, &ge_ref, fa, fr), &mut out),
+            Err(e) => push(fail("voice ge (engine, from the reference file)", e.to_string()), &mut out),
+        }
+    }
 
     // 4. GPT
     let ids = tryc!("gpt", golden.array("gpt_all_phoneme_ids")).i64();
@@ -353,5 +467,74 @@ pub fn run(engine: &mut Engine, golden: &Golden, report: &mut dyn FnMut(&Check))
     let ours: Vec<f32> = pcm.iter().map(|&x| x as f32).collect();
     let refs: Vec<f32> = w_ref.iter().map(|&x| x as f32).collect();
     push(float_check("webui_output_int16", &ours, &refs, 2.0, 0.0), &mut out);
+    out
+}
+
+/// The text frontend + BERT of the engine against the set's own text arrays (`prompt_phone_ids`,
+/// `prompt_bert_features`, `target_phone_ids`, `target_bert_features`), for the manifest's `inputs` texts, planned
+/// as upstream's api_v2 path made them (`TextPreprocessor`: the transcript with its end punctuation, the target cut
+/// by `text_split_method`, the segments' phones concatenated). Sets with a `text_frontend/` folder are checked
+/// case by case by [`crate::text::golden::check`] as well; this check is the one a set without that folder (the
+/// v2Pro set, whose README says the v2 frontend goldens apply unchanged) still gets. Nothing is checked when the set
+/// has neither the texts nor the arrays.
+pub fn run_text(engine: &mut Engine, golden: &Golden, data: &crate::text::FrontendData, report: &mut dyn FnMut(&Check)) -> Vec<Check> {
+    use super::{RefAudio, TextSplit, TtsRequest, V2Cut};
+    use crate::text::Language;
+    let mut out = Vec::new();
+    let mut push = |c: Check, out: &mut Vec<Check>| {
+        report(&c);
+        out.push(c);
+    };
+    let (fa, fr) = (1e-4, 1e-3);
+    let lang = |key: &str| golden.input_str(key).and_then(Language::from_code).map(Language::for_api_v2);
+    let (Some(prompt), Some(target), Some(pl), Some(tl)) =
+        (golden.input_str("prompt_text"), golden.input_str("target_text"), lang("prompt_language"), lang("target_language"))
+    else {
+        return out;
+    };
+    let cut = golden.input_str("text_split_method").and_then(V2Cut::parse).unwrap_or(V2Cut::Cut1);
+    let mut req = TtsRequest::new(target, tl, RefAudio::Bytes(std::sync::Arc::new(Vec::new()), None), prompt, pl);
+    req.split = TextSplit::V2(cut);
+    let plan = match super::pipeline::plan(&req) {
+        Ok(p) => p,
+        Err(e) => {
+            push(fail("text plan", e.to_string()), &mut out);
+            return out;
+        }
+    };
+    let mut one = |name: &str, texts: &[String], lang: Language, out: &mut Vec<Check>| {
+        let (ids_name, bert_name) = (format!("{name}_phone_ids"), format!("{name}_bert_features"));
+        if !golden.has(&ids_name) {
+            return;
+        }
+        let mut ids = Vec::new();
+        let mut bert: Vec<Array2<f32>> = Vec::new();
+        for t in texts {
+            match engine.text_features(data, t, lang) {
+                Ok(f) => {
+                    ids.extend(f.phone_ids);
+                    bert.push(f.bert);
+                }
+                Err(e) => {
+                    push(fail(&format!("text {ids_name}"), e.to_string()), out);
+                    return;
+                }
+            }
+        }
+        match golden.array(&ids_name) {
+            Ok(r) => push(id_check(&format!("text {ids_name}"), &ids, &r.i64()), out),
+            Err(e) => push(fail(&format!("text {ids_name}"), e.to_string()), out),
+        }
+        if golden.has(&bert_name) {
+            let views: Vec<_> = bert.iter().map(|a| a.view()).collect();
+            match (ndarray::concatenate(ndarray::Axis(1), &views), golden.array(&bert_name)) {
+                (Ok(b), Ok(r)) => push(float_check(&format!("text {bert_name}"), &b.iter().copied().collect::<Vec<_>>(), &r.f32(), fa, fr), out),
+                (Err(e), _) => push(fail(&format!("text {bert_name}"), e.to_string()), out),
+                (_, Err(e)) => push(fail(&format!("text {bert_name}"), e.to_string()), out),
+            }
+        }
+    };
+    one("prompt", std::slice::from_ref(&plan.prompt_text), pl, &mut out);
+    one("target", &plan.segments, tl, &mut out);
     out
 }

@@ -41,6 +41,16 @@ pub fn confine_model(p: &Path, roots: &[PathBuf]) -> Result<(), HttpError> {
 
 const DEFAULT_HUBERT: &str = "GPT_SoVITS/pretrained_models/chinese-hubert-base";
 const DEFAULT_BERT: &str = "GPT_SoVITS/pretrained_models/chinese-roberta-wwm-ext-large";
+/// The speaker-verification model GPT-SoVITS ships for v2Pro/v2ProPlus (upstream's `sv.py` `sv_path`).
+const DEFAULT_SV: &str = "GPT_SoVITS/pretrained_models/sv/pretrained_eres2netv2w24s4ep4.ckpt";
+
+/// Whether a SoVITS `.pth` is a v2Pro/v2ProPlus file: upstream writes those with the head bytes `05`/`06` instead of
+/// the zip's `PK` (`process_ckpt.my_save2`). An unreadable file is not.
+fn is_v2pro_sovits(p: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    std::fs::File::open(p).and_then(|mut f| f.read_exact(&mut head)).is_ok() && matches!(&head, b"05" | b"06")
+}
 
 fn is_checkpoint(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref(), Some("pth" | "ckpt"))
@@ -54,7 +64,8 @@ fn quote(s: &str) -> String {
     }
 }
 
-/// The `python -m export convert` command for PyTorch checkpoints.
+/// The `python -m export convert` command for PyTorch checkpoints (with `--sv` when the SoVITS file is v2Pro or
+/// v2ProPlus).
 pub fn convert_command(gpt: Option<&Path>, sovits: Option<&Path>, hubert: Option<&str>, bert: Option<&str>) -> (String, String) {
     let stem = sovits
         .or(gpt)
@@ -65,8 +76,9 @@ pub fn convert_command(gpt: Option<&Path>, sovits: Option<&Path>, hubert: Option
     let out = format!("onnx/{stem}");
     let g = gpt.map(|p| quote(&p.display().to_string())).unwrap_or_else(|| "<your GPT .ckpt>".into());
     let s = sovits.map(|p| quote(&p.display().to_string())).unwrap_or_else(|| "<your SoVITS .pth>".into());
+    let sv = if sovits.is_some_and(is_v2pro_sovits) { format!(" --sv {DEFAULT_SV}") } else { String::new() };
     let cmd = format!(
-        ".venv/bin/python -m export convert --gpt {g} --sovits {s} --hubert {} --bert {} --out {out}",
+        ".venv/bin/python -m export convert --gpt {g} --sovits {s} --hubert {} --bert {}{sv} --out {out}",
         quote(hubert.unwrap_or(DEFAULT_HUBERT)),
         quote(bert.unwrap_or(DEFAULT_BERT))
     );
@@ -123,7 +135,23 @@ mod tests {
         let e = bundle_from_models(Some(Path::new("SoVITS_weights/my voice.pth")), Some(Path::new("GPT_weights/v-e15.ckpt")), None, None).unwrap_err();
         assert!(e.contains("--gpt GPT_weights/v-e15.ckpt --sovits 'SoVITS_weights/my voice.pth'"), "{e}");
         assert!(e.contains("--out onnx/my_voice"), "{e}");
+        assert!(!e.contains("--sv"), "{e}");
         assert_eq!(bundle_from_models(None, None, None, None), Ok(None));
+    }
+
+    #[test]
+    fn v2pro_checkpoints_get_the_sv_flag() {
+        let dir = std::env::temp_dir().join(format!("gsv-paths-sv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (head, sv) in [(&b"05"[..], true), (b"06", true), (b"PK", false), (b"0", false)] {
+            let p = dir.join("voice.pth");
+            std::fs::write(&p, [head, b"\x03\x04rest"].concat()).unwrap();
+            let (cmd, _) = convert_command(None, Some(&p), None, None);
+            assert_eq!(cmd.contains(&format!("--sv {DEFAULT_SV} --out")), sv, "{head:?}: {cmd}");
+        }
+        let (cmd, _) = convert_command(None, Some(&dir.join("missing.pth")), None, None);
+        assert!(!cmd.contains("--sv"), "{cmd}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

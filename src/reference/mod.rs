@@ -14,6 +14,8 @@
 //!   row-major (bins x frames), as `spectrogram_torch(..., center=False)` computes it.
 //! * [`ReferenceCache`]: a small content-hash (sha256 of the file bytes) LRU for derived data.
 //! * [`Hubert`]: the prompt encoder (`hubert` + `vq_encode` graphs): `wav16k_padded` -> prompt codes (25 Hz).
+//! * [`SpeakerVerifier`] (v2Pro/v2ProPlus bundles): the `sv` graph, `wav32k` -> the speaker-verification embedding
+//!   (20480 values) that `ref_enc` fuses into the speaker vector.
 //!
 //! [`prepare`] runs the whole signal chain for one file (plain Rust); [`Hubert`] runs its graphs through
 //! [`crate::runtime`]. The engine caches what a voice costs (prompt codes, speaker vector) by content hash.
@@ -31,6 +33,7 @@ mod hubert;
 mod sinc;
 mod soxr;
 mod spec;
+mod sv;
 
 use std::path::{Path, PathBuf};
 
@@ -41,6 +44,7 @@ pub use hubert::{Hubert, HubertError};
 pub use sinc::resample_torchaudio;
 pub use soxr::{resample_soxr_hq, SoxrStream};
 pub use spec::{spectrogram, Spectrogram};
+pub use sv::{SpeakerVerifier, SvError, SvOutputs};
 
 /// Size limit of reference files the operator names on the command line (`gsv synth --ref`, parity): a regular file
 /// is still required, but the limit is generous (the server uses `--max-ref-bytes`).

@@ -2,10 +2,15 @@
 //!
 //! [`Vocoder`] owns the two SoVITS graphs and declares their contracts ([`Vocoder::contracts`]):
 //! * `ref_enc` ([`Vocoder::speaker`]): the 32 kHz reference's linear spectrogram `spec` `[1, 1025, F]` -> `ge`
-//!   `[1, G, 1]`, the [`Speaker`] of a voice (computed once per voice and cached by the engine);
+//!   `[1, G, 1]`, the [`Speaker`] of a voice (computed once per voice and cached by the engine). v2Pro/v2ProPlus:
+//!   `ref_enc` also takes the speaker-verification embedding `sv_emb` `[1, D]` (from
+//!   [`crate::reference::SpeakerVerifier`]) and returns the **fused** `ge = PReLU(ref_enc(spec) + Linear(sv_emb))`
+//!   (upstream's `SynthesizerTrn.decode` per reference), plus `ge_refenc` `[1, G, 1]` and `sv_proj` `[1, G]` for
+//!   parity. Several references average these fused vectors ([`Speaker::mean`]), after the PReLU, as upstream does;
 //! * `sovits_decode` ([`Vocoder::decode`]): semantic `codes` `[1, 1, T25]` (25 Hz), target phone ids `text`
 //!   `[1, N]`, `ge` `[1, G, 1]`, `noise_scale` `[1]` and `noise` `[1, C, Ty]` -> `audio` `[1, 1, Ty*hop]` f32 at the
-//!   model rate (32 kHz; 1280 samples per token at speed 1), plus intermediates for parity. The noise is
+//!   model rate (32 kHz; 1280 samples per token at speed 1), plus intermediates for parity (v2Pro: also `ge512`
+//!   `[1, 512, 1]`, the text encoder's projection of the fused `ge`, applied inside the graph). The noise is
 //!   `[C, Ty]` with `Ty` from [`target_frames`] (BUNDLE.md's speed rule), standard normal from a seeded ChaCha8
 //!   RNG (Box–Muller), zeros when `noise_scale == 0`.
 //! * [`postprocess`]: per segment, divide by the peak if it exceeds 1, append 0.3 s of silence (model
@@ -77,8 +82,8 @@ impl Default for DecodeParams {
     }
 }
 
-/// What the decoder needs of a voice besides its tokens: the reference encoder's speaker vector `ge` (`G` values).
-/// (v2Pro adds the speaker-verification embedding here, computed once per voice like `ge`.)
+/// What the decoder needs of a voice besides its tokens: the reference encoder's speaker vector `ge` (`G` values;
+/// for v2Pro/v2ProPlus the fused one, the speaker-verification embedding already inside it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Speaker {
     pub ge: Vec<f32>,
@@ -107,7 +112,7 @@ impl Speaker {
 #[derive(Debug, Default)]
 pub struct DecodeOut {
     pub audio: Vec<f32>,
-    /// `(name, array)` for `z`, `m_p`, `logs_p`, `enc_p_x`, `quantized` when requested.
+    /// `(name, array)` for `z`, `m_p`, `logs_p`, `enc_p_x`, `quantized` (v2Pro: and `ge512`) when requested.
     pub extras: Vec<(String, ArrayD<f32>)>,
 }
 
@@ -121,12 +126,25 @@ pub struct Vocoder {
     bins: usize,
     /// Output samples per semantic token at speed 1 (2 frames of `hop`).
     samples_per_token: usize,
+    /// v2Pro/v2ProPlus: `ref_enc` takes an `sv_emb` of this length.
+    sv_dim: Option<usize>,
+    /// Intermediate outputs `decode` can return (the contract's outputs besides `audio`).
+    extras: &'static [&'static str],
 }
 
 impl Vocoder {
     /// The graphs this struct runs (BUNDLE.md).
-    pub fn contracts(_m: &Manifest) -> [GraphContract; 2] {
-        let ref_enc = GraphContract::new("ref_enc").input("spec", "float32", 3).output("ge", "float32", 3);
+    /// v2Pro/v2ProPlus: `ref_enc(spec, sv_emb) -> ge (fused), ge_refenc, sv_proj`, `sovits_decode` also returns
+    /// `ge512`.
+    pub fn contracts(m: &Manifest) -> [GraphContract; 2] {
+        let mut ref_enc = GraphContract::new("ref_enc").input("spec", "float32", 3);
+        if m.is_v2pro() {
+            ref_enc = ref_enc.input("sv_emb", "float32", 2);
+        }
+        ref_enc = ref_enc.output("ge", "float32", 3);
+        if m.is_v2pro() {
+            ref_enc = ref_enc.output("ge_refenc", "float32", 3).output("sv_proj", "float32", 2);
+        }
         let mut decode = GraphContract::new("sovits_decode")
             .input("codes", "int64", 3)
             .input("text", "int64", 2)
@@ -134,8 +152,8 @@ impl Vocoder {
             .input("noise_scale", "float32", 1)
             .input("noise", "float32", 3)
             .output("audio", "float32", 3);
-        for name in EXTRAS {
-            decode = decode.output(name, "float32", 3);
+        for name in decode_extras(m) {
+            decode = decode.output(*name, "float32", 3);
         }
         [ref_enc, decode]
     }
@@ -146,7 +164,15 @@ impl Vocoder {
         let ref_enc = bundle.load_graph(rt, &rc, Precision::Fp32, opts)?;
         let decoder = bundle.load_graph(rt, &dc, precision, opts)?;
         let m = &bundle.manifest;
-        Ok(Vocoder { decoder, ref_enc, inter_channels: m.sovits.inter_channels, bins: m.spec_bins(), samples_per_token: m.sovits.samples_per_frame * 2 })
+        Ok(Vocoder {
+            decoder,
+            ref_enc,
+            inter_channels: m.sovits.inter_channels,
+            bins: m.spec_bins(),
+            samples_per_token: m.sovits.samples_per_frame * 2,
+            sv_dim: if m.is_v2pro() { m.sv.as_ref().map(|s| s.embedding_dim) } else { None },
+            extras: decode_extras(m),
+        })
     }
 
     pub fn samples_per_token(&self) -> usize {
@@ -161,8 +187,27 @@ impl Vocoder {
         self.decoder.device
     }
 
-    /// The speaker vector of a reference spectrogram `[bins, F]` (bins = n_fft/2+1 = 1025).
-    pub fn speaker(&mut self, spec: ArrayView2<f32>) -> Result<Speaker> {
+    /// Whether `ref_enc` takes a speaker-verification embedding (v2Pro/v2ProPlus), and of what length.
+    pub fn sv_dim(&self) -> Option<usize> {
+        self.sv_dim
+    }
+
+    /// The speaker vector of a reference spectrogram `[bins, F]` (bins = n_fft/2+1 = 1025); v2Pro/v2ProPlus bundles
+    /// need the reference's speaker-verification embedding `sv_emb` (`[D]`) and return the fused `ge`.
+    pub fn speaker(&mut self, spec: ArrayView2<f32>, sv_emb: Option<&[f32]>) -> Result<Speaker> {
+        Ok(self.speaker_with_extras(spec, sv_emb, false)?.0)
+    }
+
+    /// [`Vocoder::speaker`] and, with `extras`, `ref_enc`'s other outputs (v2Pro: `ge_refenc`, `sv_proj`).
+    pub fn speaker_with_extras(&mut self, spec: ArrayView2<f32>, sv_emb: Option<&[f32]>, extras: bool) -> Result<(Speaker, Vec<(String, ArrayD<f32>)>)> {
+        match (self.sv_dim, sv_emb) {
+            (Some(d), Some(e)) if e.len() != d => {
+                return Err(VocoderError::Input(format!("sv_emb must have {d} values, got {}", e.len())));
+            }
+            (Some(_), None) => return Err(VocoderError::Input("this model's reference encoder needs the speaker-verification embedding".into())),
+            (None, Some(_)) => return Err(VocoderError::Input("this model's reference encoder takes no speaker-verification embedding".into())),
+            _ => {}
+        }
         if spec.nrows() != self.bins {
             return Err(VocoderError::Input(format!("spectrogram must have {} bins, got {}", self.bins, spec.nrows())));
         }
@@ -172,8 +217,23 @@ impl Vocoder {
         }
         let spec = spec.as_standard_layout();
         let data = spec.as_slice().ok_or_else(|| VocoderError::Input("spectrogram is not contiguous".into()))?;
-        let outs = self.ref_enc.run(&[Input::f32("spec", &[1, self.bins, f], data)])?;
-        Ok(Speaker { ge: outs.get::<f32>("ge")?.1.to_vec() })
+        let mut inputs = vec![Input::f32("spec", &[1, self.bins, f], data)];
+        if let Some(e) = sv_emb {
+            inputs.push(Input::f32("sv_emb", &[1, e.len()], e));
+        }
+        let outs = self.ref_enc.run(&inputs)?;
+        let speaker = Speaker { ge: outs.get::<f32>("ge")?.1.to_vec() };
+        let mut more = Vec::new();
+        if extras {
+            for name in ["ge_refenc", "sv_proj"] {
+                if outs.contains(name) {
+                    let (shape, data) = outs.get::<f32>(name)?;
+                    let arr = ArrayD::from_shape_vec(shape, data.to_vec()).map_err(|e| VocoderError::Input(format!("output {name}: {e}")))?;
+                    more.push((name.to_string(), arr));
+                }
+            }
+        }
+        Ok((speaker, more))
     }
 
     /// Run `sovits_decode`. `noise` overrides the generated noise (must be `[C, Ty]`).
@@ -210,7 +270,7 @@ impl Vocoder {
         ])?;
         let mut out = DecodeOut { audio: outs.get::<f32>("audio")?.1.to_vec(), extras: Vec::new() };
         if extras {
-            for name in EXTRAS {
+            for &name in self.extras {
                 if outs.contains(name) {
                     let (shape, data) = outs.get::<f32>(name)?;
                     let arr = ArrayD::from_shape_vec(shape, data.to_vec()).map_err(|e| VocoderError::Input(format!("output {name}: {e}")))?;
@@ -222,8 +282,17 @@ impl Vocoder {
     }
 }
 
-/// Intermediate outputs of `sovits_decode`, compared stage by stage by `gsv parity`.
+/// Intermediate outputs of `sovits_decode`, compared stage by stage by `gsv parity` (v2Pro: and `ge512`).
 const EXTRAS: [&str; 5] = ["z", "m_p", "logs_p", "enc_p_x", "quantized"];
+const EXTRAS_V2PRO: [&str; 6] = ["z", "m_p", "logs_p", "enc_p_x", "quantized", "ge512"];
+
+fn decode_extras(m: &Manifest) -> &'static [&'static str] {
+    if m.is_v2pro() {
+        &EXTRAS_V2PRO
+    } else {
+        &EXTRAS
+    }
+}
 
 /// int16 conversion convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-"""Shared pytest fixtures. Golden folders: env GSV_GOLDEN_DIR / GSV_GOLDEN_V1_DIR, else ../shared/golden(-v1)
-next to the repository. A missing golden folder fails the test that asks for it (it is never a skip)."""
+"""Shared pytest fixtures. Golden folders: env GSV_GOLDEN_DIR / GSV_GOLDEN_V1_DIR / GSV_GOLDEN_V2PRO_DIR, else
+../shared/golden(-v1, -v2pro) next to the repository. A missing golden folder fails the test that asks for it (it
+is never a skip)."""
 import os
 from pathlib import Path
 
@@ -28,6 +29,19 @@ def golden_dir() -> Path:
 @pytest.fixture(scope="session")
 def golden_v1_dir() -> Path:
     return _golden("GSV_GOLDEN_V1_DIR", "golden-v1")
+
+
+@pytest.fixture(scope="session")
+def golden_v2pro_dir() -> Path:
+    return _golden("GSV_GOLDEN_V2PRO_DIR", "golden-v2pro")
+
+
+@pytest.fixture(scope="session")
+def sv_checkpoint(golden_v2pro_dir, tmp_path_factory) -> Path:
+    """The golden set's speaker-verification checkpoint, decompressed (it is stored .xz) into a session folder."""
+    from golden_sets import decompress_sv
+
+    return decompress_sv(golden_v2pro_dir, tmp_path_factory.mktemp("sv"))
 
 
 @pytest.fixture(scope="session")

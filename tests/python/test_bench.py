@@ -117,3 +117,55 @@ def test_memory_reports_rss_per_worker_count(repo_root):
         assert 0 < r["rss_mib"] <= r["peak_rss_mib"] and r["anon_mib"] > 0
     assert two["peak_rss_mib"] > one["peak_rss_mib"] - 5
     assert two["per_extra_worker_mib"] < one["peak_rss_mib"]
+
+
+def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_root):
+    """v2Pro/v2ProPlus bundles: the PyTorch row also needs the speaker-verification checkpoint; it is found where
+    convert recorded it (or in `sv/` of a checkpoint folder), and without it the sources are not found."""
+    from bench.worker import find_checkpoints
+
+    monkeypatch.setenv("GSV_GOLDEN_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("GSV_GOLDEN_V1_DIR", str(tmp_path / "none"))
+    man = json.loads((repo_root / "onnx" / "golden-v2proplus" / "manifest.json").read_text())
+    assert man["sources"]["sv"]["path"], "convert records the sv checkpoint's path"
+    sv = tmp_path / "moved" / man["sources"]["sv"]["file"]
+    sv.parent.mkdir()
+    sv.write_bytes(b"stand-in: only gpt and sovits are checked by sha256")
+    man["sources"]["sv"]["path"] = str(sv)
+    got = find_checkpoints(man, str(tmp_path / "elsewhere"), None)
+    assert got == {k: man["sources"][k]["path"] for k in ("gpt", "sovits", "hubert", "bert", "sv")}
+    # a checkpoint folder with the others beside and the sv file in sv/ (random-checkpoint's layout)
+    d = tmp_path / "ckpt"
+    (d / "sv").mkdir(parents=True)
+    for k in ("gpt", "sovits", "hubert", "bert"):
+        (d / man["sources"][k]["file"]).symlink_to(man["sources"][k]["path"])
+        man["sources"][k].pop("path")
+    (d / "sv" / sv.name).symlink_to(sv)
+    assert find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))["sv"] == str(d / "sv" / sv.name)
+    sv.unlink()
+    with pytest.raises(FileNotFoundError):
+        find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))
+
+
+def test_bench_v2proplus_rows(repo_root):
+    """The v2ProPlus bench rows on the tiny golden v2ProPlus bundle: onnxruntime-python runs the bundle's sv graph and
+    feeds its embedding to ref_enc (the reference time includes it), and the gsv-v2proplus row (when a gsv binary is
+    found) reports the voice's encoding time as ref_ms."""
+    bundle = repo_root / "onnx" / "golden-v2proplus"
+    assert (bundle / "manifest.json").is_file(), "test_bundle_golden.py exports it"
+    env = dict(os.environ, PYTHONPATH=str(repo_root))
+    cmd = [sys.executable, "-m", "bench", "--bundle", str(bundle), "--tokens", "4", "--threads", "1", "--json",
+           "--systems", "gsv-v2proplus,onnxruntime-python", "--v2proplus", str(bundle), "--bandwidth-mb", "16",
+           "--no-steps", "--no-variants"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=repo_root, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    by = {s["name"]: s for s in json.loads(p.stdout)["systems"]}
+    assert list(by) == ["gsv-v2proplus", "onnxruntime-python"]
+    o = by["onnxruntime-python"]
+    assert "skipped" not in o, o
+    assert o["ref_ms"] > 0 and o["tokens"] == 4
+    g = by["gsv-v2proplus"]
+    if "skipped" not in g:
+        assert g["bundle"] == str(bundle) and g["ref_ms"] > 0, g
+        for f in FIELDS:
+            assert isinstance(g[f], (int, float)) and g[f] > 0, (f, g[f])

@@ -157,7 +157,8 @@ def test_rejects_bad_checkpoints(case):
         build_sovits(_with_weights(ckpt, w))
 
     w = dict(ckpt.weights)
-    w["enc_q.pre.weight"] = np.zeros((1,), np.float32)  # training-only parts are not silently accepted
+    # the training-only posterior encoder is accepted only whole (official pretrained files), never partial
+    w["enc_q.pre.weight"] = np.zeros((1,), np.float32)
     with pytest.raises(CheckpointError, match="enc_q"):
         build_sovits(_with_weights(ckpt, w))
 
