@@ -66,3 +66,23 @@ def golden_bundle(golden_dir) -> Path:
         if r.returncode != 0:
             pytest.fail(f"exporting {out} failed: {r.stderr[-2000:]}")
     return out
+
+
+@pytest.fixture(scope="session")
+def golden_v2proplus_bundle(golden_v2pro_dir, sv_checkpoint) -> Path:
+    """onnx/golden-v2proplus, exported from the v2Pro golden set if it is not there yet (test_bundle_golden.py checks
+    the export itself; the bench tests need the bundle whatever order pytest runs them in)."""
+    import subprocess
+    import sys
+
+    from golden_sets import BUNDLES, model_paths
+
+    out = REPO_ROOT / "onnx" / "golden-v2proplus"
+    if not (out / "manifest.json").is_file():
+        p = model_paths(golden_v2pro_dir, BUNDLES["golden-v2proplus"][1])
+        r = subprocess.run([sys.executable, "-m", "export", "convert", "--gpt", str(p["gpt"]), "--sovits", str(p["sovits"]),
+                            "--hubert", str(p["hubert"]), "--bert", str(p["bert"]), "--sv", str(sv_checkpoint),
+                            "--out", str(out)], cwd=REPO_ROOT, capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.fail(f"exporting {out} failed: {r.stderr[-2000:]}")
+    return out

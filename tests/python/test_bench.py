@@ -119,14 +119,14 @@ def test_memory_reports_rss_per_worker_count(repo_root):
     assert two["per_extra_worker_mib"] < one["peak_rss_mib"]
 
 
-def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_root):
+def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_root, golden_v2proplus_bundle):
     """v2Pro/v2ProPlus bundles: the PyTorch row also needs the speaker-verification checkpoint; it is found where
     convert recorded it (or in `sv/` of a checkpoint folder), and without it the sources are not found."""
     from bench.worker import find_checkpoints
 
     monkeypatch.setenv("GSV_GOLDEN_DIR", str(tmp_path / "none"))
     monkeypatch.setenv("GSV_GOLDEN_V1_DIR", str(tmp_path / "none"))
-    man = json.loads((repo_root / "onnx" / "golden-v2proplus" / "manifest.json").read_text())
+    man = json.loads((golden_v2proplus_bundle / "manifest.json").read_text())
     assert man["sources"]["sv"]["path"], "convert records the sv checkpoint's path"
     sv = tmp_path / "moved" / man["sources"]["sv"]["file"]
     sv.parent.mkdir()
@@ -147,12 +147,11 @@ def test_v2pro_sources_include_the_sv_checkpoint(tmp_path, monkeypatch, repo_roo
         find_checkpoints(man, str(tmp_path / "elsewhere"), str(d))
 
 
-def test_bench_v2proplus_rows(repo_root):
+def test_bench_v2proplus_rows(repo_root, golden_v2proplus_bundle):
     """The v2ProPlus bench rows on the tiny golden v2ProPlus bundle: onnxruntime-python runs the bundle's sv graph and
     feeds its embedding to ref_enc (the reference time includes it), and the gsv-v2proplus row (when a gsv binary is
     found) reports the voice's encoding time as ref_ms."""
-    bundle = repo_root / "onnx" / "golden-v2proplus"
-    assert (bundle / "manifest.json").is_file(), "test_bundle_golden.py exports it"
+    bundle = golden_v2proplus_bundle
     env = dict(os.environ, PYTHONPATH=str(repo_root))
     cmd = [sys.executable, "-m", "bench", "--bundle", str(bundle), "--tokens", "4", "--threads", "1", "--json",
            "--systems", "gsv-v2proplus,onnxruntime-python", "--v2proplus", str(bundle), "--bandwidth-mb", "16",
