@@ -288,7 +288,6 @@ struct Plan {
 }
 
 fn plan(a: &ServeArgs) -> Result<Plan> {
-    let scheduler = Scheduler::parse(&a.scheduler, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
     let explicit = paths::bundle_from_models(a.sovits_path.as_deref(), a.gpt_path.as_deref(), a.hubert_path.as_deref(), a.bert_path.as_deref())
         .map_err(|e| anyhow!(e))?;
     let implicit = explicit.is_none();
@@ -297,6 +296,15 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         None => paths::find_demo_bundle().context("no -s/-g given and the demo bundle onnx/demo was not found (run from the repository, or pass -s DIR)")?,
     };
     let bundle = Bundle::open(&model_dir)?;
+    // --scheduler auto (the default): the batched engine when the bundle has the batched step graph and nobody asked
+    // for a number of pool workers (README "Batching": it measured faster at every concurrency)
+    let name = match a.scheduler.as_str() {
+        "auto" if bundle.manifest.gpt.batched_step && a.workers.is_none() => "batched",
+        "auto" => "pool",
+        other => other,
+    };
+    let scheduler = Scheduler::parse(name, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
+    tracing::info!(scheduler = scheduler.name(), "GPT engine");
     let flags_ref = RefSpec {
         path: a.default_refer_path.clone().unwrap_or_default(),
         text: a.default_refer_text.clone().unwrap_or_default(),
@@ -416,7 +424,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         workers: match scheduler {
             // one worker thread per batch place: each runs its request's frontend and vocoder around the shared GPT
             Scheduler::Batched { max_batch, .. } => max_batch,
-            Scheduler::Pool => a.workers.max(1),
+            Scheduler::Pool => a.workers.unwrap_or(1).max(1),
         },
         scheduler,
         max_queue: a.max_queue,
