@@ -205,7 +205,7 @@ pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
 /// Who runs this engine's GPT: its own [`Gpt`] (the pool: one model copy per worker), or the server's
 /// [`batch::BatchScheduler`] (`--scheduler batched`: one model copy, every request's sequence in one batch).
 pub enum GptRunner {
-    Own(Gpt),
+    Own(Box<Gpt>),
     Batched(Arc<batch::BatchScheduler>),
 }
 
@@ -270,7 +270,7 @@ impl Engine {
         let bert = Bert::load(rt, &bundle, s, opts.precision.bert)?;
         let gpt = match batched {
             Some(b) => GptRunner::Batched(b),
-            None => GptRunner::Own(Gpt::load(rt, &bundle, s, opts.precision.gpt)?),
+            None => GptRunner::Own(Box::new(Gpt::load(rt, &bundle, s, opts.precision.gpt)?)),
         };
         let vocoder = Vocoder::load(rt, &bundle, s, opts.precision.vocoder)?;
         let g2pw = match &bundle.manifest.g2pw {
