@@ -296,15 +296,6 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         None => paths::find_demo_bundle().context("no -s/-g given and the demo bundle onnx/demo was not found (run from the repository, or pass -s DIR)")?,
     };
     let bundle = Bundle::open(&model_dir)?;
-    // --scheduler auto (the default): the batched engine when the bundle has the batched step graph and nobody asked
-    // for a number of pool workers (README "Batching": it measured faster at every concurrency)
-    let name = match a.scheduler.as_str() {
-        "auto" if bundle.manifest.gpt.batched_step && a.workers.is_none() => "batched",
-        "auto" => "pool",
-        other => other,
-    };
-    let scheduler = Scheduler::parse(name, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
-    tracing::info!(scheduler = scheduler.name(), "GPT engine");
     let flags_ref = RefSpec {
         path: a.default_refer_path.clone().unwrap_or_default(),
         text: a.default_refer_text.clone().unwrap_or_default(),
@@ -327,6 +318,16 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         Bundle::open(&d).with_context(|| format!("--bundle {n}"))?;
         named.push((n.to_string(), d));
     }
+    // --scheduler auto (the default): the batched engine when every bundle given has the batched step graph and
+    // nobody asked for a number of pool workers (README "Batching"), else the pool
+    let all_batched = bundle.manifest.gpt.batched_step && named.iter().all(|(_, d)| Bundle::open(d).is_ok_and(|b| b.manifest.gpt.batched_step));
+    let name = match a.scheduler.as_str() {
+        "auto" if all_batched && a.workers.is_none() => "batched",
+        "auto" => "pool",
+        other => other,
+    };
+    let scheduler = Scheduler::parse(name, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
+    tracing::info!(scheduler = scheduler.name(), "GPT engine");
     let mut voices = BTreeMap::new();
     for v in &a.voice {
         let (n, rest) = split_named("--voice", v)?;
