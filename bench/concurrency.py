@@ -12,7 +12,9 @@ onnx/demo's reference, at most --tokens GPT tokens each) submitted at once after
 Per level and engine: aggregate GPT tokens/s (all streams' tokens / wall time from the submissions to the last
 answer), per-request RTF p50 and max (request wall time / its audio seconds; below 1 = faster than real time), and
 time to first audio p50/p99 (submission to the first audio piece), plus the machine's load (1-minute load average)
-read just before the run. `--json` prints `{"concurrency": [{"streams", "engine", "aggregate_tokens_per_s",
+read just before the run. Then the GPT step alone at each level's batch size (`step_scaling`: the bundle's batched
+`gpt_step` from Python onnxruntime, caches bound in place, 100 cached rows per sequence, median of 15 steps): what
+the batch does for the GPT without the frontend and vocoder work that each stream still does on its own. `--json` prints `{"concurrency": [{"streams", "engine", "aggregate_tokens_per_s",
 "rtf_p50", "ttfa_p50_ms", "ttfa_p99_ms", ...}, ...], ...}`."""
 from __future__ import annotations
 
@@ -43,6 +45,56 @@ def run_one(exe: str, a, engine: str, streams: int, env: dict) -> dict:
     return r
 
 
+def step_scaling(bundle: str, sizes: list, threads: int, rows: int = 100, reps: int = 15) -> list:
+    """Median ms per batched step of the bundle's gpt_step at each batch size (CPU, `threads` intra-op threads)."""
+    import time
+
+    import numpy as np
+    import onnxruntime as ort
+
+    man = json.load(open(os.path.join(bundle, "manifest.json"), encoding="utf-8"))
+    g = man["gpt"]
+    L, H, Dk, V = g["n_layer"], g["n_head"], g["kv_head_dim"], g["vocab_size"]
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    s = ort.InferenceSession(os.path.join(bundle, man["graphs"]["gpt_step"]["file"]), so,
+                             providers=["CPUExecutionProvider"])
+    out = []
+    for b in sizes:
+        c = rows + 8
+        io = s.io_binding()
+        rng = np.random.default_rng(0)
+        caches = [ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((b, H, c, Dk)) * 0.1).astype(np.float32))
+                  for _ in range(2 * L)]
+        feeds = {"token": np.ones((b, 1), np.int64), "position": np.arange(b, dtype=np.int64) + 50,
+                 "seqlens_k": np.full(b, rows, np.int32), "total_len": np.array(rows + 1, np.int32)}
+        keep = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feeds.items()}
+        for k, v in keep.items():
+            io.bind_ortvalue_input(k, v)
+        for i in range(L):
+            io.bind_ortvalue_input(f"past_k_{i}", caches[i])
+            io.bind_ortvalue_output(f"present_k_{i}", caches[i])
+            io.bind_ortvalue_input(f"past_v_{i}", caches[L + i])
+            io.bind_ortvalue_output(f"present_v_{i}", caches[L + i])
+        logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((b, V), np.float32))
+        io.bind_ortvalue_output("logits", logits)
+        for _ in range(3):
+            s.run_with_iobinding(io)
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            s.run_with_iobinding(io)
+            ts.append(time.perf_counter() - t0)
+        ms = 1e3 * float(np.median(ts))
+        out.append({"batch": b, "ms_per_step": ms, "tokens_per_s": b / ms * 1e3, "load_1m": load_avg()})
+    base = out[0]["tokens_per_s"] if out else 1.0
+    for r in out:
+        r["vs_batch_1"] = r["tokens_per_s"] / base
+    return out
+
+
 def run(a, exe: str, env: dict, log) -> dict:
     rows = []
     for i, n in enumerate(a.concurrency):
@@ -55,8 +107,11 @@ def run(a, exe: str, env: dict, log) -> dict:
         base = one.get(r["engine"])
         if "skipped" not in r and base:
             r["tokens_per_s_vs_1_stream"] = r["aggregate_tokens_per_s"] / base["aggregate_tokens_per_s"]
-    return {"concurrency": rows, "tokens": a.tokens, "pool_workers": a.pool_workers, "threads": a.threads,
-            "bundle": a.bundle}
+    log("GPT step alone at each batch size")
+    sizes = sorted(set([1] + list(a.concurrency)))
+    steps = step_scaling(a.bundle, sizes, a.threads)
+    return {"concurrency": rows, "gpt_step_scaling": steps, "tokens": a.tokens, "pool_workers": a.pool_workers,
+            "threads": a.threads, "bundle": a.bundle}
 
 
 def table(rep: dict) -> str:
@@ -71,4 +126,10 @@ def table(rep: dict) -> str:
         out.append(f"{r['streams']:>7} {r['engine']:>8} {r['aggregate_tokens_per_s']:>8.1f} "
                    f"{r.get('tokens_per_s_vs_1_stream', float('nan')):>5.2f} {r['rtf_p50']:>8.3f} {r['rtf_max']:>8.3f} "
                    f"{r['ttfa_p50_ms']:>7.0f}ms {r['ttfa_p99_ms']:>7.0f}ms {r['load_1m']:>5.2f}")
+    if rep.get("gpt_step_scaling"):
+        out.append("GPT step alone (batched gpt_step, Python onnxruntime, 100 cached rows per sequence):")
+        out.append(f"{'batch':>7} {'ms/step':>8} {'tok/s':>8} {'vs 1':>5} {'load':>5}")
+        for r in rep["gpt_step_scaling"]:
+            out.append(f"{r['batch']:>7} {r['ms_per_step']:>8.1f} {r['tokens_per_s']:>8.1f} {r['vs_batch_1']:>5.2f} "
+                       f"{r['load_1m']:>5.2f}")
     return "\n".join(out)

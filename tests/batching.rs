@@ -304,3 +304,44 @@ fn server_batched_scheduler_answers_as_the_pool() {
     let bad = support::Server::try_start(&["--scheduler", "fifo"], &[]).err().expect("an unknown scheduler is refused");
     assert!(bad.stderr.contains("unknown scheduler"), "{}", bad.stderr);
 }
+
+/// A request that leaves mid-generation (its consumer stops, as a client that hangs up) ends with Cancelled and
+/// frees its place; the sequences sharing its steps go on exactly as alone.
+#[test]
+fn a_cancelled_sequence_leaves_the_batch_without_disturbing_the_others() {
+    let rt = Runtime::init(None).unwrap();
+    let dir = golden_bundle();
+    let bundle = gsv::bundle::Bundle::open(&dir).unwrap();
+    let cases = cases(&bundle.manifest);
+    let mut engine = Engine::load(&rt, &dir, &opts().into()).unwrap();
+    let alone: Vec<Vec<i64>> = cases[..3]
+        .iter()
+        .map(|c| engine.gpt_mut().unwrap().generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &mut |_| true).unwrap().tokens)
+        .collect();
+    let gpt = BatchGpt::load(&rt, &bundle, &opts(), Default::default(), 2, 256).unwrap();
+    let metrics = Arc::new(EngineMetrics::default());
+    let sched = BatchScheduler::start(gpt, metrics.clone()).unwrap();
+    let results: Vec<Result<Vec<i64>, gsv::gpt::GptError>> = std::thread::scope(|s| {
+        let hs: Vec<_> = cases[..3]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let sched = sched.clone();
+                s.spawn(move || {
+                    let mut n = 0;
+                    sched
+                        .generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &|| false, &mut |_| {
+                            n += 1;
+                            !(i == 1 && n == 5)
+                        })
+                        .map(|o| o.tokens)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(matches!(results[1], Err(gsv::gpt::GptError::Cancelled)), "{:?}", results[1]);
+    // max batch 2: the third waited for a place, which the cancelled one (or the first) freed
+    assert_eq!(results[0].as_ref().unwrap(), &alone[0]);
+    assert_eq!(results[2].as_ref().unwrap(), &alone[2]);
+}

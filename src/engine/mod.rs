@@ -289,7 +289,7 @@ pub fn graph_contracts(m: &Manifest) -> Vec<GraphContract> {
 /// Who runs this engine's GPT: its own [`Gpt`] (the pool: one model copy per worker), or the server's
 /// [`batch::BatchScheduler`] (`--scheduler batched`: one model copy, every request's sequence in one batch).
 pub enum GptRunner {
-    Own(Gpt),
+    Own(Box<Gpt>),
     Batched(Arc<batch::BatchScheduler>),
 }
 
@@ -401,7 +401,7 @@ impl Engine {
             None => {
                 let gpt = Gpt::load_sharing(rt, &bundle, s, precision.gpt, shared.gpt_prefill.clone())?;
                 let shared = SharedModels { gpt_prefill: Some(gpt.shared_prefill()), ..shared };
-                (GptRunner::Own(gpt), shared)
+                (GptRunner::Own(Box::new(gpt)), shared)
             }
         };
         let vocoder = Vocoder::load(rt, &bundle, s, precision.vocoder)?;

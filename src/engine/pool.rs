@@ -187,6 +187,12 @@ impl Loader {
 
     /// Load a bundle folder once to check it (`/set_model`).
     pub fn check(&self, dir: &Path) -> Result<()> {
+        if let Scheduler::Batched { max_batch, kv_rows } = self.scheduler {
+            // the batched engine needs the batched step graph: refuse an older bundle here, with the re-export message
+            let bundle = Bundle::open(dir)?;
+            let precision = self.opts.precision.resolve(&bundle.manifest)?;
+            BatchGpt::load(&self.runtime, &bundle, &self.opts.session, precision.gpt, max_batch, kv_rows).map(drop)?;
+        }
         Engine::load(&self.runtime, dir, &self.opts).map(drop)
     }
 }

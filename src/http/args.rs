@@ -191,13 +191,14 @@ pub struct ServeArgs {
     /// Requests that may wait for a worker; more get 429
     #[arg(long = "max-queue", default_value_t = 32)]
     pub max_queue: usize,
-    /// Engine threads (--scheduler pool), each with its own GPT step, vocoder and K/V cache (BERT, HuBERT and the
-    /// GPT prefill are shared)
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
-    /// Who runs the GPT: pool (each worker its own copy, one request at a time) or batched (one copy stepping every
-    /// running request together; README "Batching")
-    #[arg(long, default_value = "pool")]
+    /// Engine threads (--scheduler pool; default 1), each with its own GPT step, vocoder and K/V cache (BERT,
+    /// HuBERT and the GPT prefill are shared). Giving it selects the pool under --scheduler auto
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Who runs the GPT: batched (one copy stepping every running request together; README "Batching"), pool (each
+    /// worker its own copy, one request at a time), or auto: batched when the bundle has the batched step graph and
+    /// --workers is not given, else pool
+    #[arg(long, default_value = "auto")]
     pub scheduler: String,
     /// --scheduler batched: requests in the running batch (also the number of worker threads, which run each
     /// request's frontend and vocoder); more wait in the queue (--max-queue), then 429

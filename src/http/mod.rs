@@ -298,7 +298,6 @@ struct Plan {
 }
 
 fn plan(a: &ServeArgs) -> Result<Plan> {
-    let scheduler = Scheduler::parse(&a.scheduler, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
     let explicit = paths::bundle_from_models(a.sovits_path.as_deref(), a.gpt_path.as_deref(), a.hubert_path.as_deref(), a.bert_path.as_deref())
         .map_err(|e| anyhow!(e))?;
     let implicit = explicit.is_none();
@@ -329,6 +328,16 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         Bundle::open(&d).with_context(|| format!("--bundle {n}"))?;
         named.push((n.to_string(), d));
     }
+    // --scheduler auto (the default): the batched engine when every bundle given has the batched step graph and
+    // nobody asked for a number of pool workers (README "Batching"), else the pool
+    let all_batched = bundle.manifest.gpt.batched_step && named.iter().all(|(_, d)| Bundle::open(d).is_ok_and(|b| b.manifest.gpt.batched_step));
+    let name = match a.scheduler.as_str() {
+        "auto" if all_batched && a.workers.is_none() => "batched",
+        "auto" => "pool",
+        other => other,
+    };
+    let scheduler = Scheduler::parse(name, a.max_batch, a.batch_kv_rows).map_err(|e| anyhow!(e))?;
+    tracing::info!(scheduler = scheduler.name(), "GPT engine");
     let mut voices = BTreeMap::new();
     for v in &a.voice {
         let (n, rest) = split_named("--voice", v)?;
@@ -434,7 +443,7 @@ fn plan(a: &ServeArgs) -> Result<Plan> {
         workers: match scheduler {
             // one worker thread per batch place: each runs its request's frontend and vocoder around the shared GPT
             Scheduler::Batched { max_batch, .. } => max_batch,
-            Scheduler::Pool => a.workers.max(1),
+            Scheduler::Pool => a.workers.unwrap_or(1).max(1),
         },
         scheduler,
         max_queue: a.max_queue,
