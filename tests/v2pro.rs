@@ -330,7 +330,7 @@ fn golden_v2pro_bundles_serve_with_the_voice_cached() {
         // from the cached fused speaker vector
         if b.manifest.graphs["sovits_decode"].variants.contains_key("int8") {
             let mut opts: gsv::engine::EngineOptions = SessionOptions { intra_threads: 2, ..Default::default() }.into();
-            opts.precision.vocoder = gsv::bundle::Precision::Int8;
+            opts.precision.vocoder = Some(gsv::bundle::Precision::Int8);
             let mut q = Engine::load(&rt, &dir, &opts).unwrap().with_features(cache.clone());
             let (a8, st8) = run(&mut q, &req);
             assert_eq!((st8.tokens, a8.len()), (st.tokens, a.len()), "{version}: same tokens through the int8 decoder");
