@@ -237,7 +237,7 @@ fn eight_concurrent_requests_same_audio_as_alone() {
     // all 8 at once through the batched scheduler (8 places, one GPT)
     let metrics = Arc::new(EngineMetrics::default());
     let loader = Arc::new(Loader { runtime: rt.clone(), opts: opts().into(), scheduler: Scheduler::Batched { max_batch: 8, kv_rows: 1024 }, metrics: metrics.clone() });
-    let model = Arc::new(ModelGen::open("default", &dir, 1).unwrap());
+    let model = Arc::new(ModelGen::open("default", &dir, 1, &gsv::engine::Precisions::AUTO).unwrap());
     let pool = Pool::start(PoolConfig { workers: 8, max_queue: 0, warmup: None, wedge_margin: Duration::from_secs(30) }, loader, data, model.clone(), metrics.clone()).unwrap();
     let tickets: Vec<_> = reqs.iter().enumerate().map(|(i, r)| pool.submit(format!("r{i}"), model.clone(), r.clone(), None).unwrap()).collect();
     // 8 places and no queue: a ninth is refused at once (429)
