@@ -128,3 +128,17 @@ fn containers_upstream_reads_decode() {
         }
     }
 }
+
+/// Inputs the audio_decode fuzz target found (kept as its seeds): an MP4 whose `stsc` claims ~4 billion entries made
+/// symphonia ask for 64 GB and abort the process; a truncated Matroska size made its EBML reader overflow (a panic,
+/// caught). Both must be plain decode errors (a 400 on the server), the process unharmed.
+#[test]
+fn fuzz_found_containers_are_refused_not_fatal() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/audio_decode");
+    for (file, hint) in [("m4a-stsc-count", "m4a"), ("mkv-vint-overflow", "mp3")] {
+        let data = std::fs::read(dir.join(file)).unwrap();
+        // byte 0 is the fuzz target's hint selector; the rest is the file
+        let r = gsv::reference::decode_bytes(&data[1..], Some(hint));
+        assert!(matches!(r, Err(gsv::reference::ReferenceError::Decode(_))), "{file}: {:?}", r.map(|a| a.samples.len()));
+    }
+}

@@ -30,6 +30,7 @@ mod cache;
 mod decode;
 mod file;
 mod hubert;
+mod mp4check;
 mod sinc;
 mod soxr;
 mod spec;
