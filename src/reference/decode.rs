@@ -67,8 +67,10 @@ pub fn decode_bytes(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
             Err(e) => return Err(e),
         }
     } else {
-        // a table sized past the file would make symphonia's MP4 demuxer abort the process (see mp4check)
+        // a table or element sized past the file would make symphonia's MP4/Matroska demuxers abort the process
+        // (see mp4check)
         super::mp4check::check(bytes).map_err(ReferenceError::Decode)?;
+        super::mp4check::check_ebml(bytes).map_err(ReferenceError::Decode)?;
         decode_symphonia_guarded(bytes, ext_hint)?
     };
     if audio.sample_rate == 0 {

@@ -161,3 +161,88 @@ mod tests {
         check(b"\0\0\0\x02ftypM4A ").unwrap();
     }
 }
+
+/// Matroska/WebM masters (walked into); every other element is data that symphonia may read into one buffer of its
+/// declared size.
+const EBML_MASTERS: [u32; 30] = [
+    0x1A45DFA3, 0x18538067, 0x114D9B74, 0x4DBB, 0x1549A966, 0x1654AE6B, 0xAE, 0xE0, 0xE1, 0x6D80, 0x6240, 0x5034,
+    0x5035, 0x1F43B675, 0xA0, 0x75A1, 0xA6, 0x1C53BB6B, 0xBB, 0xB7, 0x1043A770, 0x45B9, 0xB6, 0x80, 0x1254C367, 0x7373,
+    0x63C0, 0x67C8, 0x1941A469, 0x61A7,
+];
+
+/// The same idea for Matroska/WebM (EBML): symphonia-format-mkv reads a data element (a block, codec private data)
+/// with `vec![0; declared size]`, so an element claiming petabytes aborts the process. Every element in the tree
+/// that starts at the EBML header, masters excepted (they are walked as far as the file goes), must declare at most
+/// the file's whole length.
+pub fn check_ebml(bytes: &[u8]) -> Result<(), String> {
+    let end = bytes.len().min(SEARCH);
+    let Some(start) = bytes[..end].windows(4).position(|w| w == [0x1A, 0x45, 0xDF, 0xA3]) else { return Ok(()) };
+    ebml_walk(&bytes[start..], bytes.len() as u64, 0)
+}
+
+/// (value, length) of an EBML variable-length integer; `keep_marker` for element IDs.
+fn vint(b: &[u8], keep_marker: bool) -> Option<(u64, usize)> {
+    let first = *b.first()?;
+    let len = first.leading_zeros() as usize + 1;
+    if len > 8 || b.len() < len {
+        return None;
+    }
+    let mut v = if keep_marker { first as u64 } else { (first as u64) & (0xFF >> len) };
+    for &x in &b[1..len] {
+        v = (v << 8) | x as u64;
+    }
+    Some((v, len))
+}
+
+fn ebml_walk(data: &[u8], file_len: u64, depth: usize) -> Result<(), String> {
+    if depth > 16 {
+        return Err("Matroska elements nested too deeply".into());
+    }
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let Some((id, il)) = vint(&data[pos..], true) else { return Ok(()) };
+        let Some((size, sl)) = vint(&data[pos + il..], false) else { return Ok(()) };
+        let unknown = size == (1u64 << (7 * sl)) - 1;
+        let body_start = pos + il + sl;
+        let master = EBML_MASTERS.contains(&(id as u32)) && id <= u32::MAX as u64;
+        if unknown && master {
+            // a live-written segment or cluster: runs to the end of what there is
+            return ebml_walk(&data[body_start.min(data.len())..], file_len, depth + 1);
+        }
+        // a master larger than the file is a truncated recording (it is walked as far as it goes); a data element
+        // larger than the whole file is a lie symphonia would allocate for
+        if size > file_len && !master {
+            return Err(format!("malformed Matroska: element {id:#X} declares {size} bytes in a file of {file_len}"));
+        }
+        let body_end = (body_start as u64 + size).min(data.len() as u64) as usize;
+        if master {
+            ebml_walk(&data[body_start.min(body_end)..body_end], file_len, depth + 1)?;
+        }
+        pos = body_end.max(pos + 1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod ebml_tests {
+    use super::*;
+
+    #[test]
+    fn an_element_larger_than_the_file_is_refused() {
+        // EBML header (empty), Segment of unknown size, Cluster (9 bytes) holding a SimpleBlock that claims 2^32 bytes
+        let head = |cluster: u8| {
+            let mut f = vec![0x1A, 0x45, 0xDF, 0xA3, 0x80];
+            f.extend_from_slice(&[0x18, 0x53, 0x80, 0x67, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+            f.extend_from_slice(&[0x1F, 0x43, 0xB6, 0x75, cluster]);
+            f
+        };
+        let mut f = head(0x89);
+        f.extend_from_slice(&[0xA3, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00]);
+        let e = check_ebml(&f).unwrap_err();
+        assert!(e.contains("0xA3"), "{e}");
+        // a SimpleBlock of 2 bytes passes
+        let mut f = head(0x84);
+        f.extend_from_slice(&[0xA3, 0x82, 0x00, 0x00]);
+        check_ebml(&f).unwrap();
+    }
+}
