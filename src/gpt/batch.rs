@@ -18,6 +18,7 @@
 //! slot index); when they fall to a quarter of it or less (but not to none: an idle server keeps its buffers for the
 //! next burst) they are compacted into the smaller one (the caller is told the new slot of each). Memory is `B * C * H * Dk * 4 bytes * 2 * n_layer` for the current bucket only.
 
+use super::kv::StepTensors;
 use super::{GptDims, GptError, GptInput, Result};
 use crate::bundle::{Bundle, LoadError, Precision};
 use crate::runtime::{Binding, Device, Graph, OrtTensor, Runtime, SessionOptions};
@@ -106,31 +107,7 @@ impl BatchGpt {
     }
 
     fn alloc(&self, bucket: usize) -> Result<Buffers> {
-        let d = self.dims;
-        let shape = [bucket, d.n_head, self.rows, d.kv_head_dim];
-        let mut k = Vec::with_capacity(d.n_layer);
-        let mut v = Vec::with_capacity(d.n_layer);
-        for _ in 0..d.n_layer {
-            k.push(self.step.alloc::<f32>(&shape)?);
-            v.push(self.step.alloc::<f32>(&shape)?);
-        }
-        let token = self.step.alloc::<i64>(&[bucket, 1])?;
-        let position = self.step.alloc::<i64>(&[bucket])?;
-        let seqlens_k = self.step.alloc::<i32>(&[bucket])?;
-        let total_len = self.step.alloc::<i32>(&[])?;
-        let mut logits = self.step.alloc::<f32>(&[bucket, d.vocab])?;
-        let mut binding = self.step.binding()?;
-        binding.input("token", &token)?;
-        binding.input("position", &position)?;
-        binding.input("seqlens_k", &seqlens_k)?;
-        binding.input("total_len", &total_len)?;
-        for i in 0..d.n_layer {
-            binding.input(&format!("past_k_{i}"), &k[i])?;
-            binding.input(&format!("past_v_{i}"), &v[i])?;
-            binding.output(&format!("present_k_{i}"), &mut k[i])?;
-            binding.output(&format!("present_v_{i}"), &mut v[i])?;
-        }
-        binding.output("logits", &mut logits)?;
+        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(&self.step, self.dims, bucket, self.rows)?;
         Ok(Buffers { bucket, k, v, token, position, seqlens_k, total_len, logits, binding })
     }
 

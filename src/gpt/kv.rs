@@ -44,6 +44,51 @@ impl std::fmt::Debug for KvCache {
     }
 }
 
+/// The tensors bound to a `gpt_step` graph for `batch` sequences of `rows` K/V rows each: per layer K and V
+/// `[batch, H, rows, Dk]` (bound as past and present), `token` `[batch, 1]`, `position` `[batch]`, `seqlens_k`
+/// `[batch]`, `total_len` scalar, `logits` `[batch, V]`. The one cache of [`super::Gpt`] (batch 1) and each bucket of
+/// the batched GPT ([`super::batch`]) are made by [`StepTensors::bind`].
+pub(super) struct StepTensors {
+    pub k: Vec<OrtTensor<f32>>,
+    pub v: Vec<OrtTensor<f32>>,
+    pub token: OrtTensor<i64>,
+    pub position: OrtTensor<i64>,
+    pub seqlens_k: OrtTensor<i32>,
+    pub total_len: OrtTensor<i32>,
+    pub logits: OrtTensor<f32>,
+    pub binding: Binding,
+}
+
+impl StepTensors {
+    pub(super) fn bind(step: &Graph, dims: GptDims, batch: usize, rows: usize) -> Result<StepTensors> {
+        let shape = [batch, dims.n_head, rows, dims.kv_head_dim];
+        let mut k = Vec::with_capacity(dims.n_layer);
+        let mut v = Vec::with_capacity(dims.n_layer);
+        for _ in 0..dims.n_layer {
+            k.push(step.alloc::<f32>(&shape)?);
+            v.push(step.alloc::<f32>(&shape)?);
+        }
+        let token = step.alloc::<i64>(&[batch, 1])?;
+        let position = step.alloc::<i64>(&[batch])?;
+        let seqlens_k = step.alloc::<i32>(&[batch])?;
+        let total_len = step.alloc::<i32>(&[])?;
+        let mut logits = step.alloc::<f32>(&[batch, dims.vocab])?;
+        let mut binding = step.binding()?;
+        binding.input("token", &token)?;
+        binding.input("position", &position)?;
+        binding.input("seqlens_k", &seqlens_k)?;
+        binding.input("total_len", &total_len)?;
+        for i in 0..dims.n_layer {
+            binding.input(&format!("past_k_{i}"), &k[i])?;
+            binding.input(&format!("past_v_{i}"), &v[i])?;
+            binding.output(&format!("present_k_{i}"), &mut k[i])?;
+            binding.output(&format!("present_v_{i}"), &mut v[i])?;
+        }
+        binding.output("logits", &mut logits)?;
+        Ok(StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding })
+    }
+}
+
 fn input(msg: String) -> GptError {
     GptError::Input(msg)
 }
@@ -51,35 +96,12 @@ fn input(msg: String) -> GptError {
 impl KvCache {
     /// A zero-filled cache of `capacity` rows bound to `step` (the `gpt_step` graph of [`super::Gpt`]).
     pub(super) fn new(step: &Graph, dims: GptDims, capacity: usize) -> Result<KvCache> {
-        let GptDims { n_layer, n_head: heads, hidden, kv_head_dim, vocab, .. } = dims;
+        let GptDims { n_layer, n_head: heads, hidden, kv_head_dim, .. } = dims;
         if heads == 0 || !hidden.is_multiple_of(heads) || kv_head_dim < hidden / heads {
             return Err(input(format!("K/V cache: hidden {hidden}, {heads} heads, head size {kv_head_dim}")));
         }
         let head_dim = hidden / heads;
-        let shape = [1usize, heads, capacity, kv_head_dim];
-        let mut k = Vec::with_capacity(n_layer);
-        let mut v = Vec::with_capacity(n_layer);
-        for _ in 0..n_layer {
-            k.push(step.alloc::<f32>(&shape)?);
-            v.push(step.alloc::<f32>(&shape)?);
-        }
-        let token = step.alloc::<i64>(&[1, 1])?;
-        let position = step.alloc::<i64>(&[1])?;
-        let seqlens_k = step.alloc::<i32>(&[1])?;
-        let total_len = step.alloc::<i32>(&[])?;
-        let mut logits = step.alloc::<f32>(&[1, vocab])?;
-        let mut binding = step.binding()?;
-        binding.input("token", &token)?;
-        binding.input("position", &position)?;
-        binding.input("seqlens_k", &seqlens_k)?;
-        binding.input("total_len", &total_len)?;
-        for i in 0..n_layer {
-            binding.input(&format!("past_k_{i}"), &k[i])?;
-            binding.input(&format!("past_v_{i}"), &v[i])?;
-            binding.output(&format!("present_k_{i}"), &mut k[i])?;
-            binding.output(&format!("present_v_{i}"), &mut v[i])?;
-        }
-        binding.output("logits", &mut logits)?;
+        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(step, dims, 1, capacity)?;
         Ok(KvCache { n_layer, heads, head_dim, kv_head_dim, capacity, len: 0, k, v, token, position, seqlens_k, total_len, logits, binding })
     }
 
