@@ -45,8 +45,21 @@ def run_one(exe: str, a, engine: str, streams: int, env: dict) -> dict:
     return r
 
 
+def step_graph(man: dict) -> tuple[str, str]:
+    """(precision, file) of the gpt_step graph gsv runs by default: the bundle's preferred GPT variant when it is
+    there and passed its gate, else fp32."""
+    pref = (man.get("quantization") or {}).get("preferred", {}).get("gpt", "fp32")
+    entry = man["graphs"]["gpt_step"]
+    v = entry.get("variants", {}).get(pref)
+    if pref != "fp32" and v and v.get("passed", True):
+        return pref, v["file"]
+    return "fp32", entry["file"]
+
+
 def step_scaling(bundle: str, sizes: list, threads: int, rows: int = 100, reps: int = 15) -> list:
-    """Median ms per batched step of the bundle's gpt_step at each batch size (CPU, `threads` intra-op threads)."""
+    """Median ms per batched step of the bundle's gpt_step (the precision gsv runs by default, [`step_graph`]) at
+    each batch size (CPU, `threads` intra-op threads). A graph stamped `gsv.step_min_batch` runs smaller batches
+    with padding rows, as the engine does; tokens/s counts the real sequences only."""
     import time
 
     import numpy as np
@@ -59,17 +72,20 @@ def step_scaling(bundle: str, sizes: list, threads: int, rows: int = 100, reps: 
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    s = ort.InferenceSession(os.path.join(bundle, man["graphs"]["gpt_step"]["file"]), so,
-                             providers=["CPUExecutionProvider"])
+    precision, file = step_graph(man)
+    s = ort.InferenceSession(os.path.join(bundle, file), so, providers=["CPUExecutionProvider"])
+    min_b = max(1, int(s.get_modelmeta().custom_metadata_map.get("gsv.step_min_batch", "1")))
     out = []
-    for b in sizes:
+    for real in sizes:
+        b = max(real, min_b)
         c = rows + 8
         io = s.io_binding()
         rng = np.random.default_rng(0)
         caches = [ort.OrtValue.ortvalue_from_numpy((rng.standard_normal((b, H, c, Dk)) * 0.1).astype(np.float32))
                   for _ in range(2 * L)]
         feeds = {"token": np.ones((b, 1), np.int64), "position": np.arange(b, dtype=np.int64) + 50,
-                 "seqlens_k": np.full(b, rows, np.int32), "total_len": np.array(rows + 1, np.int32)}
+                 "seqlens_k": np.array([rows] * real + [0] * (b - real), np.int32),
+                 "total_len": np.array(rows + 1, np.int32)}
         keep = {k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in feeds.items()}
         for k, v in keep.items():
             io.bind_ortvalue_input(k, v)
@@ -88,7 +104,8 @@ def step_scaling(bundle: str, sizes: list, threads: int, rows: int = 100, reps: 
             s.run_with_iobinding(io)
             ts.append(time.perf_counter() - t0)
         ms = 1e3 * float(np.median(ts))
-        out.append({"batch": b, "ms_per_step": ms, "tokens_per_s": b / ms * 1e3, "load_1m": load_avg()})
+        out.append({"batch": real, "rows": b, "precision": precision, "ms_per_step": ms,
+                    "tokens_per_s": real / ms * 1e3, "load_1m": load_avg()})
     base = out[0]["tokens_per_s"] if out else 1.0
     for r in out:
         r["vs_batch_1"] = r["tokens_per_s"] / base
@@ -127,7 +144,11 @@ def table(rep: dict) -> str:
                    f"{r.get('tokens_per_s_vs_1_stream', float('nan')):>5.2f} {r['rtf_p50']:>8.3f} {r['rtf_max']:>8.3f} "
                    f"{r['ttfa_p50_ms']:>7.0f}ms {r['ttfa_p99_ms']:>7.0f}ms {r['load_1m']:>5.2f}")
     if rep.get("gpt_step_scaling"):
-        out.append("GPT step alone (batched gpt_step, Python onnxruntime, 100 cached rows per sequence):")
+        first = rep["gpt_step_scaling"][0]
+        pad = " (a single sequence runs with a padding row: the graph's gsv.step_min_batch)" \
+            if first.get("rows", first["batch"]) > first["batch"] else ""
+        out.append(f"GPT step alone (batched gpt_step, {first.get('precision', 'fp32')}, Python onnxruntime, 100 cached "
+                   f"rows per sequence{pad}):")
         out.append(f"{'batch':>7} {'ms/step':>8} {'tok/s':>8} {'vs 1':>5} {'load':>5}")
         for r in rep["gpt_step_scaling"]:
             out.append(f"{r['batch']:>7} {r['ms_per_step']:>8.1f} {r['tokens_per_s']:>8.1f} {r['vs_batch_1']:>5.2f} "

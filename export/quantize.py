@@ -114,14 +114,24 @@ def quantize(bundle: str, golden: str | None = None, tokens: int = 600, force: b
                 p.value = variant
         onnx.save(m, os.path.join(bundle, files[g]))
         if g == "gpt_step" and man["gpt"].get("batched_step"):
-            # the variant must keep the batched step exact per sequence, as the fp32 graph does (BUNDLE.md)
-            from .models.gpt_onnx import batch_check, kv_head_dim
+            # the variant must keep the batched step exact per sequence, as the fp32 graph does (BUNDLE.md); a graph
+            # that is exact only from two rows up is stamped so, and the runtime pads its one-sequence runs
+            from .models.gpt_onnx import kv_head_dim, step_min_batch
             gd = man["gpt"]
-            f["batch_max_err"] = batch_check(os.path.join(bundle, files[g]), gd["n_layer"], gd["n_head"],
-                                             kv_head_dim(gd["hidden_dim"], gd["n_head"]), gd["vocab_size"])
+            f["step_min_batch"], f["batch_max_err"] = step_min_batch(
+                os.path.join(bundle, files[g]), gd["n_layer"], gd["n_head"],
+                kv_head_dim(gd["hidden_dim"], gd["n_head"]), gd["vocab_size"])
+            if f["step_min_batch"] > 1:
+                log(f"  {files[g]}: a one-row step runs another MatMulNBits kernel than a batch; exact per sequence "
+                    f"from {f['step_min_batch']} rows (max difference {f['batch_max_err']:.1e}): stamped "
+                    f"gsv.step_min_batch={f['step_min_batch']}, the runtime pads single sequences")
+                p = m.metadata_props.add()
+                p.key, p.value = "gsv.step_min_batch", str(f["step_min_batch"])
+                onnx.save(m, os.path.join(bundle, files[g]))
         facts[g] = f
     step_facts = facts["gpt_step"]
     record = {"method": "MatMulNBits", **cfg, "block_sizes": step_facts.get("block_sizes", []),
+              "step_min_batch": step_facts.get("step_min_batch", 1),
               "matmuls_quantized": step_facts["matmuls"],
               "weight_bytes_per_token": gpt_step_bytes(man, step_facts["quantized_weight_bytes"]),
               "fp32_weight_bytes_per_token": gpt_step_bytes(man)}

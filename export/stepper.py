@@ -24,7 +24,11 @@ class GptRunner:
         self.dk = int(g["kv_head_dim"])
         self.pre, self.stp = prefill, step
         self.capacity = int(capacity)
-        shape = (1, self.H, self.capacity, self.dk)
+        # a step graph stamped `gsv.step_min_batch` runs with that many rows, the sequence in row 0 and padding rows
+        # (seqlens_k 0), as the runtime runs it: its one-row kernel differs (export/models/gpt_onnx.step_min_batch)
+        meta = step.get_modelmeta().custom_metadata_map if step is not None else {}
+        self.rows = max(1, int(meta.get("gsv.step_min_batch", "1")))
+        shape = (self.rows, self.H, self.capacity, self.dk)
         # numpy owns the memory; the OrtValues wrap it (no copy), so prefill rows are written through the arrays
         self.k_np = [np.zeros(shape, np.float32) for _ in range(self.L)]
         self.v_np = [np.zeros(shape, np.float32) for _ in range(self.L)]
@@ -54,13 +58,16 @@ class GptRunner:
         if self.t + 1 > self.capacity:
             raise ValueError(f"KV cache full ({self.capacity} rows)")
         b = self.binding
-        b.bind_cpu_input("token", np.asarray(token, dtype=np.int64).reshape(1, 1))
-        b.bind_cpu_input("position", np.asarray(position, dtype=np.int64).reshape(1))
-        b.bind_cpu_input("seqlens_k", np.array([self.t], dtype=np.int32))
+        pad = self.rows - 1
+        b.bind_cpu_input("token", np.concatenate([np.asarray(token, dtype=np.int64).reshape(1, 1),
+                                                  np.zeros((pad, 1), np.int64)]))
+        b.bind_cpu_input("position", np.concatenate([np.asarray(position, dtype=np.int64).reshape(1),
+                                                     np.zeros(pad, np.int64)]))
+        b.bind_cpu_input("seqlens_k", np.array([self.t] + [0] * pad, dtype=np.int32))
         b.bind_cpu_input("total_len", np.array(self.t + 1, dtype=np.int32))
         self.stp.run_with_iobinding(b)
         self.t += 1
-        return b.get_outputs()[-1].numpy()
+        return b.get_outputs()[-1].numpy()[:1]
 
     def prefill_fn(self, a, b, p):
         return self.prefill(a, b, p), None, None

@@ -42,6 +42,8 @@ struct One {
     total_ms: f64,
     tokens: usize,
     audio_s: f64,
+    /// the request's own stage times (ms): frontend (BERT included), BERT, prefill, decode (vocoder, waits for its lock included)
+    stages: [f64; 4],
 }
 
 fn percentile(v: &[f64], q: f64) -> f64 {
@@ -86,7 +88,8 @@ fn round(pool: &Pool, model: &Arc<ModelGen>, a: &StreamsArgs, tokens: usize, sr:
                             Event::Done(r) => {
                                 let st = r.map_err(|e| anyhow::anyhow!("request failed: {e}"))?;
                                 let total_ms = t0.elapsed().as_secs_f64() * 1e3;
-                                return Ok(One { ttfa_ms: first.unwrap_or(total_ms), total_ms, tokens: st.tokens, audio_s: st.samples as f64 / sr as f64 });
+                                let stages = [st.frontend_ms, st.bert_ms, st.prefill_ms, st.decode_ms];
+                                return Ok(One { ttfa_ms: first.unwrap_or(total_ms), total_ms, tokens: st.tokens, audio_s: st.samples as f64 / sr as f64, stages });
                             }
                         }
                     }
@@ -135,6 +138,13 @@ pub fn run(rt: gsv::runtime::Runtime, opts: EngineOptions, bundle: &std::path::P
         "wall_s": wall,
         "audio_s": outs.iter().map(|o| o.audio_s).sum::<f64>(),
         "load_s": load_s,
+        // summed over the streams (wall time inside each request, so a stage waiting for a shared model counts)
+        "stage_ms": {
+            "frontend": outs.iter().map(|o| o.stages[0]).sum::<f64>(),
+            "bert": outs.iter().map(|o| o.stages[1]).sum::<f64>(),
+            "prefill": outs.iter().map(|o| o.stages[2]).sum::<f64>(),
+            "decode": outs.iter().map(|o| o.stages[3]).sum::<f64>(),
+        },
         "peak_rss_kib": crate::peak_rss_kib().unwrap_or(0),
     }))
 }

@@ -345,3 +345,99 @@ fn a_cancelled_sequence_leaves_the_batch_without_disturbing_the_others() {
     assert_eq!(results[0].as_ref().unwrap(), &alone[0]);
     assert_eq!(results[2].as_ref().unwrap(), &alone[2]);
 }
+
+/// Append a `metadata_props` entry (ModelProto field 14: StringStringEntryProto {key = 1, value = 2}) to a serialized
+/// ONNX model. Protobuf merges a message with what is appended to it, so the result is the same model with one more
+/// metadata key, which is what `export/quantize.py` stamps with onnx's own writer.
+fn stamp_metadata(model: &[u8], key: &str, value: &str) -> Vec<u8> {
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+    }
+    let mut entry = vec![0x0a];
+    varint(key.len(), &mut entry);
+    entry.extend(key.as_bytes());
+    entry.push(0x12);
+    varint(value.len(), &mut entry);
+    entry.extend(value.as_bytes());
+    let mut out = model.to_vec();
+    out.push((14 << 3) | 2);
+    varint(entry.len(), &mut out);
+    out.extend(entry);
+    out
+}
+
+/// A step graph stamped `gsv.step_min_batch = 2` (what the exporter writes on a quantised step whose one-row
+/// MatMulNBits takes another ONNX Runtime kernel than a batch) runs a single sequence with a padding row, on the
+/// pool's engine and in the batched scheduler's smallest bucket: the sequence's logits are those of the unstamped
+/// graph (the padding row changes nothing), and batched equals alone.
+#[test]
+fn a_step_graph_with_a_minimum_batch_runs_one_sequence_with_a_padding_row() {
+    use sha2::Digest;
+    let rt = Runtime::init(None).unwrap();
+    let src = golden_bundle();
+    let tmp = Scratch::new("min-batch");
+    let dir = tmp.path().join("bundle");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap();
+        if std::fs::hard_link(&p, dir.join(name)).is_err() {
+            std::fs::copy(&p, dir.join(name)).unwrap();
+        }
+    }
+    let step = dir.join("gpt_step.onnx");
+    let stamped = stamp_metadata(&std::fs::read(&step).unwrap(), "gsv.step_min_batch", "2");
+    std::fs::remove_file(&step).unwrap(); // a hard link: do not write through it into onnx/golden
+    std::fs::write(&step, &stamped).unwrap();
+    let mut man: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    man["graphs"]["gpt_step"]["sha256"] = serde_json::Value::String(format!("{:x}", sha2::Sha256::digest(&stamped)));
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&man).unwrap()).unwrap();
+
+    let fp32: gsv::engine::EngineOptions = gsv::engine::EngineOptions { session: opts(), precision: gsv::engine::Precisions::FP32 };
+    let bundle = gsv::bundle::Bundle::open(&dir).unwrap();
+    let cases = cases(&bundle.manifest);
+    let gen = |e: &mut Engine, c: &Case| e.gpt_mut().unwrap().generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &mut |_| true).unwrap();
+    let mut plain = Engine::load(&rt, &src, &fp32).unwrap();
+    let mut padded = Engine::load(&rt, &dir, &fp32).unwrap();
+    let mut worst = 0f32;
+    let mut alone = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let (a, b) = (gen(&mut plain, c), gen(&mut padded, c));
+        assert_eq!(a.tokens, b.tokens, "case {i}: a padding row changed the tokens");
+        for (la, lb) in a.step_logits.iter().zip(&b.step_logits) {
+            worst = la.iter().zip(lb).fold(worst, |w, (x, y)| w.max((x - y).abs()));
+        }
+        alone.push(b);
+    }
+    eprintln!("largest |padded - one row| logit difference: {worst:e}");
+    assert!(worst <= 1e-4, "a padding row moved the logits by {worst}");
+
+    // the batched scheduler never runs this graph with fewer than two rows
+    let mut gpt = BatchGpt::load(&rt, &bundle, &opts(), Default::default(), 4, 256).unwrap();
+    let slot = gpt.admit(10).unwrap();
+    assert_eq!(gpt.bucket(), 2, "the smallest bucket is the graph's minimum batch");
+    gpt.release(slot).unwrap();
+    let mut one = BatchGpt::load(&rt, &bundle, &opts(), Default::default(), 1, 256).unwrap();
+    one.admit(10).unwrap();
+    assert_eq!(one.bucket(), 2);
+    assert!(one.admit(10).is_err(), "--max-batch 1 admits one sequence, even in a bucket of two");
+    let sched = BatchScheduler::start(gpt, Arc::new(EngineMetrics::default())).unwrap();
+    let batched: Vec<GenerateOutput> = std::thread::scope(|s| {
+        let hs: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                let sched = sched.clone();
+                s.spawn(move || sched.generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &|| false, &mut |_| true).unwrap())
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert_eq!(a.tokens, b.tokens, "case {i}: batched tokens differ from the padded single sequence");
+    }
+}

@@ -23,10 +23,12 @@ use super::{GptDims, GptError, GptInput, Result};
 use crate::bundle::{Bundle, LoadError, Precision};
 use crate::runtime::{Binding, Device, Graph, OrtTensor, Runtime, SessionOptions};
 
-/// The batch sizes the step graph runs at (each a fixed shape).
-pub fn buckets(max_batch: usize) -> Vec<usize> {
-    let mut v = vec![1usize];
-    while *v.last().unwrap_or(&1) < max_batch.max(1) {
+/// The batch sizes the step graph runs at (each a fixed shape): powers of two from `min_batch` (the graph's
+/// [`super::kv::step_min_batch`], 1 for fp32) up to `max_batch`, which is always the last.
+pub fn buckets(max_batch: usize, min_batch: usize) -> Vec<usize> {
+    let max_batch = max_batch.max(1);
+    let mut v = vec![min_batch.clamp(1, max_batch.max(min_batch))];
+    while *v.last().unwrap_or(&1) < max_batch {
         let next = v.last().copied().unwrap_or(1) * 2;
         v.push(next.min(max_batch));
     }
@@ -53,6 +55,8 @@ pub struct BatchGpt {
     /// rows per sequence (C)
     rows: usize,
     max_batch: usize,
+    /// the step graph's minimum batch ([`super::kv::step_min_batch`]): the smallest bucket
+    min_batch: usize,
     bufs: Option<Buffers>,
     /// valid rows of each slot of the current bucket; `None` = free
     slots: Vec<Option<usize>>,
@@ -77,7 +81,8 @@ impl BatchGpt {
         let step = bundle.load_graph(rt, &sc, precision, opts)?;
         let g = &bundle.manifest.gpt;
         let dims = GptDims { n_layer: g.n_layer, n_head: g.n_head, hidden: g.hidden_dim, kv_head_dim: g.kv_head_dim, vocab: g.vocab_size, eos: g.eos };
-        Ok(BatchGpt { prefill, step, dims, rows: rows.max(2), max_batch: max_batch.max(1), bufs: None, slots: Vec::new() })
+        let min_batch = super::kv::step_min_batch(&step);
+        Ok(BatchGpt { prefill, step, dims, rows: rows.max(2), max_batch: max_batch.max(1), min_batch, bufs: None, slots: Vec::new() })
     }
 
     pub fn dims(&self) -> GptDims {
@@ -149,15 +154,16 @@ impl BatchGpt {
         if need > self.rows {
             return Err(input(format!("the sequence needs {need} K/V rows; the batched engine holds {} per sequence (--batch-kv-rows)", self.rows)));
         }
-        if let Some(i) = self.slots.iter().position(|s| s.is_none()) {
-            self.slots[i] = Some(0);
-            return Ok(i);
-        }
+        // (a bucket can hold more slots than max_batch: a graph with a minimum batch above it)
         let running = self.running();
         if running >= self.max_batch {
             return Err(input(format!("the batch is full ({} sequences)", self.max_batch)));
         }
-        let bucket = buckets(self.max_batch).into_iter().find(|&b| b > running).unwrap_or(self.max_batch);
+        if let Some(i) = self.slots.iter().position(|s| s.is_none()) {
+            self.slots[i] = Some(0);
+            return Ok(i);
+        }
+        let bucket = buckets(self.max_batch, self.min_batch).into_iter().find(|&b| b > running).unwrap_or(self.max_batch);
         self.rebucket(bucket)?;
         let i = self.slots.iter().position(|s| s.is_none()).ok_or_else(|| input("no free slot after growing the batch".into()))?;
         self.slots[i] = Some(0);
@@ -176,7 +182,7 @@ impl BatchGpt {
             return Ok(None);
         }
         if bucket >= 4 && running * 4 <= bucket {
-            let smaller = buckets(self.max_batch).into_iter().find(|&b| b >= running).unwrap_or(bucket);
+            let smaller = buckets(self.max_batch, self.min_batch).into_iter().find(|&b| b >= running).unwrap_or(bucket);
             if smaller < bucket {
                 return self.rebucket(smaller).map(Some);
             }

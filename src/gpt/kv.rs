@@ -93,15 +93,26 @@ fn input(msg: String) -> GptError {
     GptError::Input(msg)
 }
 
+/// The fewest sequences `step` runs with: its `gsv.step_min_batch` stamp (BUNDLE.md), 1 when absent. A quantised
+/// step graph whose one-row MatMulNBits takes another ONNX Runtime kernel than a batch is stamped 2 by the exporter
+/// (`export/models/gpt_onnx.py::step_min_batch`); running a single sequence with a padding row then gives the same
+/// logits as running it in any batch, so the pool and the batched scheduler compute the same numbers.
+pub(super) fn step_min_batch(step: &Graph) -> usize {
+    step.meta("gsv.step_min_batch").and_then(|v| v.parse::<usize>().ok()).unwrap_or(1).clamp(1, 16)
+}
+
 impl KvCache {
-    /// A zero-filled cache of `capacity` rows bound to `step` (the `gpt_step` graph of [`super::Gpt`]).
+    /// A zero-filled cache of `capacity` rows bound to `step` (the `gpt_step` graph of [`super::Gpt`]). The sequence
+    /// is row 0 of the batch; a graph stamped with a minimum batch ([`step_min_batch`]) gets padding rows
+    /// (`seqlens_k` 0, zero K/V) up to it, at the cost of their K/V memory.
     pub(super) fn new(step: &Graph, dims: GptDims, capacity: usize) -> Result<KvCache> {
         let GptDims { n_layer, n_head: heads, hidden, kv_head_dim, .. } = dims;
         if heads == 0 || !hidden.is_multiple_of(heads) || kv_head_dim < hidden / heads {
             return Err(input(format!("K/V cache: hidden {hidden}, {heads} heads, head size {kv_head_dim}")));
         }
         let head_dim = hidden / heads;
-        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(step, dims, 1, capacity)?;
+        let batch = step_min_batch(step);
+        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(step, dims, batch, capacity)?;
         Ok(KvCache { n_layer, heads, head_dim, kv_head_dim, capacity, len: 0, k, v, token, position, seqlens_k, total_len, logits, binding })
     }
 
@@ -186,6 +197,9 @@ impl KvCache {
         self.total_len.data_mut()?[0] = t as i32 + 1;
         step.run_bound(&self.binding)?;
         self.len = t + 1;
-        Ok(self.logits.data()?.to_vec())
+        // row 0 is the sequence (any further rows are padding)
+        let logits = self.logits.data()?;
+        let v = logits.len() / self.token.data()?.len().max(1);
+        Ok(logits[..v].to_vec())
     }
 }

@@ -98,3 +98,51 @@ def test_batch_check_catches_a_graph_that_mixes_sequences(t2s, tmp_path):
     dk = gpt_onnx.kv_head_dim(t2s.d, t2s.heads)
     with pytest.raises(ValueError, match="differ from alone"):
         gpt_onnx.batch_check(path, t2s.n_layer, t2s.heads, dk, t2s.vocab)
+
+
+def test_a_step_exact_only_from_two_rows_runs_with_a_padding_row(tmp_path):
+    """ONNX Runtime's CPU MatMulNBits (accuracy_level 4) multiplies one row with another kernel than two or more
+    (seen from K = 512 up: the full-size GPT's logits move by 2e-2; every batch of 2..16 rows is identical to the
+    bit). step_min_batch finds the fewest rows at which the graph is exact per sequence; quantize stamps it as
+    gsv.step_min_batch and the Python runner (like gsv) pads a single sequence to it, so its logits are those of
+    the sequence in any batch."""
+    import onnxruntime as ort
+
+    from export.stepper import GptRunner
+
+    torch.manual_seed(0)
+    cfg = {"model": {"embedding_dim": 512, "hidden_dim": 512, "head": 8, "n_layer": 1, "vocab_size": 1025,
+                     "phoneme_vocab_size": 732, "EOS": 1024, "dropout": 0.0}}
+    m = T2S(cfg).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.05)
+    q, _ = to_matmul_nbits(gpt_onnx.build_step_model(m), 8, 128, 4)
+    path = write(q, tmp_path / "gpt_step.int8.onnx")
+    dk = gpt_onnx.kv_head_dim(m.d, m.heads)
+    rows, err = gpt_onnx.step_min_batch(path, m.n_layer, m.heads, dk, m.vocab)
+    assert rows in (1, 2) and err <= gpt_onnx.BATCH_ATOL
+    if rows == 2:  # this CPU's one-row kernel differs: the one-row check must have failed
+        with pytest.raises(ValueError, match="differ from alone"):
+            gpt_onnx.batch_check(path, m.n_layer, m.heads, dk, m.vocab)
+    p = q.metadata_props.add()
+    p.key, p.value = "gsv.step_min_batch", str(rows)
+    path = write(q, tmp_path / "stamped.onnx")
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    man = {"gpt": {"n_layer": m.n_layer, "n_head": m.heads, "hidden_dim": m.d, "kv_head_dim": dk}}
+    r = GptRunner(None, sess, man, capacity=16)
+    assert r.rows == rows
+    rng = np.random.default_rng(1)
+    past = [rng.standard_normal((1, m.heads, 16, dk)).astype(np.float32) for _ in range(2)]
+    for arr, src in zip((r.k_np[0], r.v_np[0]), past):
+        arr[:1] = src
+    r.t = 7
+    got = r.step(5, 30)
+    # the same sequence in a batch of three (with two other sequences)
+    other = [rng.standard_normal((2, m.heads, 16, dk)).astype(np.float32) for _ in range(2)]
+    feeds = {"token": np.array([[5], [9], [77]], np.int64), "position": np.array([30, 4, 11], np.int64),
+             "seqlens_k": np.array([7, 3, 12], np.int32), "total_len": np.array(13, np.int32),
+             "past_k_0": np.concatenate([past[0], other[0]]), "past_v_0": np.concatenate([past[1], other[1]])}
+    want = sess.run(["logits"], feeds)[0][:1]
+    assert got.shape == (1, m.vocab)
+    np.testing.assert_allclose(got, want, atol=gpt_onnx.BATCH_ATOL, rtol=0)
