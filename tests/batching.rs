@@ -81,6 +81,31 @@ fn cases(m: &gsv::bundle::Manifest) -> Vec<Case> {
         .collect()
 }
 
+/// Every case through `sched` on its own thread at once (they join and leave at different steps); each checks that
+/// the tokens it was sent one by one are the ones the scheduler decided.
+fn run_together(sched: &Arc<BatchScheduler>, cases: &[Case]) -> Vec<GenerateOutput> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = cases
+            .iter()
+            .map(|c| {
+                let sched = sched.clone();
+                s.spawn(move || {
+                    let mut streamed = Vec::new();
+                    let out = sched
+                        .generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &|| false, &mut |t| {
+                            streamed.push(t);
+                            true
+                        })
+                        .unwrap();
+                    assert_eq!(streamed, out.tokens, "tokens streamed as decided");
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
 #[test]
 fn batched_logits_equal_each_sequence_alone() {
     let rt = Runtime::init(None).unwrap();
@@ -100,26 +125,7 @@ fn batched_logits_equal_each_sequence_alone() {
     // together: the batched scheduler, every case on its own thread at once (they join and leave at different steps)
     let gpt = BatchGpt::load(&rt, &bundle, &opts(), Default::default(), 8, 256).unwrap();
     let sched = BatchScheduler::start(gpt, Arc::new(EngineMetrics::default())).unwrap();
-    let batched: Vec<GenerateOutput> = std::thread::scope(|s| {
-        let hs: Vec<_> = cases
-            .iter()
-            .map(|c| {
-                let sched = sched.clone();
-                s.spawn(move || {
-                    let mut streamed = Vec::new();
-                    let out = sched
-                        .generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &|| false, &mut |t| {
-                            streamed.push(t);
-                            true
-                        })
-                        .unwrap();
-                    assert_eq!(streamed, out.tokens, "tokens streamed as decided");
-                    out
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let batched = run_together(&sched, &cases);
     let mut worst = 0f32;
     for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
         assert_eq!(a.tokens, b.tokens, "case {i}: tokens");
@@ -427,17 +433,7 @@ fn a_step_graph_with_a_minimum_batch_runs_one_sequence_with_a_padding_row() {
     assert_eq!(one.bucket(), 2);
     assert!(one.admit(10).is_err(), "--max-batch 1 admits one sequence, even in a bucket of two");
     let sched = BatchScheduler::start(gpt, Arc::new(EngineMetrics::default())).unwrap();
-    let batched: Vec<GenerateOutput> = std::thread::scope(|s| {
-        let hs: Vec<_> = cases
-            .iter()
-            .map(|c| {
-                let sched = sched.clone();
-                s.spawn(move || sched.generate(&GptInput { phone_ids: &c.ids, bert: c.bert.view(), prompt: &c.prompt }, &c.cfg, &|| false, &mut |_| true).unwrap())
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+    for (i, (a, b)) in alone.iter().zip(&run_together(&sched, &cases)).enumerate() {
         assert_eq!(a.tokens, b.tokens, "case {i}: batched tokens differ from the padded single sequence");
     }
 }

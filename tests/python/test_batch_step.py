@@ -11,14 +11,14 @@ from export.models.gpt import T2S
 from export.nbits import to_matmul_nbits
 
 
-def small_t2s(seed=0):
+def small_t2s(seed=0, dim=64, heads=4, layers=2, std=0.3):
     torch.manual_seed(seed)
-    cfg = {"model": {"embedding_dim": 64, "hidden_dim": 64, "head": 4, "n_layer": 2, "vocab_size": 1025,
+    cfg = {"model": {"embedding_dim": dim, "hidden_dim": dim, "head": heads, "n_layer": layers, "vocab_size": 1025,
                      "phoneme_vocab_size": 732, "EOS": 1024, "dropout": 0.0}}
     m = T2S(cfg).eval()
     with torch.no_grad():
         for p in m.parameters():
-            p.normal_(0, 0.3)
+            p.normal_(0, std)
     return m
 
 
@@ -110,13 +110,7 @@ def test_a_step_exact_only_from_two_rows_runs_with_a_padding_row(tmp_path):
 
     from export.stepper import GptRunner
 
-    torch.manual_seed(0)
-    cfg = {"model": {"embedding_dim": 512, "hidden_dim": 512, "head": 8, "n_layer": 1, "vocab_size": 1025,
-                     "phoneme_vocab_size": 732, "EOS": 1024, "dropout": 0.0}}
-    m = T2S(cfg).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.normal_(0, 0.05)
+    m = small_t2s(dim=512, heads=8, layers=1, std=0.05)
     q, _ = to_matmul_nbits(gpt_onnx.build_step_model(m), 8, 128, 4)
     path = write(q, tmp_path / "gpt_step.int8.onnx")
     dk = gpt_onnx.kv_head_dim(m.d, m.heads)
