@@ -2,219 +2,13 @@
 //! address is read from its stdout) serving the demo bundle, driven by a small HTTP/1.1 client over
 //! `TcpStream`. Every wait is bounded; every server is killed when its test ends.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const REF_TEXT: &str = "今天天气很好，我们去公园散步。";
-const TEXT: &str = "你好，世界。";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        Server::start_env(args, &[])
-    }
-
-    /// With extra environment variables (the debug build's fault hooks).
-    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gsv"))
-            .args(args)
-            .args(["-p", "0", "--intra-threads", "1"])
-            .current_dir(repo())
-            .envs(env.iter().copied())
-            .env("GSV_LOG", "info,ort=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start gsv");
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let err_thread = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            s
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(180)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("server did not start: {}", err_thread.join().unwrap_or_default());
-            }
-        };
-        let port: u16 = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port, stderr: Some(err_thread) }
-    }
-
-    fn get(&self, path: &str) -> Resp {
-        request(self.port, "GET", path, &[], None)
-    }
-
-    fn post(&self, path: &str, body: &str) -> Resp {
-        request(self.port, "POST", path, &[], Some(body.as_bytes()))
-    }
-
-    fn metric(&self, name: &str) -> f64 {
-        let m = self.get("/metrics").text();
-        m.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("metric {name} not found in\n{m}"))
-    }
-
-    /// Stops the server with SIGTERM-like `/control?command=exit` and returns its log.
-    fn stop(mut self) -> String {
-        let _ = request(self.port, "GET", "/control?command=exit", &[], None);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(30) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.stderr.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    /// Number of chunks of a chunked body (0 if not chunked).
-    chunks: usize,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-}
-
-fn connect(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    s
-}
-
-fn send_request(s: &mut TcpStream, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    if let Some(b) = body {
-        s.write_all(b).unwrap();
-    }
-}
-
-fn read_head(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    (status, headers)
-}
-
-/// One chunk of a chunked body; None at the end.
-fn read_chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
-    let mut l = String::new();
-    r.read_line(&mut l).ok()?;
-    let n = usize::from_str_radix(l.trim().split(';').next()?, 16).ok()?;
-    if n == 0 {
-        let mut end = String::new();
-        let _ = r.read_line(&mut end);
-        return None;
-    }
-    let mut buf = vec![0u8; n + 2];
-    r.read_exact(&mut buf).ok()?;
-    buf.truncate(n);
-    Some(buf)
-}
-
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-    let mut s = connect(port);
-    send_request(&mut s, method, path, headers, body);
-    let mut r = BufReader::new(s);
-    let (status, headers) = read_head(&mut r);
-    let get = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    let mut chunks = 0;
-    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        while let Some(c) = read_chunk(&mut r) {
-            chunks += 1;
-            body.extend(c);
-        }
-    } else if let Some(n) = get("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body = vec![0; n];
-        r.read_exact(&mut body).unwrap();
-    } else {
-        r.read_to_end(&mut body).unwrap();
-    }
-    Resp { status, headers, body, chunks }
-}
-
-fn enc(s: &str) -> String {
-    let mut o = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            o.push(b as char);
-        } else {
-            o.push_str(&format!("%{b:02X}"));
-        }
-    }
-    o
-}
+mod support;
+use support::*;
 
 fn u32_at(b: &[u8], i: usize) -> u32 {
     u32::from_le_bytes(b[i..i + 4].try_into().unwrap())
@@ -239,59 +33,24 @@ fn check_wav(b: &[u8]) -> usize {
     data / 2
 }
 
-fn api2_json(text: &str, refer: Option<(&str, &str, &str)>, seed: Option<u64>) -> String {
-    let mut v = serde_json::json!({"text": text, "text_language": "zh"});
-    if let Some((p, t, l)) = refer {
-        v["refer_wav_path"] = p.into();
-        v["prompt_text"] = t.into();
-        v["prompt_language"] = l.into();
-    }
-    if let Some(s) = seed {
-        v["seed"] = s.into();
-    }
-    v.to_string()
+/// A second reference in `dir` (`support::write_second_ref`: same length, different voice features).
+fn second_ref_in(dir: &Path) -> PathBuf {
+    let p = dir.join("ref2.wav");
+    write_second_ref(&p);
+    p
 }
 
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gsv-http-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A second reference: the demo reference reversed and negated (same length, different voice features).
-fn write_second_ref(dir: &Path) -> PathBuf {
-    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
-    let spec = r.spec();
-    let mut s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
-    s.reverse();
-    let out = dir.join("ref2.wav");
-    let mut w = hound::WavWriter::create(&out, spec).unwrap();
-    for x in s {
-        w.write_sample(x.saturating_neg()).unwrap();
-    }
-    w.finalize().unwrap();
-    out
-}
-
-/// The first second of the demo reference: outside api2's 3-10 s range.
-fn write_short_ref(dir: &Path) -> PathBuf {
-    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
-    let spec = r.spec();
-    let s: Vec<i16> = r.samples::<i16>().take(spec.sample_rate as usize).map(|x| x.unwrap()).collect();
-    let out = dir.join("short.wav");
-    let mut w = hound::WavWriter::create(&out, spec).unwrap();
-    for x in s {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
-    out
+/// The first second of the demo reference in `dir`: outside api2's 3-10 s range.
+fn short_ref_in(dir: &Path) -> PathBuf {
+    let p = dir.join("short.wav");
+    write_cut_ref(&p, 1.0);
+    p
 }
 
 #[test]
 fn api2_api_v2_and_openai_routes() {
     let dir = tmp_dir("routes");
-    let short = write_short_ref(&dir);
+    let short = short_ref_in(&dir);
     let srv = Server::start(&[]);
     let h = srv.get("/health");
     assert_eq!(h.status, 200);
@@ -458,7 +217,7 @@ fn api2_api_v2_and_openai_routes() {
     assert!(srv.metric("gsv_requests_total{route=\"/\",status=\"200\"}") >= 4.0);
     assert!(srv.metric("gsv_requests_total{route=\"/\",status=\"400\"}") >= 9.0);
     assert!(srv.metric("gsv_gpt_tokens_total") > 0.0);
-    let log = srv.stop();
+    let log = srv.stop_with_control();
     assert!(log.contains("request"), "structured request log lines");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -509,7 +268,7 @@ fn synth(port: u16, body: &str) -> (u16, Vec<u8>) {
 #[test]
 fn concurrent_requests_keep_their_voice() {
     let dir = tmp_dir("conc");
-    let ref2 = write_second_ref(&dir);
+    let ref2 = second_ref_in(&dir);
     let ref2 = ref2.to_str().unwrap().to_string();
     let srv = Server::start(&["--workers", "2", "--max-queue", "32"]);
     let jobs: Vec<String> = (0..16)
@@ -737,7 +496,7 @@ fn panicking_job_is_answered_and_the_worker_rebuilt() {
     assert!(!v2.text().contains("test fault"), "no panic message in the body: {}", v2.text());
     assert_eq!(srv.metric("gsv_worker_restarts_total"), 2.0);
     assert_eq!(srv.post("/", &api2_json(TEXT, None, Some(1))).body, ok.body, "the rebuilt engine gives the same audio");
-    let log = srv.stop();
+    let log = srv.stop_with_control();
     assert!(log.contains("job panicked") && log.contains("engine rebuilt"), "{log}");
 
     // every worker broken: the panic's rebuild fails, and so does every later load
@@ -762,7 +521,7 @@ fn panicking_job_is_answered_and_the_worker_rebuilt() {
 #[test]
 fn voice_encoded_once_across_workers() {
     let dir = tmp_dir("shared-cache");
-    let ref2 = write_second_ref(&dir);
+    let ref2 = second_ref_in(&dir);
     let ref2 = ref2.to_str().unwrap().to_string();
     let srv = Server::start(&["--workers", "2", "--no-warmup"]);
     let body = api2_json("你好，世界。今天天气很好。", Some((&ref2, REF_TEXT, "zh")), Some(4));
@@ -787,7 +546,7 @@ fn voice_encoded_once_across_workers() {
     }
     assert_eq!(srv.metric("gsv_reference_cache_misses_total"), 1.0, "the voice was encoded once");
     assert_eq!(srv.metric("gsv_reference_cache_hits_total"), 2.0);
-    let log = srv.stop();
+    let log = srv.stop_with_control();
     let workers: std::collections::BTreeSet<&str> = log.lines().filter(|l| l.contains("synthesis done")).filter_map(|l| l.split("worker=").nth(1)).map(|w| w.split(|c: char| !c.is_ascii_digit()).next().unwrap_or("")).collect();
     assert_eq!(workers.len(), 2, "both workers ran requests: {workers:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -871,7 +630,7 @@ fn v2proplus_bundle_on_every_route() {
     // eight requests on one voice: encoded once
     assert_eq!(srv.metric("gsv_reference_cache_misses_total"), 1.0, "the default voice was encoded once");
     assert_eq!(srv.metric("gsv_reference_cache_hits_total"), 7.0);
-    srv.stop();
+    srv.stop_with_control();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -915,7 +674,7 @@ fn korean_and_cantonese_on_every_route() {
         }
     }
     assert_eq!(srv.get("/health").status, 200);
-    let log = srv.stop();
+    let log = srv.stop_with_control();
     assert!(!log.contains("panicked"), "{log}");
 }
 
@@ -1194,7 +953,7 @@ fn every_format_of_every_route() {
         }
         check_format(&label, fmt, &audio, rate, true, &oa_pcm, sr, true);
     }
-    srv.stop();
+    srv.stop_with_control();
 }
 
 trait ConcatBytes {
@@ -1352,7 +1111,7 @@ fn speed_reference_free_voices_and_openai_errors() {
     assert_eq!((c.status, c.json()), (400, serde_json::json!({"message": "command is required"})));
     let c = srv.get("/control?command=dance");
     assert_eq!((c.status, c.text().as_str()), (200, "null"), "an unknown command does nothing, as upstream");
-    srv.stop();
+    srv.stop_with_control();
 }
 
 #[test]
@@ -1382,7 +1141,7 @@ fn api_py_media_type_speed_flag_and_strict_voices() {
     assert!(e.json()["error"]["message"].as_str().unwrap().contains("mine"), "names the configured voices: {}", e.text());
     assert_eq!(oa("mine").status, 200);
     assert_eq!(oa("default").status, 200);
-    srv.stop();
+    srv.stop_with_control();
 
     // -mt: an unknown name is refused at start-up, not silently replaced
     let out = Command::new(env!("CARGO_BIN_EXE_gsv")).args(["-mt", "wma", "-p", "0"]).current_dir(repo()).output().unwrap();
@@ -1397,5 +1156,5 @@ fn api_py_media_type_speed_flag_and_strict_voices() {
     assert_eq!(d.codec, "aac");
     let kbps = r.body.len() as f64 * 8.0 / (d.pcm.len() as f64 / d.rate as f64) / 1000.0;
     assert!(kbps < 160.0, "api.py's aac is 128 kbps (api_v2's 192): {kbps:.0} kbps");
-    srv.stop();
+    srv.stop_with_control();
 }

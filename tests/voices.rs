@@ -2,149 +2,14 @@
 //! voice's features across restarts, the page on `/` next to api2's contract, and the route table: the real `gsv`
 //! binary on the demo bundle, an ephemeral port, a small HTTP/1.1 client. Every wait is bounded.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::Path;
 
-const REF_TEXT: &str = "今天天气很好，我们去公园散步。";
+mod support;
+use support::*;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gsv"))
-            .args(args)
-            .args(["-p", "0", "--intra-threads", "1"])
-            .current_dir(repo())
-            .env("GSV_LOG", "warn,ort=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start gsv");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = rx.recv_timeout(Duration::from_secs(180)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("server did not start")
-        });
-        let port = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
-        Server { child, port }
-    }
-
-    fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-        request(self.port, method, path, headers, body)
-    }
-
-    fn json(&self, method: &str, path: &str, body: &serde_json::Value) -> Resp {
-        self.req(method, path, &[("Content-Type", "application/json")], Some(body.to_string().as_bytes()))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-    fn timing(&self) -> String {
-        self.header("x-gsv-timing").unwrap_or("").to_string()
-    }
-}
-
-fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if let Some(b) = body {
-        head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    if let Some(b) = body {
-        // the server may answer (413) before reading it all
-        let _ = s.write_all(b);
-    }
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).expect("status line");
-    let status: u16 = line.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or_else(|| panic!("bad status line {line:?}"));
-    let mut headers = Vec::new();
-    loop {
-        let mut l = String::new();
-        r.read_line(&mut l).unwrap();
-        let l = l.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            let mut l = String::new();
-            if r.read_line(&mut l).unwrap_or(0) == 0 {
-                break;
-            }
-            let n = usize::from_str_radix(l.trim(), 16).unwrap_or(0);
-            if n == 0 {
-                break;
-            }
-            let mut buf = vec![0u8; n + 2];
-            r.read_exact(&mut buf).unwrap();
-            body.extend_from_slice(&buf[..n]);
-        }
-    } else {
-        let _ = r.read_to_end(&mut body);
-    }
-    Resp { status, headers, body }
-}
-
-fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gsv-voices-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// The `x-gsv-timing` header of a synthesis answer.
+fn timing(r: &Resp) -> String {
+    r.header("x-gsv-timing").unwrap_or("").to_string()
 }
 
 /// `multipart/form-data` body: text fields and file fields (name, file name, bytes).
@@ -165,34 +30,6 @@ fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String,
 
 fn demo_ref() -> Vec<u8> {
     std::fs::read(repo().join("onnx/demo/ref.wav")).unwrap()
-}
-
-/// The demo reference reversed and negated: same length, other features.
-fn other_ref() -> Vec<u8> {
-    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
-    let spec = r.spec();
-    let mut s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
-    s.reverse();
-    let mut cur = std::io::Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
-    for x in s {
-        w.write_sample(x.saturating_neg()).unwrap();
-    }
-    w.finalize().unwrap();
-    cur.into_inner()
-}
-
-fn short_ref() -> Vec<u8> {
-    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
-    let spec = r.spec();
-    let s: Vec<i16> = r.samples::<i16>().take(spec.sample_rate as usize).map(|x| x.unwrap()).collect();
-    let mut cur = std::io::Cursor::new(Vec::new());
-    let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
-    for x in s {
-        w.write_sample(x).unwrap();
-    }
-    w.finalize().unwrap();
-    cur.into_inner()
 }
 
 fn add_voice(srv: &Server, name: &str, audio: &[u8], extra: &[(&str, &str)], key: Option<&str>) -> Resp {
@@ -240,14 +77,14 @@ fn voice_library_over_http_and_restart_costs_nothing() {
     no_hidden_leftovers(&lib);
 
     // refusals: taken name, bad names, bad audio, missing fields, not multipart, unknown fields, unknown voice
-    let r = add_voice(&srv, "alice", &other_ref(), &[], None);
+    let r = add_voice(&srv, "alice", &second_ref_wav(), &[], None);
     assert_eq!(r.status, 409, "{}", r.text());
     assert!(r.text().contains("already exists"), "{}", r.text());
     for bad in ["../evil", ".hidden", "a/b", "default", &"x".repeat(65)] {
         let r = add_voice(&srv, bad, &demo_ref(), &[], None);
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
-    let r = add_voice(&srv, "short", &short_ref(), &[], None);
+    let r = add_voice(&srv, "short", &cut_ref_wav(1.0), &[], None);
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("3..10 s"), "{}", r.text());
     let r = add_voice(&srv, "noise", b"this is not audio at all, just bytes", &[], None);
@@ -272,13 +109,13 @@ fn voice_library_over_http_and_restart_costs_nothing() {
     let speech = serde_json::json!({"input": "你好，世界。", "voice": "alice", "language": "zh", "seed": 3, "response_format": "wav"});
     let r = srv.json("POST", "/v1/audio/speech", &speech);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.timing().contains("reference_cached=false"), "{}", r.timing());
+    assert!(timing(&r).contains("reference_cached=false"), "{}", timing(&r));
     let first_audio = r.body.clone();
     let stored: Vec<_> = std::fs::read_dir(lib.join("alice/features")).unwrap().flatten().collect();
     assert_eq!(stored.len(), 1, "features stored beside the voice");
     let r = srv.json("POST", "/tts", &serde_json::json!({"text": "你好，世界。", "text_lang": "zh", "voice": "alice", "seed": 3}));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.timing().contains("reference_cached=true"), "{}", r.timing());
+    assert!(timing(&r).contains("reference_cached=true"), "{}", timing(&r));
     // an unknown name: 400 on /tts (OpenAI's route speaks it with the default voice unless --strict-voices)
     let r = srv.json("POST", "/tts", &serde_json::json!({"text": "你好。", "text_lang": "zh", "voice": "bob"}));
     assert_eq!(r.status, 400);
@@ -289,16 +126,16 @@ fn voice_library_over_http_and_restart_costs_nothing() {
     let srv = Server::start(&["--voices", lib_s, "--no-warmup"]);
     let r = srv.json("POST", "/v1/audio/speech", &speech);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.timing().contains("reference_cached=true"), "second start, first request: {}", r.timing());
+    assert!(timing(&r).contains("reference_cached=true"), "second start, first request: {}", timing(&r));
     assert_eq!(r.body, first_audio, "same seed, same voice, stored features: same audio");
 
     // stale features (the audio changed on disk) are recomputed, never used
     drop(srv);
-    std::fs::write(lib.join("alice/ref.wav"), other_ref()).unwrap();
+    std::fs::write(lib.join("alice/ref.wav"), second_ref_wav()).unwrap();
     let srv = Server::start(&["--voices", lib_s, "--no-warmup"]);
     let r = srv.json("POST", "/v1/audio/speech", &speech);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.timing().contains("reference_cached=false"), "changed audio must be recomputed: {}", r.timing());
+    assert!(timing(&r).contains("reference_cached=false"), "changed audio must be recomputed: {}", timing(&r));
     assert_ne!(r.body, first_audio);
 
     // delete: gone from the list and the disk
@@ -341,7 +178,7 @@ fn voices_need_the_key_uploads_are_bounded_and_writes_atomic() {
     let handles: Vec<_> = (0..2)
         .map(|i| {
             std::thread::spawn(move || {
-                let audio = if i == 0 { demo_ref() } else { other_ref() };
+                let audio = if i == 0 { demo_ref() } else { second_ref_wav() };
                 let (ct, body) = multipart(&[("name", "dave"), ("text", REF_TEXT), ("language", "zh")], &[("audio", "r.wav", &audio)]);
                 request(port, "POST", "/voices", &[("Content-Type", &ct), ("Authorization", "Bearer sekret")], Some(&body)).status
             })

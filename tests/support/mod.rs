@@ -1,7 +1,7 @@
-//! Shared by the reliability and corpus tests: the real `gsv` binary on an ephemeral port (`-p 0`, the bound address
-//! read from its stdout) and a small raw HTTP/1.1 client over `TcpStream`, so that malformed requests (bad UTF-8,
-//! huge headers, stalled bodies) can be sent byte for byte. Every wait is bounded; every server is killed when
-//! dropped.
+//! Shared by the HTTP, voices, reliability, corpus and batching tests: the real `gsv` binary on an ephemeral port
+//! (`-p 0`, the bound address read from its stdout) and a small raw HTTP/1.1 client over `TcpStream`, so that
+//! malformed requests (bad UTF-8, huge headers, stalled bodies) can be sent byte for byte. Every wait is bounded;
+//! every server is killed when dropped.
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -102,6 +102,15 @@ impl Server {
         request(self.port, "POST", path, &[], Some(body.as_bytes()))
     }
 
+    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        request(self.port, method, path, headers, body)
+    }
+
+    /// `body` as JSON.
+    pub fn json(&self, method: &str, path: &str, body: &serde_json::Value) -> Resp {
+        self.req(method, path, &[("Content-Type", "application/json")], Some(body.to_string().as_bytes()))
+    }
+
     pub fn metrics_with(&self, headers: &[(&str, &str)]) -> String {
         request(self.port, "GET", "/metrics", headers, None).text()
     }
@@ -137,8 +146,18 @@ impl Server {
     }
 
     /// Stops the server (SIGTERM) and returns its log.
-    pub fn stop(mut self) -> String {
+    pub fn stop(self) -> String {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.log_after_exit()
+    }
+
+    /// Stops the server with api.py's `/control?command=exit` and returns its log.
+    pub fn stop_with_control(self) -> String {
+        let _ = request(self.port, "GET", "/control?command=exit", &[], None);
+        self.log_after_exit()
+    }
+
+    fn log_after_exit(mut self) -> String {
         let _ = self.wait_exit(Duration::from_secs(30));
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -189,12 +208,17 @@ pub fn send_request(s: &mut TcpStream, method: &str, path: &str, headers: &[(&st
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
+        // JSON unless the caller names the type (multipart uploads)
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+            req.push_str("Content-Type: application/json\r\n");
+        }
+        req.push_str(&format!("Content-Length: {}\r\n", b.len()));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).unwrap();
     if let Some(b) = body {
-        s.write_all(b).unwrap();
+        // the server may answer (413) and close before reading it all
+        let _ = s.write_all(b);
     }
 }
 
@@ -233,6 +257,11 @@ pub fn read_chunk(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     r.read_exact(&mut buf).ok()?;
     buf.truncate(n);
     Some(buf)
+}
+
+/// Status line and headers of a response that must have them.
+pub fn read_head(r: &mut BufReader<TcpStream>) -> (u16, Vec<(String, String)>) {
+    try_read_head(r).expect("a status line and headers")
 }
 
 /// Reads a whole response; status 0 when the server closed the connection without one.
@@ -299,35 +328,45 @@ pub fn api2_json(text: &str, refer: Option<(&str, &str, &str)>, seed: Option<u64
 }
 
 pub fn tmp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gsv-rel-{name}-{}", std::process::id()));
+    let d = std::env::temp_dir().join(format!("gsv-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-/// The first `secs` seconds of the demo reference (1 s: outside api2's 3-10 s range).
-pub fn write_cut_ref(path: &Path, secs: f64) {
-    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
-    let spec = r.spec();
-    let s: Vec<i16> = r.samples::<i16>().take((spec.sample_rate as f64 * secs) as usize).map(|x| x.unwrap()).collect();
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for x in s {
+/// A WAV file's bytes: `samples` in the demo reference's format.
+fn wav_bytes(spec: hound::WavSpec, samples: impl IntoIterator<Item = i16>) -> Vec<u8> {
+    let mut cur = std::io::Cursor::new(Vec::new());
+    let mut w = hound::WavWriter::new(&mut cur, spec).unwrap();
+    for x in samples {
         w.write_sample(x).unwrap();
     }
     w.finalize().unwrap();
+    cur.into_inner()
 }
 
-/// A second voice: the demo reference reversed and negated.
-pub fn write_second_ref(path: &Path) {
+/// The first `secs` seconds of the demo reference, as a WAV file (1 s: outside api2's 3-10 s range).
+pub fn cut_ref_wav(secs: f64) -> Vec<u8> {
     let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
     let spec = r.spec();
-    let mut s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
-    s.reverse();
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for x in s {
-        w.write_sample(x.saturating_neg()).unwrap();
-    }
-    w.finalize().unwrap();
+    let s: Vec<i16> = r.samples::<i16>().take((spec.sample_rate as f64 * secs) as usize).map(|x| x.unwrap()).collect();
+    wav_bytes(spec, s)
+}
+
+/// A second voice, as a WAV file: the demo reference reversed and negated (same length, other features).
+pub fn second_ref_wav() -> Vec<u8> {
+    let mut r = hound::WavReader::open(repo().join("onnx/demo/ref.wav")).unwrap();
+    let spec = r.spec();
+    let s: Vec<i16> = r.samples::<i16>().map(|x| x.unwrap()).collect();
+    wav_bytes(spec, s.into_iter().rev().map(i16::saturating_neg))
+}
+
+pub fn write_cut_ref(path: &Path, secs: f64) {
+    std::fs::write(path, cut_ref_wav(secs)).unwrap();
+}
+
+pub fn write_second_ref(path: &Path) {
+    std::fs::write(path, second_ref_wav()).unwrap();
 }
 
 pub fn mkfifo(p: &Path) {
