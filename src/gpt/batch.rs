@@ -21,7 +21,7 @@
 use super::kv::StepTensors;
 use super::{GptDims, GptError, GptInput, Result};
 use crate::bundle::{Bundle, LoadError, Precision};
-use crate::runtime::{Binding, Device, Graph, OrtTensor, Runtime, SessionOptions};
+use crate::runtime::{Device, Graph, Runtime, SessionOptions};
 
 /// The batch sizes the step graph runs at (each a fixed shape): powers of two from `min_batch` (the graph's
 /// [`super::kv::step_min_batch`], 1 for fp32) up to `max_batch`, which is always the last.
@@ -37,14 +37,8 @@ pub fn buckets(max_batch: usize, min_batch: usize) -> Vec<usize> {
 
 struct Buffers {
     bucket: usize,
-    k: Vec<OrtTensor<f32>>,
-    v: Vec<OrtTensor<f32>>,
-    token: OrtTensor<i64>,
-    position: OrtTensor<i64>,
-    seqlens_k: OrtTensor<i32>,
-    total_len: OrtTensor<i32>,
-    logits: OrtTensor<f32>,
-    binding: Binding,
+    /// K/V `[bucket, H, R, Dk]` per layer and the small per-step tensors, bound to the step graph
+    t: StepTensors,
 }
 
 /// The prefill and batched step graphs of one bundle, and the shared K/V cache.
@@ -112,8 +106,7 @@ impl BatchGpt {
     }
 
     fn alloc(&self, bucket: usize) -> Result<Buffers> {
-        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(&self.step, self.dims, bucket, self.rows)?;
-        Ok(Buffers { bucket, k, v, token, position, seqlens_k, total_len, logits, binding })
+        Ok(Buffers { bucket, t: StepTensors::bind(&self.step, self.dims, bucket, self.rows)? })
     }
 
     /// Move to `bucket`, copying each running sequence's valid rows; `map[old] = new slot`. Returns the map.
@@ -132,7 +125,7 @@ impl BatchGpt {
             map[old] = Some(new);
             slots[new] = Some(len);
             if let Some(b) = &self.bufs {
-                for (src_t, dst_t) in b.k.iter().zip(fresh.k.iter_mut()).chain(b.v.iter().zip(fresh.v.iter_mut())) {
+                for (src_t, dst_t) in b.t.k.iter().zip(fresh.t.k.iter_mut()).chain(b.t.v.iter().zip(fresh.t.v.iter_mut())) {
                     let (src, dst) = (src_t.data()?, dst_t.data_mut()?);
                     for head in 0..h {
                         let s0 = ((old * h + head) * c) * dk;
@@ -223,7 +216,7 @@ impl BatchGpt {
                 if rows.len() != t * d.hidden {
                     return Err(GptError::Shape { what: name, got: rows.len(), expected: t * d.hidden });
                 }
-                let dst = if is_v { bufs.v[i].data_mut()? } else { bufs.k[i].data_mut()? };
+                let dst = if is_v { bufs.t.v[i].data_mut()? } else { bufs.t.k[i].data_mut()? };
                 for (r, row) in rows.chunks_exact(d.hidden).enumerate() {
                     for (head, src) in row.chunks_exact(dh).enumerate() {
                         let at = ((slot * h + head) * c + r) * dk;
@@ -259,12 +252,12 @@ impl BatchGpt {
             tokens[slot] = tok;
             positions[slot] = pos;
         }
-        bufs.token.data_mut()?.copy_from_slice(&tokens);
-        bufs.position.data_mut()?.copy_from_slice(&positions);
-        bufs.seqlens_k.data_mut()?.copy_from_slice(&seqlens);
-        bufs.total_len.data_mut()?[0] = seqlens.iter().copied().max().unwrap_or(0) + 1;
-        self.step.run_bound(&bufs.binding)?;
-        let logits = bufs.logits.data()?;
+        bufs.t.token.data_mut()?.copy_from_slice(&tokens);
+        bufs.t.position.data_mut()?.copy_from_slice(&positions);
+        bufs.t.seqlens_k.data_mut()?.copy_from_slice(&seqlens);
+        bufs.t.total_len.data_mut()?[0] = seqlens.iter().copied().max().unwrap_or(0) + 1;
+        self.step.run_bound(&bufs.t.binding)?;
+        let logits = bufs.t.logits.data()?;
         let mut out = Vec::with_capacity(feeds.len());
         for &(slot, _, _) in feeds {
             out.push(logits[slot * vocab..(slot + 1) * vocab].to_vec());

@@ -21,14 +21,8 @@ pub struct KvCache {
     kv_head_dim: usize,
     capacity: usize,
     len: usize,
-    k: Vec<OrtTensor<f32>>,
-    v: Vec<OrtTensor<f32>>,
-    token: OrtTensor<i64>,
-    position: OrtTensor<i64>,
-    seqlens_k: OrtTensor<i32>,
-    total_len: OrtTensor<i32>,
-    logits: OrtTensor<f32>,
-    binding: Binding,
+    /// K/V and the per-step tensors bound to the step graph (the sequence is row 0 of their batch)
+    t: StepTensors,
 }
 
 impl std::fmt::Debug for KvCache {
@@ -112,8 +106,8 @@ impl KvCache {
         }
         let head_dim = hidden / heads;
         let batch = step_min_batch(step);
-        let StepTensors { k, v, token, position, seqlens_k, total_len, logits, binding } = StepTensors::bind(step, dims, batch, capacity)?;
-        Ok(KvCache { n_layer, heads, head_dim, kv_head_dim, capacity, len: 0, k, v, token, position, seqlens_k, total_len, logits, binding })
+        let t = StepTensors::bind(step, dims, batch, capacity)?;
+        Ok(KvCache { n_layer, heads, head_dim, kv_head_dim, capacity, len: 0, t })
     }
 
     pub fn capacity(&self) -> usize {
@@ -159,7 +153,7 @@ impl KvCache {
         if start + n > cap {
             return Err(self.full());
         }
-        let t = if is_v { &mut self.v[layer] } else { &mut self.k[layer] };
+        let t = if is_v { &mut self.t.v[layer] } else { &mut self.t.k[layer] };
         let buf = t.data_mut()?;
         for (r, row) in rows.chunks_exact(d).enumerate() {
             for (head, src) in row.chunks_exact(dh).enumerate() {
@@ -176,7 +170,7 @@ impl KvCache {
         if layer >= self.n_layer || r >= cap {
             return Err(input(format!("K/V row {r} of layer {layer}: out of range")));
         }
-        let t = if is_v { &self.v[layer] } else { &self.k[layer] };
+        let t = if is_v { &self.t.v[layer] } else { &self.t.k[layer] };
         let buf = t.data()?;
         Ok((0..h).flat_map(|head| buf[(head * cap + r) * dk..(head * cap + r) * dk + dh].iter().copied()).collect())
     }
@@ -191,15 +185,15 @@ impl KvCache {
         if t + 1 > self.capacity {
             return Err(self.full());
         }
-        self.token.data_mut()?[0] = token;
-        self.position.data_mut()?[0] = position;
-        self.seqlens_k.data_mut()?[0] = t as i32;
-        self.total_len.data_mut()?[0] = t as i32 + 1;
-        step.run_bound(&self.binding)?;
+        self.t.token.data_mut()?[0] = token;
+        self.t.position.data_mut()?[0] = position;
+        self.t.seqlens_k.data_mut()?[0] = t as i32;
+        self.t.total_len.data_mut()?[0] = t as i32 + 1;
+        step.run_bound(&self.t.binding)?;
         self.len = t + 1;
         // row 0 is the sequence (any further rows are padding)
-        let logits = self.logits.data()?;
-        let v = logits.len() / self.token.data()?.len().max(1);
+        let logits = self.t.logits.data()?;
+        let v = logits.len() / self.t.token.data()?.len().max(1);
         Ok(logits[..v].to_vec())
     }
 }
