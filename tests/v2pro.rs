@@ -328,10 +328,16 @@ fn golden_v2pro_bundles_serve_with_the_voice_cached() {
         // the int8 decoder, where convert's gate registered it (golden v2Pro: yes; golden v2ProPlus: refused at
         // 24.8 dB, recorded in the manifest), keeps the contract's ge512 output, loads, and decodes the same tokens
         // from the cached fused speaker vector
+        // (against an explicitly fp32 decoder: the default takes the manifest's preferred precision, which is int8
+        // when convert timed it faster on that machine)
         if b.manifest.graphs["sovits_decode"].variants.contains_key("int8") {
-            let mut opts: gsv::engine::EngineOptions = SessionOptions { intra_threads: 2, ..Default::default() }.into();
-            opts.precision.vocoder = Some(gsv::bundle::Precision::Int8);
-            let mut q = Engine::load(&rt, &dir, &opts).unwrap().with_features(cache.clone());
+            let vocoder = |p| {
+                let mut opts: gsv::engine::EngineOptions = SessionOptions { intra_threads: 2, ..Default::default() }.into();
+                opts.precision.vocoder = Some(p);
+                Engine::load(&rt, &dir, &opts).unwrap().with_features(cache.clone())
+            };
+            let (a, st) = run(&mut vocoder(gsv::bundle::Precision::Fp32), &req);
+            let mut q = vocoder(gsv::bundle::Precision::Int8);
             let (a8, st8) = run(&mut q, &req);
             assert_eq!((st8.tokens, a8.len()), (st.tokens, a.len()), "{version}: same tokens through the int8 decoder");
             let (sig, err) = a.iter().zip(&a8).fold((0f64, 0f64), |(s, e), (&x, &y)| (s + (x as f64).powi(2), e + ((x as f64) - (y as f64)).powi(2)));
