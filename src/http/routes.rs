@@ -746,9 +746,9 @@ fn bundle_dir(state: &State, sovits: Option<&str>, gpt: Option<&str>) -> Result<
     for p in [sovits, gpt].into_iter().flatten().filter(|p| !is_ckpt(p)) {
         paths::confine_model(Path::new(p), &l.model_roots)?;
     }
-    Ok(paths::bundle_from_models(sovits.map(Path::new), gpt.map(Path::new), l.hubert_path.as_deref(), l.bert_path.as_deref())
+    paths::bundle_from_models(sovits.map(Path::new), gpt.map(Path::new), l.hubert_path.as_deref(), l.bert_path.as_deref())
         .map_err(HttpError::BadRequest)?
-        .ok_or_else(|| HttpError::BadRequest("缺少参数 / give gpt_model_path and/or sovits_model_path (a bundle folder)".to_string()))?)
+        .ok_or_else(|| HttpError::BadRequest("缺少参数 / give gpt_model_path and/or sovits_model_path (a bundle folder)".to_string()))
 }
 
 /// api.py `/set_model`: `gpt_model_path`, `sovits_model_path` (bundle folders; both may name the same one).

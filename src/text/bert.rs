@@ -12,8 +12,11 @@ use super::TextError;
 use crate::bundle::{Bundle, BundleError, GraphContract, LoadError, Manifest, Precision};
 use crate::runtime::{Device, Graph, Input, Runtime, RuntimeError, SessionOptions};
 
+/// `(input_ids, attention_mask, token_type_ids)`, each `[L]` i64 with the special tokens.
+pub type BertInputs = (Vec<i64>, Vec<i64>, Vec<i64>);
+
 /// Token ids of `norm_text` (with special tokens), attention mask and token type ids.
-pub fn bert_inputs(tokenizer_json: &[u8], norm_text: &str) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), TextError> {
+pub fn bert_inputs(tokenizer_json: &[u8], norm_text: &str) -> Result<BertInputs, TextError> {
     bert_inputs_with(&load_tokenizer(tokenizer_json)?, norm_text)
 }
 
@@ -23,7 +26,7 @@ pub fn load_tokenizer(tokenizer_json: &[u8]) -> Result<tokenizers::Tokenizer, Te
 }
 
 /// [`bert_inputs`] with an already parsed tokenizer.
-pub fn bert_inputs_with(tok: &tokenizers::Tokenizer, norm_text: &str) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), TextError> {
+pub fn bert_inputs_with(tok: &tokenizers::Tokenizer, norm_text: &str) -> Result<BertInputs, TextError> {
     let enc = tok.encode(norm_text, true).map_err(|e| TextError::Tokenizer(e.to_string()))?;
     let ids = enc.get_ids().iter().map(|&x| x as i64).collect();
     let mask = enc.get_attention_mask().iter().map(|&x| x as i64).collect();
