@@ -434,6 +434,19 @@ fn a_step_graph_with_a_minimum_batch_runs_one_sequence_with_a_padding_row() {
     let slot = gpt.admit(10).unwrap();
     assert_eq!(gpt.bucket(), 2, "the smallest bucket is the graph's minimum batch");
     gpt.release(slot).unwrap();
+    // a burst grows the bucket; once it is over, only the smallest bucket stays allocated
+    let mut slots: Vec<usize> = (0..3).map(|_| gpt.admit(10).unwrap()).collect();
+    assert_eq!(gpt.bucket(), 4);
+    while let Some(s) = slots.pop() {
+        if let Some(map) = gpt.release(s).unwrap() {
+            slots = slots.iter().map(|&o| map[o].expect("a running sequence keeps a slot")).collect();
+        }
+    }
+    assert_eq!((gpt.running(), gpt.bucket()), (0, 2), "an idle batch keeps the smallest bucket only");
+    assert_eq!(gpt.cache_bytes(), 2 * gpt.rows_per_sequence() * {
+        let d = gpt.dims();
+        d.n_head * d.kv_head_dim * 4 * 2 * d.n_layer
+    });
     let mut one = BatchGpt::load(&rt, &bundle, &opts(), Default::default(), 1, 256).unwrap();
     one.admit(10).unwrap();
     assert_eq!(one.bucket(), 2);

@@ -612,7 +612,10 @@ impl Pool {
         let pool = Pool { shared: shared.clone(), supervisor: Mutex::new(None) };
         for (w, slot) in shared.slots().into_iter().enumerate() {
             let worker = shared.worker(w, slot);
-            let (model, warmup, ready_tx) = (model.clone(), cfg.warmup.clone(), ready_tx.clone());
+            // the batched engine's workers share every model, the voice cache and the one GPT: one warm-up warms them
+            // all (eight at once would also grow the K/V cache to the largest bucket before the first request)
+            let warm = w == 0 || matches!(shared.loader.scheduler, Scheduler::Pool);
+            let (model, warmup, ready_tx) = (model.clone(), cfg.warmup.clone().filter(|_| warm), ready_tx.clone());
             let h = std::thread::Builder::new()
                 .name(format!("gsv-worker-{w}"))
                 .spawn(move || worker.run(model, warmup, ready_tx))

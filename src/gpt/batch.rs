@@ -15,8 +15,8 @@
 //! sequences; free slots inside a bucket run as padding (`seqlens_k = 0`: one row of each GEMM, writing only their own
 //! row 0). Fixed shapes per bucket are what CUDA graphs capture; on the CPU they keep the GEMM sizes to a few. When
 //! the sequences outgrow the bucket the next one is allocated and each sequence's valid rows are copied over (same
-//! slot index); when they fall to a quarter of it or less (but not to none: an idle server keeps its buffers for the
-//! next burst) they are compacted into the smaller one (the caller is told the new slot of each). Memory is `B * C * H * Dk * 4 bytes * 2 * n_layer` for the current bucket only.
+//! slot index); when they fall to a quarter of it or less they are compacted into the smaller one (the caller is told
+//! the new slot of each), and when none is left the smallest bucket is all that stays allocated. Memory is `B * C * H * Dk * 4 bytes * 2 * n_layer` for the current bucket only.
 
 use super::kv::StepTensors;
 use super::{GptDims, GptError, GptInput, Result};
@@ -171,7 +171,13 @@ impl BatchGpt {
         let running = self.running();
         let bucket = self.bucket();
         if running == 0 {
-            // an idle server keeps its buffers for the next burst (no re-allocation, no zero-filling)
+            // an idle server keeps the smallest bucket (a lone request allocates nothing) and gives the rest back: the
+            // full-size model's 8 x 2048-row bucket alone is 1.5 GiB; the next burst grows again (re-allocation and
+            // zero-filling, ~0.1 s for 1.5 GiB)
+            let smallest = buckets(self.max_batch, self.min_batch)[0];
+            if bucket > smallest {
+                return self.rebucket(smallest).map(Some);
+            }
             return Ok(None);
         }
         if bucket >= 4 && running * 4 <= bucket {
