@@ -24,10 +24,10 @@ use crate::bundle::{Bundle, LoadError, Precision};
 use crate::runtime::{Device, Graph, Runtime, SessionOptions};
 
 /// The batch sizes the step graph runs at (each a fixed shape): powers of two from `min_batch` (the graph's
-/// [`super::kv::step_min_batch`], 1 for fp32) up to `max_batch`, which is always the last.
+/// [`super::kv::step_min_batch`], 1 for fp32) up to `max_batch` (just `min_batch` when that is larger).
 pub fn buckets(max_batch: usize, min_batch: usize) -> Vec<usize> {
     let max_batch = max_batch.max(1);
-    let mut v = vec![min_batch.clamp(1, max_batch.max(min_batch))];
+    let mut v = vec![min_batch.max(1)];
     while *v.last().unwrap_or(&1) < max_batch {
         let next = v.last().copied().unwrap_or(1) * 2;
         v.push(next.min(max_batch));
