@@ -191,9 +191,8 @@ impl KvCache {
         self.t.total_len.data_mut()?[0] = t as i32 + 1;
         step.run_bound(&self.t.binding)?;
         self.len = t + 1;
-        // row 0 is the sequence (any further rows are padding)
-        let logits = self.t.logits.data()?;
-        let v = logits.len() / self.t.token.data()?.len().max(1);
-        Ok(logits[..v].to_vec())
+        // row 0 of `[batch, V]` is the sequence (any further rows are padding)
+        let v = self.t.logits.shape()[1];
+        Ok(self.t.logits.data()?[..v].to_vec())
     }
 }
