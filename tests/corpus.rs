@@ -220,7 +220,7 @@ fn malformed_input_corpus() {
                 let mut i = 0u64;
                 while !st.load(Ordering::Relaxed) {
                     let _ = std::fs::remove_file(&tmp);
-                    let target = if i % 2 == 0 { outside.clone() } else { std::path::PathBuf::from(&inside) };
+                    let target = if i.is_multiple_of(2) { outside.clone() } else { std::path::PathBuf::from(&inside) };
                     let _ = std::os::unix::fs::symlink(&target, &tmp);
                     let _ = std::fs::rename(&tmp, &l);
                     i += 1;

@@ -272,7 +272,7 @@ fn tiny_flac(rate: u32, channels: &[Vec<i16>]) -> Vec<u8> {
     }
     let nch = channels.len();
     let n = channels[0].len();
-    assert!((1..=2).contains(&nch) && n >= 16 && n <= 65535);
+    assert!((1..=2).contains(&nch) && (16..=65535).contains(&n));
     let mut out = b"fLaC".to_vec();
     out.extend_from_slice(&[0x80, 0, 0, 34]); // last block, STREAMINFO, 34 bytes
     out.extend_from_slice(&(n as u16).to_be_bytes()); // min block size
@@ -312,6 +312,6 @@ fn decode_flac_via_symphonia() {
         assert!((s - want).abs() < 1e-6, "{s} vs {want}");
     }
     // Without a hint the probe still finds the `fLaC` marker.
-    let m = reference::decode_bytes(&tiny_flac(16000, &[left.clone()]), None).unwrap();
+    let m = reference::decode_bytes(&tiny_flac(16000, std::slice::from_ref(&left)), None).unwrap();
     assert_eq!(m.samples, left.iter().map(|&v| v as f32 / 32768.0).collect::<Vec<_>>());
 }

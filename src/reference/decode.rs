@@ -200,16 +200,7 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         })?;
 
     let mut mono: Vec<f32> = Vec::new();
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymErr::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymErr::ResetRequired) => break,
-            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
-        };
-        if packet.track_id() != track_id {
-            continue;
-        }
+    while let Some(packet) = next_packet_of(format.as_mut(), track_id)? {
         let decoded = match decoder.decode(&packet) {
             Ok(d) => d,
             // A corrupt frame: skip it, as players do.
@@ -232,6 +223,23 @@ fn decode_symphonia(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, Refer
         }
     }
     Ok(Audio { samples: mono, sample_rate: rate })
+}
+
+/// The next packet of track `track_id`, or `None` at the end of the stream (a clean end, a truncated file's
+/// end, or a chained stream's reset: what was decoded until then is kept).
+fn next_packet_of(
+    format: &mut dyn symphonia::core::formats::FormatReader,
+    track_id: u32,
+) -> Result<Option<symphonia::core::formats::Packet>, ReferenceError> {
+    loop {
+        match format.next_packet() {
+            Ok(p) if p.track_id() == track_id => return Ok(Some(p)),
+            Ok(_) => continue,
+            Err(SymErr::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(SymErr::ResetRequired) => return Ok(None),
+            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
+        }
+    }
 }
 
 /// Opus in Ogg or Matroska/WebM: symphonia's demuxer, libopus's decoder ([`crate::codec::OpusDecoder`]).
@@ -270,16 +278,7 @@ fn decode_opus(bytes: &[u8], ext_hint: Option<&str>) -> Result<Audio, ReferenceE
     let mut interleaved: Vec<f32> = Vec::new();
     let mut packet_pcm: Vec<f32> = Vec::new();
     let mut trimmed_by_demuxer = false;
-    loop {
-        let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SymErr::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-            Err(SymErr::ResetRequired) => break,
-            Err(e) => return Err(ReferenceError::Decode(e.to_string())),
-        };
-        if packet.track_id() != track_id {
-            continue;
-        }
+    while let Some(packet) = next_packet_of(format.as_mut(), track_id)? {
         packet_pcm.clear();
         let n = match dec.decode(&packet.data, &mut packet_pcm) {
             Ok(n) => n,

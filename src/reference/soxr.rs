@@ -79,6 +79,29 @@ fn err_text(e: SoxrError) -> String {
 /// Owns a `soxr_t` and deletes it on drop.
 struct Resampler(SoxrT);
 
+impl Resampler {
+    /// A mono f32 resampler at soxr's HQ recipe (python-soxr's default): `SOXR_HQ`, no flags, default runtime spec.
+    fn hq(in_rate: f64, out_rate: f64) -> Result<Resampler, ReferenceError> {
+        if !(in_rate > 0.0 && in_rate.is_finite() && out_rate > 0.0 && out_rate.is_finite()) {
+            return Err(ReferenceError::Resample(format!("bad rates {in_rate} -> {out_rate}")));
+        }
+        let mut error: SoxrError = std::ptr::null();
+        // SAFETY: plain constructors returning structs by value.
+        let io = unsafe { soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I) };
+        let q = unsafe { soxr_quality_spec(SOXR_HQ, 0) };
+        // SAFETY: valid pointers to initialised specs; runtime spec NULL = defaults (as python-soxr).
+        let handle = unsafe { soxr_create(in_rate, out_rate, 1, &mut error, &io, &q, std::ptr::null()) };
+        if !error.is_null() || handle.is_null() {
+            if !handle.is_null() {
+                // SAFETY: a handle soxr_create returned, deleted once and never used again.
+                unsafe { soxr_delete(handle) };
+            }
+            return Err(ReferenceError::Resample(err_text(error)));
+        }
+        Ok(Resampler(handle))
+    }
+}
+
 impl Drop for Resampler {
     fn drop(&mut self) {
         // SAFETY: created by soxr_create, deleted once.
@@ -88,22 +111,7 @@ impl Drop for Resampler {
 
 /// Resamples mono `x` from `in_rate` to `out_rate` with soxr HQ quality, as python-soxr's `resample`.
 pub fn resample_soxr_hq(x: &[f32], in_rate: f64, out_rate: f64) -> Result<Vec<f32>, ReferenceError> {
-    if !(in_rate > 0.0 && in_rate.is_finite() && out_rate > 0.0 && out_rate.is_finite()) {
-        return Err(ReferenceError::Resample(format!("bad rates {in_rate} -> {out_rate}")));
-    }
-    let mut error: SoxrError = std::ptr::null();
-    // SAFETY: plain constructors returning structs by value.
-    let io = unsafe { soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I) };
-    let q = unsafe { soxr_quality_spec(SOXR_HQ, 0) };
-    // SAFETY: valid pointers to initialised specs; runtime spec NULL = defaults (as python-soxr).
-    let handle = unsafe { soxr_create(in_rate, out_rate, 1, &mut error, &io, &q, std::ptr::null()) };
-    if !error.is_null() || handle.is_null() {
-        if !handle.is_null() {
-            unsafe { soxr_delete(handle) };
-        }
-        return Err(ReferenceError::Resample(err_text(error)));
-    }
-    let r = Resampler(handle);
+    let r = Resampler::hq(in_rate, out_rate)?;
 
     let ilen = x.len();
     // C++: `const size_t olen = ilen * out_rate / in_rate + 1;` (double arithmetic, truncated).
@@ -175,22 +183,7 @@ unsafe impl Send for SoxrStream {}
 impl SoxrStream {
     /// A resampler from `in_rate` to `out_rate` (both > 0, finite).
     pub fn new(in_rate: f64, out_rate: f64) -> Result<SoxrStream, ReferenceError> {
-        if !(in_rate > 0.0 && in_rate.is_finite() && out_rate > 0.0 && out_rate.is_finite()) {
-            return Err(ReferenceError::Resample(format!("bad rates {in_rate} -> {out_rate}")));
-        }
-        let mut error: SoxrError = std::ptr::null();
-        // SAFETY: plain constructors returning structs by value.
-        let io = unsafe { soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I) };
-        let q = unsafe { soxr_quality_spec(SOXR_HQ, 0) };
-        // SAFETY: valid pointers to initialised specs; NULL runtime spec = defaults.
-        let handle = unsafe { soxr_create(in_rate, out_rate, 1, &mut error, &io, &q, std::ptr::null()) };
-        if !error.is_null() || handle.is_null() {
-            if !handle.is_null() {
-                unsafe { soxr_delete(handle) };
-            }
-            return Err(ReferenceError::Resample(err_text(error)));
-        }
-        Ok(SoxrStream { r: Resampler(handle), ratio: out_rate / in_rate, flushed: false })
+        Ok(SoxrStream { r: Resampler::hq(in_rate, out_rate)?, ratio: out_rate / in_rate, flushed: false })
     }
 
     /// Feeds `x` and appends every output sample that is ready to `out`.

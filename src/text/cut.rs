@@ -6,6 +6,7 @@
 //! * [`cut`] / [`pre_seg_text`]: `TTS_infer_pack` (api_v2, webui) behaviour, checked against the goldens;
 //! * [`api2_cut`] / [`api2_segments`]: the older api2 behaviour described in the api2 contract §2.6
 //!   (no decimal protection in cut4, cut5 drops anything after the last mark, no punctuation filter).
+//!
 //! All functions work on Unicode scalar values (Python `len` semantics) and never panic.
 
 use super::TextError;
@@ -29,7 +30,7 @@ fn only_punct(s: &str, set: &[char]) -> bool {
     s.chars().all(|c| set.contains(&c))
 }
 
-fn strip_char<'a>(s: &'a str, c: char) -> &'a str {
+fn strip_char(s: &str, c: char) -> &str {
     s.trim_matches(c)
 }
 
@@ -246,7 +247,7 @@ pub fn split_big_text(text: &str, max_len: usize) -> Vec<String> {
 }
 
 fn first_clause_len(text: &str) -> usize {
-    let first = text.split(|c| is_split(c)).next().unwrap_or("");
+    let first = text.split(is_split).next().unwrap_or("");
     py_strip(first).chars().count()
 }
 

@@ -10,6 +10,7 @@
 //!    possessive `'s`, wordsegment compound splitting, and finally g2p_en's GRU (plain Rust, f32, greedy).
 //! 4. `g2p` filtering and `replace_phs` (symbols2 membership, `'` -> `-`), and `clean_text`'s "," prefix
 //!    for fewer than 4 phones.
+//!
 //! Known difference: nltk's POS tagger is not available, so g2p_en homographs always take the reading
 //! for tag "NN" (pron1 when its POS starts with "NN", else pron2).
 //! Data: `.data/frontend/` (cmudict*.rep, engdict-hot.rep, namedict.tsv, wordsegment_*.txt,
@@ -284,7 +285,7 @@ fn expand_number(s: &str) -> String {
             "two thousand".into()
         } else if num > 2000 && num < 2010 {
             format!("two thousand {}", number_to_words(&(num % 100).to_string(), "and"))
-        } else if num % 100 == 0 {
+        } else if num.is_multiple_of(100) {
             format!("{} hundred", number_to_words(&(num / 100).to_string(), "and"))
         } else {
             // group=2, zero="oh": pairs of digits.

@@ -212,7 +212,7 @@ fn process_num(num: &str, sino: bool) -> String {
             name = name_of(&DECS);
         }
         if digit == '0' {
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 let tail = &spelled[spelled.len().saturating_sub(3)..];
                 if tail.concat().is_empty() {
                     spelled.push(String::new());

@@ -121,6 +121,8 @@ pub fn split_detect(ld: &super::splitlang::LangDetect, text: &str, lang: &str, v
 }
 
 /// LangSegmenter's `have_num` pass: gives every digit run the language of a neighbour.
+// the branches keep upstream's order and conditions one for one, even where two give the same language
+#[allow(clippy::if_same_then_else)]
 fn assign_digits(items: Vec<(Kind, String)>, default: Lang) -> Vec<(Lang, String)> {
     let n = items.len();
     let mut out: Vec<(Lang, String)> = Vec::new();

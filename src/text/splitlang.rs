@@ -432,6 +432,8 @@ impl LangDetect {
     }
 
     /// `LangSegmenter.getTexts(text, default_lang)` (`""`: none).
+    // the branches keep LangSegmenter's order and conditions one for one, even where two give the same language
+    #[allow(clippy::if_same_then_else)]
     pub fn get_texts_default(&self, text: &str, default_lang: &str) -> Vec<(String, String)> {
         let mut list: Vec<Sub> = Vec::new();
         let mut have_num = false;

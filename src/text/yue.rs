@@ -265,7 +265,7 @@ mod tests {
         };
         let nei5 = 402 * 7 + 6 * (2 * 9 + 1) + 4; // n + ei + 5
         let hou2 = 402 * 15 + 6 * (4 * 9 + 2) + 1; // h + ou + 2
-        let t = format!("{{你{}{{好{}}}好{}}}", enc(nei5), format!("{}{}", enc(nei5), enc(hou2)), enc(hou2));
+        let t = format!("{{你{}{{好{}{}}}好{}}}", enc(nei5), enc(nei5), enc(hou2), enc(hou2));
         let d = JyutpingDict::parse(&t).expect("trie");
         assert_eq!(jyutping_of(nei5), "nei5");
         let got: Vec<(char, Option<String>)> = d.get("你好好x");

@@ -47,8 +47,8 @@ impl Sandhi<'_> {
         let mut list: Vec<&str> = self.data.jieba.cut_for_search(word, true).into_iter().map(|t| t.word).collect();
         list.sort_by_key(|w| w.chars().count());
         let first = list.first().copied().unwrap_or(word);
-        if word.starts_with(first) {
-            (first.to_string(), word[first.len()..].to_string())
+        if let Some(rest) = word.strip_prefix(first) {
+            (first.to_string(), rest.to_string())
         } else {
             let cut = word.len().saturating_sub(first.len());
             (word[..cut].to_string(), first.to_string())
@@ -209,6 +209,8 @@ impl Sandhi<'_> {
         }
     }
 
+    // one branch per rule of upstream's _neural_sandhi, in its order, even where two act alike
+    #[allow(clippy::if_same_then_else)]
     fn neural(&self, word: &str, w: &[char], pos: &str, f: &mut Vec<String>) {
         let l = &self.data.lists;
         let n = f.len();
