@@ -70,4 +70,4 @@ def test_gpt_matches_golden(g):
         np.testing.assert_allclose(np.stack(res.step_logits), golden_steps, atol=1e-4, rtol=1e-3)
         y_full = arr(g, f"gpt_{rp_name}_y_full").reshape(-1)
         assert res.tokens == [int(t) for t in y_full[prompt.shape[1]:]], rp_name
-        assert res.idx == int(arr(g, f"gpt_{rp_name}_idx"))
+        assert res.idx == int(arr(g, f"gpt_{rp_name}_idx").item())
